@@ -1,0 +1,132 @@
+"""API keys of client apps: one format, one hash, one lookup, shared by ingest/ and api/.
+
+A key reads ``lsk_<keyid>_<secret>``: ``lsk_<keyid>`` is the public ``key_id``
+stored in ``api_keys`` (safe to log), ``<secret>`` is shown once when the key is
+created. Only the SHA-256 of the whole key is stored. SHA-256 (not a slow
+password hash) is enough because the secret is 256 random bits, not a
+human-chosen password, and every request has to check it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from learnstream.exceptions import LearnstreamError
+
+KEY_PREFIX = "lsk_"
+_KEY_FORMAT = re.compile(r"^(lsk_[0-9a-f]{8,32})_([A-Za-z0-9_-]{20,128})$")
+
+
+class InvalidApiKeyError(LearnstreamError):
+    """The presented string is not a well-formed Learnstream API key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A live (not revoked) client-app key, as looked up from its presented form."""
+
+    key_id: str
+    tenant_id: str
+    app_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedApiKey:
+    """A freshly created key; ``plaintext`` is never stored and shown only once."""
+
+    key_id: str
+    tenant_id: str
+    app_name: str
+    plaintext: str
+    created_at: datetime
+
+
+def generate_api_key() -> tuple[str, str]:
+    """A new random ``(key_id, plaintext)``; the plaintext starts with the key_id."""
+    key_id = KEY_PREFIX + secrets.token_hex(6)
+    return key_id, f"{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def parse_api_key(presented: str) -> str:
+    """The ``key_id`` of a well-formed key; InvalidApiKeyError otherwise."""
+    match = _KEY_FORMAT.match(presented.strip())
+    if match is None:
+        raise InvalidApiKeyError("API key is not of the form lsk_<keyid>_<secret>")
+    return match[1]
+
+
+def key_sha256(presented: str) -> bytes:
+    """The 32-byte SHA-256 digest stored in ``api_keys.key_sha256``."""
+    return hashlib.sha256(presented.strip().encode()).digest()
+
+
+async def create_api_key(db: Any, *, tenant_id: str, app_name: str) -> IssuedApiKey:
+    """Insert a new key for ``tenant_id``; ``db`` is an asyncpg pool or connection."""
+    key_id, plaintext = generate_api_key()
+    created_at = await db.fetchval(
+        """
+        INSERT INTO api_keys (key_id, key_sha256, tenant_id, app_name)
+        VALUES ($1, $2, $3, $4) RETURNING created_at
+        """,
+        key_id,
+        key_sha256(plaintext),
+        tenant_id,
+        app_name,
+    )
+    return IssuedApiKey(key_id, tenant_id, app_name, plaintext, created_at)
+
+
+async def authenticate_api_key(db: Any, presented: str) -> ApiKey | None:
+    """The live key matching ``presented``, or None (malformed, unknown, wrong secret, revoked).
+
+    The lookup goes by the public key_id and the digest is compared in constant
+    time, so response timing does not reveal how much of a secret was right.
+    """
+    try:
+        key_id = parse_api_key(presented)
+    except InvalidApiKeyError:
+        return None
+    row = await db.fetchrow(
+        "SELECT key_sha256, tenant_id, app_name, revoked_at FROM api_keys WHERE key_id = $1",
+        key_id,
+    )
+    if row is None or row["revoked_at"] is not None:
+        return None
+    if not hmac.compare_digest(bytes(row["key_sha256"]), key_sha256(presented)):
+        return None
+    return ApiKey(key_id=key_id, tenant_id=row["tenant_id"], app_name=row["app_name"])
+
+
+async def revoke_api_key(db: Any, *, key_id: str, tenant_id: str) -> bool:
+    """Revoke a key of ``tenant_id``; True if a live key was revoked just now."""
+    status = await db.execute(
+        """
+        UPDATE api_keys SET revoked_at = now()
+        WHERE key_id = $1 AND tenant_id = $2 AND revoked_at IS NULL
+        """,
+        key_id,
+        tenant_id,
+    )
+    return bool(status == "UPDATE 1")
+
+
+def bearer_or_header_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key presented in ``Authorization: Bearer lsk_...`` or ``X-API-Key``, if any.
+
+    A Bearer token that does not start with ``lsk_`` is not an API key (it may be
+    a user JWT) and yields None here.
+    """
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization:
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() == "bearer" and token.startswith(KEY_PREFIX):
+            return token
+    return None
