@@ -1,0 +1,261 @@
+"""``make demo``: the whole pipeline on real data, on local defaults.
+
+1. Starts (or checks) the broker, PostgreSQL and Redis; migrates; creates topics.
+2. Creates a demo tenant API key.
+3. Starts the ingest API, the stream processors and the read API as background
+   processes (PIDs and logs in ``.run/``).
+4. Replays a real dataset (``LEARNSTREAM_DEMO_DATASET``, default pyBKT's ASSISTments
+   ``as.csv``) through ``POST /v1/events`` with a progress bar; without the dataset
+   it replays simulated learners instead.
+5. Waits until the mastery view has absorbed every accepted answer and prints a
+   summary, with a few learners' mastery read back through the read API.
+
+The services keep running for exploration; ``make stop`` ends them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+from infra import replay, services
+from learnstream import db
+from learnstream.events.v1 import ingest_pb2
+from learnstream.exceptions import LearnstreamError
+from learnstream.settings import Settings, get_settings
+
+PROTOBUF = "application/x-protobuf"
+SENDERS = 4  # concurrent HTTP senders, each owning a disjoint set of learners
+BATCH_SIZE = 500
+PROCESSORS = ("mastery",)
+
+
+@dataclass
+class ReplayTotals:
+    """What ingest answered for the replay."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    rejected_event_ids: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+
+def start_process(settings: Settings, name: str, module_args: list[str]) -> int:
+    """Start ``python -m <module_args>`` in the background; PID and log in run_dir."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = settings.run_dir / f"{name}.pid"
+    if pid_file.exists():
+        services.stop_pid(int(pid_file.read_text()))
+    log_path = settings.run_dir / f"{name}.log"
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *module_args],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    pid_file.write_text(str(process.pid))
+    return process.pid
+
+
+def stop_all(settings: Settings) -> list[str]:
+    """Stop every process whose PID file is in run_dir (services, processors, broker)."""
+    stopped = []
+    for pid_file in sorted(settings.run_dir.glob("*.pid")):
+        if services.stop_pid(int(pid_file.read_text().strip())):
+            stopped.append(pid_file.stem)
+        pid_file.unlink()
+    return stopped
+
+
+async def wait_ready(url: str, *, timeout_s: float, log_path: Path) -> None:
+    """Poll ``url`` until it answers 200, or fail pointing at the service's log."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.25)
+    raise LearnstreamError(f"{url} not ready after {timeout_s}s; see {log_path}")
+
+
+async def post_replay(
+    settings: Settings, api_key: str, requests: list[list[ingest_pb2.IngestRequest]], total: int
+) -> ReplayTotals:
+    """Post every request, one sender per shard, retrying 503s; count the outcomes."""
+    totals = ReplayTotals()
+    url = f"http://127.0.0.1:{settings.ingest_port}/v1/events"
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": PROTOBUF, "Accept": PROTOBUF}
+    progress = tqdm(total=total, unit="ev", desc="replaying", file=sys.stderr)
+
+    async def send(client: httpx.AsyncClient, shard: list[ingest_pb2.IngestRequest]) -> None:
+        for request in shard:
+            body = request.SerializeToString()
+            for attempt in range(20):
+                answer = await client.post(url, content=body, headers=headers)
+                if answer.status_code != 503:
+                    break
+                await asyncio.sleep(float(answer.headers.get("Retry-After", 1)) * (1 + attempt / 4))
+            if answer.status_code != 200:
+                raise LearnstreamError(f"ingest answered {answer.status_code}: {answer.text[:500]}")
+            result = ingest_pb2.IngestResponse.FromString(answer.content)
+            for item in result.results:
+                status = ingest_pb2.EventStatus.Name(item.status).removeprefix("EVENT_STATUS_")
+                totals.outcomes[status.lower()] += 1
+                if item.status == ingest_pb2.EVENT_STATUS_REJECTED:
+                    totals.rejected_event_ids.add(item.event_id)
+                    totals.reasons[f"{item.field}: {item.reason}"] += 1
+            progress.update(len(request.events))
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=60.0) as client:
+        await asyncio.gather(*(send(client, shard) for shard in requests))
+    totals.seconds = time.perf_counter() - started
+    progress.close()
+    return totals
+
+
+async def wait_for_mastery(settings: Settings, tenant_id: str, expected: int) -> float:
+    """Wait until skill_mastery counts ``expected`` answers for the tenant; seconds waited."""
+    started = time.perf_counter()
+    conn = await db.connect(settings)
+    progress = tqdm(total=expected, unit="ans", desc="processing", file=sys.stderr)
+    try:
+        deadline = time.monotonic() + 600
+        counted = 0
+        while time.monotonic() < deadline:
+            counted = int(
+                await conn.fetchval(
+                    "SELECT coalesce(sum(attempts), 0) FROM skill_mastery WHERE tenant_id = $1",
+                    tenant_id,
+                )
+            )
+            progress.update(counted - progress.n)
+            if counted >= expected:
+                return time.perf_counter() - started
+            await asyncio.sleep(0.5)
+        raise LearnstreamError(
+            f"the mastery view counted {counted} of {expected} answers after 10 minutes; "
+            f"see {settings.run_dir / 'processor-mastery.log'}"
+        )
+    finally:
+        progress.close()
+        await conn.close()
+
+
+async def show_learners(settings: Settings, api_key: str, learners: list[str]) -> None:
+    """Print a few learners' mastery as the read API returns it."""
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        for user_id in learners:
+            answer = await client.get(
+                f"http://127.0.0.1:{settings.api_port}/v1/learners/{user_id}/mastery",
+                headers={"Authorization": f"Bearer {api_key}"},
+            )
+            answer.raise_for_status()
+            print(f"  learner {user_id}:")
+            for skill in answer.json()["skills"]:
+                print(
+                    f"    {skill['skill_id']:<28} p_mastery={skill['p_mastery']:.3f} "
+                    f"({skill['label']}, {skill['attempts']} attempts)"
+                )
+
+
+async def run_demo(settings: Settings) -> None:
+    """The whole demo; see the module docstring."""
+    from learnstream.apikeys import create_api_key
+
+    tenant_id = settings.demo_tenant
+    conn = await db.connect(settings)
+    try:
+        api_key = (await create_api_key(conn, tenant_id=tenant_id, app_name="demo-replay")).raw_key
+    finally:
+        await conn.close()
+
+    print("starting ingest, processors and read API ...", file=sys.stderr)
+    start_process(settings, "ingest", ["ingest"])
+    for name in PROCESSORS:
+        start_process(settings, f"processor-{name}", ["processors", name])
+    start_process(settings, "api", ["api"])
+    await wait_ready(
+        f"http://127.0.0.1:{settings.ingest_port}/readyz",
+        timeout_s=60,
+        log_path=settings.run_dir / "ingest.log",
+    )
+    await wait_ready(
+        f"http://127.0.0.1:{settings.api_port}/readyz",
+        timeout_s=60,
+        log_path=settings.run_dir / "api.log",
+    )
+
+    dataset, attempts = replay.load_replay(settings.dataset_dir, settings.demo_dataset)
+    if dataset == "simulated":
+        print(
+            f"dataset {settings.demo_dataset} not found under {settings.dataset_dir}; "
+            "replaying simulated learners instead",
+            file=sys.stderr,
+        )
+    events = [replay.attempt_event(a, dataset=dataset, tenant_id=tenant_id) for a in attempts]
+    requests = replay.shard_by_learner(events, SENDERS, BATCH_SIZE)
+    totals = await post_replay(settings, api_key, requests, len(events))
+    # Duplicates count too: their first run already put them in the view.
+    expected_answers = sum(
+        len(attempt.skill_ids)
+        for attempt, event in zip(attempts, events, strict=True)
+        if event.attempt.envelope.event_id not in totals.rejected_event_ids
+    )
+    processing_s = await wait_for_mastery(settings, tenant_id, expected_answers)
+
+    learners = list(replay.iter_learners(attempts))
+    skills = {skill for a in attempts for skill in a.skill_ids}
+    accepted = totals.outcomes["accepted"]
+    print()
+    print(f"Learnstream demo — {dataset}: {len(events):,} answers, {len(learners):,} learners")
+    print(f"  accepted   {accepted:>9,}")
+    print(f"  duplicates {totals.outcomes['duplicate']:>9,}  (re-runs replay the same event ids)")
+    print(f"  rejected   {totals.outcomes['rejected']:>9,}")
+    for reason, count in totals.reasons.most_common(5):
+        print(f"    {count:>7,} × {reason}")
+    print(f"  ingest     {len(events) / totals.seconds:>9,.0f} events/s over HTTP")
+    print(f"  processed  all answers {processing_s:.1f} s after the last POST returned")
+    print(f"  skills     {len(skills):>9,}")
+    await show_learners(settings, api_key, learners[:3])
+    print()
+    print(f"Ingest API  http://127.0.0.1:{settings.ingest_port}/docs")
+    print(f"Read API    http://127.0.0.1:{settings.api_port}/docs")
+    print(f"Logs        {settings.run_dir}/*.log")
+    print("The services keep running. Stop everything with `make stop`.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m infra.demo", description=__doc__)
+    parser.add_argument("command", nargs="?", choices=["run", "stop"], default="run")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.command == "stop":
+        stopped = stop_all(settings)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return
+    try:
+        services.up(settings)
+        asyncio.run(run_demo(settings))
+    except LearnstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print("Stop what did start with `make stop`.", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+if __name__ == "__main__":
+    main()

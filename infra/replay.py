@@ -1,0 +1,203 @@
+"""Turn real learning logs (or a simulator) into the events a client app would post.
+
+Used by ``make demo``, the end-to-end tests and the benchmarks, so all three replay
+the same events. Event ids are deterministic (uuid5 of dataset and row), so replaying
+a dataset twice reports the second run as duplicates instead of counting it twice.
+
+Sources:
+* ``assistments2009_pybkt_as_2020`` (pyBKT's ``as.csv``): real user, problem, skill,
+  correctness, hint counts and first-response times, ordered by ``order_id``. The
+  file has no timestamps; ``occurred_at`` is synthesised one minute apart in
+  ``order_id`` order, starting 2009-09-01 (the school year the log comes from).
+* ``assistments2009_dkvmn`` (3-line format: count / skill ids / 0-1 flags per learner):
+  skills and correctness only; timestamps synthesised the same way per learner.
+* :func:`simulated_attempts`: BKT-generated learners for a clone without the datasets.
+"""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from learnstream.events.v1 import attempt_pb2, ingest_pb2
+from scheduler.bkt import BKTParams, predict_correct, update
+
+EVENT_ID_NAMESPACE = uuid.UUID("6f1d2c9e-5b7a-4e0f-9a51-2b3c4d5e6f70")
+SYNTHETIC_START = datetime(2009, 9, 1, tzinfo=UTC)
+SOURCE_APP = "learnstream-replay"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayAttempt:
+    """One answer from a log, before it becomes an event."""
+
+    row: int  # position in the source, for the deterministic event id
+    user_id: str
+    item_id: str
+    skill_ids: tuple[str, ...]
+    correct: bool
+    occurred_at: datetime
+    response_time_ms: int = 0
+    hint_count: int = 0
+    attempt_number: int = 1
+
+
+def attempt_event(
+    attempt: ReplayAttempt, *, dataset: str, tenant_id: str
+) -> ingest_pb2.LearningEvent:
+    """The LearningEvent a client would post for ``attempt``."""
+    event = ingest_pb2.LearningEvent()
+    message = event.attempt
+    envelope = message.envelope
+    envelope.event_id = str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{dataset}:{attempt.row}"))
+    envelope.tenant_id = tenant_id
+    envelope.user_id = attempt.user_id
+    envelope.occurred_at.FromDatetime(attempt.occurred_at)
+    envelope.source.app = SOURCE_APP
+    envelope.source.platform = "replay"
+    envelope.source.version = dataset
+    message.item_id = attempt.item_id
+    message.item_version = 1
+    message.skill_ids.extend(attempt.skill_ids)
+    message.correct = attempt.correct
+    message.response_time_ms = attempt.response_time_ms
+    message.hint_count = attempt.hint_count
+    message.attempt_number = attempt.attempt_number
+    message.context = attempt_pb2.ATTEMPT_CONTEXT_PRACTICE
+    return event
+
+
+def assistments_as_csv(path: Path) -> list[ReplayAttempt]:
+    """pyBKT's ``as.csv``, in ``order_id`` order (the order the answers were given).
+
+    Negative ``ms_first_response`` values (a known quirk of the ASSISTments export)
+    become 0: the time is unknown, the answer itself is real.
+    """
+    with path.open(encoding="latin-1", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows.sort(key=lambda r: int(r["order_id"]))
+    attempts = []
+    for index, row in enumerate(rows):
+        attempts.append(
+            ReplayAttempt(
+                row=int(row["order_id"]),
+                user_id=row["user_id"],
+                item_id=row["problem_id"],
+                skill_ids=(row["skill_name"],),
+                correct=row["correct"] == "1",
+                occurred_at=SYNTHETIC_START + timedelta(minutes=index),
+                response_time_ms=max(0, int(row["ms_first_response"] or 0)),
+                hint_count=max(0, int(row["hint_count"] or 0)),
+                attempt_number=max(1, int(row["attempt_count"] or 1)),
+            )
+        )
+    return attempts
+
+
+def three_line_file(path: Path, *, max_learners: int | None = None) -> list[ReplayAttempt]:
+    """A 3-line KT file (count / skill ids / 0-1 flags per learner), learner by learner.
+
+    Learners are numbered by their position in the file (``<file stem>-<n>``); each
+    learner's answers are one minute apart.
+    """
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    attempts = []
+    for learner, start in enumerate(range(0, len(lines) - 2, 3)):
+        if max_learners is not None and learner >= max_learners:
+            break
+        skills = [s for s in lines[start + 1].split(",") if s]
+        flags = [f for f in lines[start + 2].split(",") if f]
+        for step, (skill, flag) in enumerate(zip(skills, flags, strict=True)):
+            attempts.append(
+                ReplayAttempt(
+                    row=len(attempts),
+                    user_id=f"{path.stem}-{learner}",
+                    item_id=f"skill-{skill}",
+                    skill_ids=(f"skill-{skill}",),
+                    correct=flag == "1",
+                    occurred_at=SYNTHETIC_START + timedelta(minutes=step),
+                )
+            )
+    return attempts
+
+
+def simulated_attempts(
+    rng: np.random.Generator, *, learners: int = 200, skills: int = 8, answers_per_skill: int = 12
+) -> list[ReplayAttempt]:
+    """Learners who follow BKT with default-ish parameters (for clones without datasets)."""
+    params = BKTParams(prior=0.15, learn=0.2, guess=0.2, slip=0.1)
+    attempts = []
+    for learner in range(learners):
+        minute = 0
+        for skill in range(skills):
+            p_mastery = params.prior
+            for _ in range(answers_per_skill):
+                correct = bool(rng.random() < predict_correct(p_mastery, params))
+                attempts.append(
+                    ReplayAttempt(
+                        row=len(attempts),
+                        user_id=f"sim-{learner}",
+                        item_id=f"sim-item-{skill}-{rng.integers(20)}",
+                        skill_ids=(f"sim-skill-{skill}",),
+                        correct=correct,
+                        occurred_at=SYNTHETIC_START + timedelta(minutes=minute),
+                        response_time_ms=int(rng.gamma(2.0, 8000.0)),
+                    )
+                )
+                p_mastery = update(p_mastery, 1.0 if correct else 0.0, params)
+                minute += 1
+    return attempts
+
+
+def load_replay(
+    dataset_dir: Path, dataset: str, *, seed: int = 7
+) -> tuple[str, list[ReplayAttempt]]:
+    """The attempts of ``dataset`` under ``dataset_dir``, or simulated ones if it is absent.
+
+    Returns the name of what was loaded (``"simulated"`` for the fallback) and the attempts.
+    """
+    folder = dataset_dir / dataset
+    if (folder / "as.csv").exists():
+        return dataset, assistments_as_csv(folder / "as.csv")
+    three_line = sorted(folder.glob("*_train.csv")) if folder.exists() else []
+    if three_line:
+        return dataset, three_line_file(three_line[0])
+    return "simulated", simulated_attempts(np.random.default_rng(seed))
+
+
+def shard_by_learner(
+    events: list[ingest_pb2.LearningEvent], shards: int, batch_size: int
+) -> list[list[ingest_pb2.IngestRequest]]:
+    """Split events into ``shards`` independent streams of requests, one learner per shard.
+
+    Concurrent senders may then post in parallel without reordering any learner's
+    events: each learner's events stay in one shard, in their original order.
+    """
+    streams: list[list[ingest_pb2.LearningEvent]] = [[] for _ in range(shards)]
+    for event in events:
+        user = event.attempt.envelope.user_id
+        streams[uuid.uuid5(EVENT_ID_NAMESPACE, user).int % shards].append(event)
+    requests: list[list[ingest_pb2.IngestRequest]] = []
+    for stream in streams:
+        requests.append(
+            [
+                ingest_pb2.IngestRequest(events=stream[i : i + batch_size])
+                for i in range(0, len(stream), batch_size)
+            ]
+        )
+    return requests
+
+
+def iter_learners(attempts: list[ReplayAttempt]) -> Iterator[str]:
+    """Distinct learner ids in first-seen order."""
+    seen: set[str] = set()
+    for attempt in attempts:
+        if attempt.user_id not in seen:
+            seen.add(attempt.user_id)
+            yield attempt.user_id
