@@ -82,7 +82,7 @@ def assistments_as_csv(path: Path) -> list[ReplayAttempt]:
     with path.open(encoding="latin-1", newline="") as handle:
         rows = list(csv.DictReader(handle))
     rows.sort(key=lambda r: int(r["order_id"]))
-    attempts = []
+    attempts: list[ReplayAttempt] = []
     for index, row in enumerate(rows):
         attempts.append(
             ReplayAttempt(
@@ -107,7 +107,7 @@ def three_line_file(path: Path, *, max_learners: int | None = None) -> list[Repl
     learner's answers are one minute apart.
     """
     lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    attempts = []
+    attempts: list[ReplayAttempt] = []
     for learner, start in enumerate(range(0, len(lines) - 2, 3)):
         if max_learners is not None and learner >= max_learners:
             break
@@ -132,7 +132,7 @@ def simulated_attempts(
 ) -> list[ReplayAttempt]:
     """Learners who follow BKT with default-ish parameters (for clones without datasets)."""
     params = BKTParams(prior=0.15, learn=0.2, guess=0.2, slip=0.1)
-    attempts = []
+    attempts: list[ReplayAttempt] = []
     for learner in range(learners):
         minute = 0
         for skill in range(skills):
