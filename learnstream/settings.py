@@ -15,6 +15,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Local runs and tests sign tokens with this; production refuses to start with it.
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-in-production"
 
 
 class Settings(BaseSettings):
@@ -85,6 +87,30 @@ class Settings(BaseSettings):
     ingest_port: int = 8000
     api_port: int = 8001
     api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
+    api_host: str = "127.0.0.1"
+
+    # --- API accounts and authentication -----------------------------------------
+    # Signs user access tokens (HS256). The default only serves local runs and
+    # tests; production refuses to start with it (see the validator below).
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_issuer: str = "learnstream"
+    access_token_ttl_s: int = Field(default=900, ge=30)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=300)
+    email_verification_ttl_s: int = Field(default=48 * 3600, ge=60)
+    password_reset_ttl_s: int = Field(default=3600, ge=60)
+    # After this many failed logins in a row the account locks for login_lockout_s.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_s: int = Field(default=15 * 60, ge=1)
+    mfa_issuer: str = "Learnstream"
+    # Outgoing mail (verification, password reset, unlock links).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Learnstream <no-reply@learnstream.local>"
+    # Base of the links put into emails, e.g. https://learn.example.org
+    public_base_url: str = "http://127.0.0.1:8001"
 
     @model_validator(mode="after")
     def _production_needs_real_endpoints(self) -> Settings:
@@ -92,6 +118,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LEARNSTREAM_KAFKA_BOOTSTRAP points at loopback in production; "
                 "set it to your Kafka cluster's bootstrap servers"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        secret = self.jwt_secret.get_secret_value()
+        if self.environment == "production" and (secret == DEV_JWT_SECRET or len(secret) < 32):
+            raise ValueError(
+                "LEARNSTREAM_JWT_SECRET is the development default or shorter than 32 "
+                "characters; set a long random secret in production"
             )
         return self
 
