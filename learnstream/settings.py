@@ -131,6 +131,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``LEARNSTREAM_*`` variables, for starting child processes."""
+        env = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"LEARNSTREAM_{name.upper()}"] = str(value)
+        return env
+
     def topic(self, stream: str) -> str:
         """The full topic name of a stream, e.g. ``learnstream.attempts.v1``."""
         return f"{self.kafka_topic_namespace}.{stream}.v1"

@@ -64,3 +64,10 @@ def test_environment_variables_override_defaults(monkeypatch: pytest.MonkeyPatch
     settings = Settings()
     assert settings.kafka_bootstrap == "kafka.internal:9092"
     assert settings.topic_partitions == 24
+
+
+def test_as_env_round_trips_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Settings(kafka_topic_namespace="t123", topic_partitions=3, log_json=False)
+    for name, value in original.as_env().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original
