@@ -50,6 +50,11 @@ DEADLETTER_ERROR_HEADER = "learnstream.error"
 DEADLETTER_ORIGIN_HEADER = "learnstream.origin"  # "<topic>[<partition>]@<offset>"
 DEADLETTER_PROCESSOR_HEADER = "learnstream.processor"
 
+# Headers ingest puts on every input record: the full protobuf message name of the
+# value (e.g. "learnstream.events.v1.AttemptEvent") and the event's event_id.
+EVENT_TYPE_HEADER = "learnstream.event_type"
+EVENT_ID_HEADER = "learnstream.event_id"
+
 
 def learner_key(tenant_id: str, user_id: str) -> bytes:
     """The record key of every learner stream: one learner's events share a partition."""
@@ -86,6 +91,10 @@ def producer_config(
         # A broker that is down must fail the request quickly, not after minutes.
         "socket.connection.setup.timeout.ms": min(timeout_ms, 10_000),
         "queue.buffering.max.messages": 200_000,
+        # librdkafka's default (consistent_random, CRC32) maps keys unlike the Java client
+        # and aiokafka/Faust (murmur2); this one agrees, so a learner keeps one partition
+        # whichever client produced the record.
+        "partitioner": "murmur2_random",
     }
 
 

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # How long one POST waits for the broker's acknowledgement before answering 503.
     ingest_delivery_timeout_ms: int = Field(default=5_000, ge=100)
     ingest_retry_after_s: int = Field(default=2, ge=1)
+    # Largest serialized event ingest publishes; must stay below the producer's and the
+    # broker's message.max.bytes (librdkafka default 1,000,000) or a batch fails for ever.
+    ingest_max_record_bytes: int = Field(default=900_000, ge=1024)
 
     # --- Processors -------------------------------------------------------------
     processor_batch_max: int = Field(default=500, ge=1)
@@ -85,6 +88,7 @@ class Settings(BaseSettings):
 
     # --- HTTP services -------------------------------------------------------------
     ingest_port: int = 8000
+    ingest_host: str = "127.0.0.1"
     api_port: int = 8001
     api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
     api_host: str = "127.0.0.1"
