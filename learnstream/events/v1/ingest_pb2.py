@@ -29,21 +29,21 @@ from learnstream.events.v1 import placement_pb2 as learnstream_dot_events_dot_v1
 from learnstream.events.v1 import session_pb2 as learnstream_dot_events_dot_v1_dot_session__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"learnstream/events/v1/ingest.proto\x12\x15learnstream.events.v1\x1a$learnstream/events/v1/activity.proto\x1a#learnstream/events/v1/attempt.proto\x1a+learnstream/events/v1/code_submission.proto\x1a%learnstream/events/v1/placement.proto\x1a#learnstream/events/v1/session.proto\"\xc9\x02\n\rLearningEvent\x12\x36\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32#.learnstream.events.v1.AttemptEventH\x00\x12\x45\n\x0f\x63ode_submission\x18\x02 \x01(\x0b\x32*.learnstream.events.v1.CodeSubmissionEventH\x00\x12\x36\n\x07session\x18\x03 \x01(\x0b\x32#.learnstream.events.v1.SessionEventH\x00\x12:\n\tplacement\x18\x04 \x01(\x0b\x32%.learnstream.events.v1.PlacementEventH\x00\x12<\n\x08\x61\x63tivity\x18\x05 \x01(\x0b\x32(.learnstream.events.v1.UserActivityEventH\x00\x42\x07\n\x05\x65vent\"E\n\rIngestRequest\x12\x34\n\x06\x65vents\x18\x01 \x03(\x0b\x32$.learnstream.events.v1.LearningEvent\"\x81\x01\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".learnstream.events.v1.EventStatus\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"}\n\x0eIngestResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".learnstream.events.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05*}\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x45VENT_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x45VENT_STATUS_REJECTED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"learnstream/events/v1/ingest.proto\x12\x15learnstream.events.v1\x1a$learnstream/events/v1/activity.proto\x1a#learnstream/events/v1/attempt.proto\x1a+learnstream/events/v1/code_submission.proto\x1a%learnstream/events/v1/placement.proto\x1a#learnstream/events/v1/session.proto\"\xc9\x02\n\rLearningEvent\x12\x36\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32#.learnstream.events.v1.AttemptEventH\x00\x12\x45\n\x0f\x63ode_submission\x18\x02 \x01(\x0b\x32*.learnstream.events.v1.CodeSubmissionEventH\x00\x12\x36\n\x07session\x18\x03 \x01(\x0b\x32#.learnstream.events.v1.SessionEventH\x00\x12:\n\tplacement\x18\x04 \x01(\x0b\x32%.learnstream.events.v1.PlacementEventH\x00\x12<\n\x08\x61\x63tivity\x18\x05 \x01(\x0b\x32(.learnstream.events.v1.UserActivityEventH\x00\x42\x07\n\x05\x65vent\"E\n\rIngestRequest\x12\x34\n\x06\x65vents\x18\x01 \x03(\x0b\x32$.learnstream.events.v1.LearningEvent\"\x81\x01\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".learnstream.events.v1.EventStatus\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x92\x01\n\x0eIngestResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".learnstream.events.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\x12\x13\n\x0bretry_later\x18\x05 \x01(\x05*\x9b\x01\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x45VENT_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x45VENT_STATUS_REJECTED\x10\x03\x12\x1c\n\x18\x45VENT_STATUS_RETRY_LATER\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'learnstream.events.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTSTATUS']._serialized_start=919
-  _globals['_EVENTSTATUS']._serialized_end=1044
+  _globals['_EVENTSTATUS']._serialized_start=942
+  _globals['_EVENTSTATUS']._serialized_end=1097
   _globals['_LEARNINGEVENT']._serialized_start=258
   _globals['_LEARNINGEVENT']._serialized_end=587
   _globals['_INGESTREQUEST']._serialized_start=589
   _globals['_INGESTREQUEST']._serialized_end=658
   _globals['_EVENTRESULT']._serialized_start=661
   _globals['_EVENTRESULT']._serialized_end=790
-  _globals['_INGESTRESPONSE']._serialized_start=792
-  _globals['_INGESTRESPONSE']._serialized_end=917
+  _globals['_INGESTRESPONSE']._serialized_start=793
+  _globals['_INGESTRESPONSE']._serialized_end=939
 # @@protoc_insertion_point(module_scope)

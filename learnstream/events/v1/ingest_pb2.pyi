@@ -38,6 +38,11 @@ class _EventStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventStat
     """Its event_id was already accepted; not published again."""
     EVENT_STATUS_REJECTED: _EventStatus.ValueType  # 3
     """Invalid; see field and reason. Nothing was published."""
+    EVENT_STATUS_RETRY_LATER: _EventStatus.ValueType  # 4
+    """Not processed this time: the same event_id is being published by another
+    request right now. Nothing was published for this event; send it again after
+    the response's Retry-After (the retry then reports ACCEPTED or DUPLICATE).
+    """
 
 class EventStatus(_EventStatus, metaclass=_EventStatusEnumTypeWrapper):
     """EventStatus is what ingest did with one event of a batch."""
@@ -50,6 +55,11 @@ EVENT_STATUS_DUPLICATE: EventStatus.ValueType  # 2
 """Its event_id was already accepted; not published again."""
 EVENT_STATUS_REJECTED: EventStatus.ValueType  # 3
 """Invalid; see field and reason. Nothing was published."""
+EVENT_STATUS_RETRY_LATER: EventStatus.ValueType  # 4
+"""Not processed this time: the same event_id is being published by another
+request right now. Nothing was published for this event; send it again after
+the response's Retry-After (the retry then reports ACCEPTED or DUPLICATE).
+"""
 Global___EventStatus: _TypeAlias = EventStatus  # noqa: Y015
 
 @_typing.final
@@ -174,12 +184,15 @@ class IngestResponse(_message.Message):
     ACCEPTED_FIELD_NUMBER: _builtins.int
     DUPLICATES_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
+    RETRY_LATER_FIELD_NUMBER: _builtins.int
     accepted: _builtins.int
     """Number of accepted events."""
     duplicates: _builtins.int
     """Number of duplicates."""
     rejected: _builtins.int
     """Number of rejected events."""
+    retry_later: _builtins.int
+    """Number of events to send again later (status RETRY_LATER)."""
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventResult]:
         """One result per event, in request order."""
@@ -191,10 +204,11 @@ class IngestResponse(_message.Message):
         accepted: _builtins.int = ...,
         duplicates: _builtins.int = ...,
         rejected: _builtins.int = ...,
+        retry_later: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "duplicates", b"duplicates", "rejected", b"rejected", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "duplicates", b"duplicates", "rejected", b"rejected", "results", b"results", "retry_later", b"retry_later"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
