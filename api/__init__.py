@@ -1,0 +1,1 @@
+"""The read side and platform API: mastery views, accounts, roles, content CMS."""

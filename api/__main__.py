@@ -1,0 +1,26 @@
+"""Serve the API: ``python -m api`` listens on settings.api_host:settings.api_port."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from api.app import create_app
+from learnstream.logging import configure_logging
+from learnstream.settings import get_settings
+
+
+def main() -> None:
+    """Run uvicorn with the process-wide settings until interrupted."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,  # keep our JSON logging instead of uvicorn's own
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The API application: ``create_app(settings)`` wires routes, errors, metrics and resources.
+
+The lifespan opens one asyncpg pool (``learnstream.db.create_pool``) and one
+Redis client per process and closes both at shutdown; routes reach them through
+``api.deps``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from redis.asyncio import Redis
+
+from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from api.problems import install_problem_handlers
+from api.routes import health, learners
+from learnstream import db
+from learnstream.settings import Settings, get_settings
+
+API_VERSION = "0.1.0"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A ready-to-serve app; ``settings`` defaults to the process-wide ones."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await db.create_pool(settings)
+        app.state.redis = Redis.from_url(settings.redis_url, decode_responses=False)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="Learnstream API",
+        version=API_VERSION,
+        summary="Mastery views, accounts and roles, and the content CMS of Learnstream.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.middleware("http")(_count_requests)
+    app.include_router(health.router)
+    app.include_router(learners.router)
+    return app
+
+
+async def _count_requests(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    # The route template (/v1/learners/{user_id}/mastery), not the raw path, keeps
+    # the label set small however many learners there are.
+    route = getattr(request.scope.get("route"), "path", "unmatched")
+    HTTP_REQUESTS.labels(route=route, method=request.method, status=str(response.status_code)).inc()
+    HTTP_LATENCY.labels(route=route).observe(time.perf_counter() - started)
+    return response

@@ -1,0 +1,37 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import PoolDep, RedisDep
+from api.exceptions import ServiceDownError
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    """Always ok while the event loop runs; says nothing about backing services."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: PostgreSQL and Redis answer")
+async def readyz(pool: PoolDep, redis: RedisDep) -> dict[str, str]:
+    """503 problem naming the service that did not answer, else ok."""
+    try:
+        await pool.fetchval("SELECT 1")
+    except Exception as exc:  # any failure means "not ready"; the detail says which
+        raise ServiceDownError(f"PostgreSQL did not answer: {exc}", field="postgres") from exc
+    try:
+        await redis.ping()
+    except Exception as exc:
+        raise ServiceDownError(f"Redis did not answer: {exc}", field="redis") from exc
+    return {"status": "ready"}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    """Every metric of this process in the Prometheus text format."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

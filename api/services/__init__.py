@@ -1,0 +1,1 @@
+"""Business rules of the API as plain functions; routes only call these."""
