@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_s: int = Field(default=15 * 60, ge=1)
     mfa_issuer: str = "Learnstream"
+    # argon2id cost: RFC 9106's low-memory profile (64 MiB, t=3); "cheapest" only
+    # makes test suites fast and is refused in production.
+    password_hash_profile: Literal["rfc9106_low_memory", "cheapest"] = "rfc9106_low_memory"
     # Outgoing mail (verification, password reset, unlock links).
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)
@@ -133,6 +136,8 @@ class Settings(BaseSettings):
                 "LEARNSTREAM_JWT_SECRET is the development default or shorter than 32 "
                 "characters; set a long random secret in production"
             )
+        if self.environment == "production" and self.password_hash_profile == "cheapest":
+            raise ValueError("LEARNSTREAM_PASSWORD_HASH_PROFILE=cheapest is for tests only")
         return self
 
     def as_env(self) -> dict[str, str]:
