@@ -1,0 +1,181 @@
+"""The ingest FastAPI application: ``create_app(settings)``.
+
+The lifespan opens what a request needs and closes it on shutdown: the idempotent
+Kafka producer, an admin client for readiness, a Redis client (deduplication)
+and an asyncpg pool (API keys). They live on ``app.state``. Every error answer is
+RFC 9457 ``application/problem+json`` with ``errors: [{field, reason}]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ingest.apikeys import CachedApiKeyAuthenticator
+from ingest.batch import BatchIngestor
+from ingest.dedup import DedupStore
+from ingest.exceptions import FieldProblem, IngestError
+from ingest.metrics import IngestMetrics
+from ingest.routes import events, health
+from learnstream import db
+from learnstream.kafka import AsyncProducer, admin_client
+from learnstream.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Redis calls fail fast (the request answers 503) instead of waiting out long retries;
+# one quick retry covers a pooled connection that Redis closed.
+_REDIS_TIMEOUT_S = 2.0
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ingest app for ``settings`` (default: the process settings)."""
+    settings = settings or get_settings()
+    metrics = IngestMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            producer = AsyncProducer(settings)
+            stack.push_async_callback(asyncio.to_thread, producer.close)
+            redis = Redis.from_url(
+                settings.redis_url,
+                socket_connect_timeout=_REDIS_TIMEOUT_S,
+                socket_timeout=_REDIS_TIMEOUT_S,
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+            )
+            stack.push_async_callback(redis.aclose)
+            pool = await db.create_pool(settings)
+            stack.push_async_callback(pool.close)
+            metrics.watch_producer(producer)
+            app.state.producer = producer
+            app.state.redis = redis
+            app.state.pool = pool
+            app.state.admin = admin_client(settings)
+            app.state.authenticator = CachedApiKeyAuthenticator.for_pool(pool, settings)
+            app.state.ingestor = BatchIngestor(
+                settings=settings,
+                producer=producer,
+                dedup=DedupStore.from_settings(redis, settings),
+                metrics=metrics,
+            )
+            yield
+
+    app = FastAPI(
+        title="Learnstream ingest",
+        version="1.0.0",
+        summary="Post learning events (protobuf or JSON); answered after the broker acknowledged.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.include_router(events.router)
+    app.include_router(health.router)
+    _add_problem_handlers(app)
+    _add_request_metrics(app, metrics)
+    return app
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    errors: tuple[FieldProblem, ...] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An RFC 9457 answer; ``type`` is ``urn:learnstream:problem:<slug>``."""
+    body = {
+        "type": f"urn:learnstream:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "errors": [{"field": e.field, "reason": e.reason} for e in errors],
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _add_problem_handlers(app: FastAPI) -> None:
+    async def on_ingest_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, IngestError)
+        if exc.status >= 500:
+            log.warning("answering %s: %s", exc.status, exc.detail)
+        return problem_response(
+            request,
+            status=exc.status,
+            slug=exc.slug,
+            title=exc.title,
+            detail=exc.detail,
+            errors=exc.errors,
+            headers=exc.headers,
+        )
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem_response(
+            request,
+            status=exc.status_code,
+            slug=f"http-{exc.status_code}",
+            title=str(exc.detail),
+            detail=f"{request.method} {request.url.path}: {exc.detail}",
+            headers=dict(exc.headers or {}),
+        )
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = tuple(
+            FieldProblem(".".join(str(part) for part in e["loc"]), e["msg"]) for e in exc.errors()
+        )
+        return problem_response(
+            request,
+            status=422,
+            slug="invalid-request",
+            title="Invalid request",
+            detail="the request does not match the operation's parameters",
+            errors=errors,
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            request,
+            status=500,
+            slug="internal-error",
+            title="Internal server error",
+            detail="ingest failed unexpectedly; nothing of this request was claimed accepted",
+        )
+
+    app.add_exception_handler(IngestError, on_ingest_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _add_request_metrics(app: FastAPI, metrics: IngestMetrics) -> None:
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            metrics.requests.labels(route=template, method=request.method, status=status).inc()

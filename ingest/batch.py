@@ -1,0 +1,289 @@
+"""One posted batch, end to end: validate, deduplicate, publish, and say what happened.
+
+:class:`BatchIngestor` is what the route calls. The order of work:
+
+1. every event is validated on its own (a bad one never rejects its neighbours),
+   stamped (tenant, received_at, canonical event_id) and serialized; an event
+   whose record would exceed ``ingest_max_record_bytes`` is rejected here, because
+   the broker would refuse it on every retry;
+2. a repeated event_id inside the batch is a DUPLICATE of its first occurrence;
+3. the remaining ids are claimed in Redis (one round trip); ids accepted before
+   are DUPLICATE, ids another request is publishing are RETRY_LATER;
+4. the claimed records are published and awaited until the broker acknowledged;
+5. acknowledged claims become "done", failed ones are released. If any record
+   failed, the whole answer is 503 + Retry-After: the client retries the batch,
+   the delivered events come back DUPLICATE and the rest are published once.
+
+Steps 4 and 5 are shielded from cancellation (a client that hangs up mid-publish
+must not leave claims pending for the retry to trip over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from ingest.codec import DecodedEvent
+from ingest.dedup import ClaimState, DedupKey, DedupStore, DedupUnavailableError, new_claim_token
+from ingest.exceptions import DependencyUnavailableError
+from ingest.metrics import IngestMetrics
+from ingest.validation import EventMessage, Limits, Violation, stamp_event, validate_event
+from learnstream.apikeys import ApiKey
+from learnstream.events.v1 import ingest_pb2
+from learnstream.kafka import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    AsyncProducer,
+    Delivery,
+    OutgoingRecord,
+    ProducerQueueFull,
+    Stream,
+    learner_key,
+)
+from learnstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The topic of each kind of event.
+STREAM_OF_KIND = {
+    "attempt": Stream.ATTEMPTS,
+    "code_submission": Stream.CODE_SUBMISSIONS,
+    "session": Stream.SESSIONS,
+    "placement": Stream.PLACEMENTS,
+    "activity": Stream.ACTIVITY,
+}
+_Status = ingest_pb2.EventStatus
+_OUTCOME_LABEL = {
+    _Status.EVENT_STATUS_ACCEPTED: "accepted",
+    _Status.EVENT_STATUS_DUPLICATE: "duplicate",
+    _Status.EVENT_STATUS_REJECTED: "rejected",
+    _Status.EVENT_STATUS_RETRY_LATER: "retry_later",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A valid event waiting to be claimed and published."""
+
+    index: int
+    kind: str
+    dedup_key: DedupKey
+    record: OutgoingRecord
+
+
+def build_record(kind: str, message: EventMessage, settings: Settings) -> OutgoingRecord:
+    """The Kafka record of one stamped event.
+
+    Topic: the stream of its kind. Key: ``learner_key(tenant_id, user_id)``, so one
+    learner's events share a partition. Value: the specific message (e.g.
+    AttemptEvent), not the LearningEvent wrapper. Headers: its message type and event_id.
+    """
+    envelope = message.envelope
+    return OutgoingRecord(
+        topic=settings.topic(STREAM_OF_KIND[kind]),
+        key=learner_key(envelope.tenant_id, envelope.user_id),
+        value=message.SerializeToString(),
+        headers=(
+            (EVENT_TYPE_HEADER, message.DESCRIPTOR.full_name.encode()),
+            (EVENT_ID_HEADER, envelope.event_id.encode()),
+        ),
+    )
+
+
+class BatchIngestor:
+    """Runs batches through validation, deduplication and publishing."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        producer: AsyncProducer,
+        dedup: DedupStore,
+        metrics: IngestMetrics,
+    ) -> None:
+        self._settings = settings
+        self._limits = Limits.from_settings(settings)
+        self._producer = producer
+        self._dedup = dedup
+        self._metrics = metrics
+
+    async def ingest(
+        self, events: Sequence[DecodedEvent], *, api_key: ApiKey, now: datetime
+    ) -> ingest_pb2.IngestResponse:
+        """The answer for one batch posted with ``api_key`` and received at ``now`` (UTC).
+
+        Raises DependencyUnavailableError (503) when Redis or the broker fails;
+        then no event of the batch is reported accepted.
+        """
+        results = [
+            ingest_pb2.EventResult(index=i, event_id=decoded.event_id)
+            for i, decoded in enumerate(events)
+        ]
+        kinds = ["event"] * len(events)
+        candidates: list[_Candidate] = []
+        first_index: dict[DedupKey, int] = {}
+        for i, decoded in enumerate(events):
+            candidate = self._prepare(i, decoded, api_key=api_key, now=now)
+            if isinstance(candidate, Violation):
+                self._reject(results[i], i, candidate)
+                continue
+            kinds[i] = candidate.kind
+            earlier = first_index.get(candidate.dedup_key)
+            if earlier is not None:
+                results[i].status = _Status.EVENT_STATUS_DUPLICATE
+                results[i].reason = f"same event_id as events[{earlier}] of this batch"
+                continue
+            first_index[candidate.dedup_key] = i
+            candidates.append(candidate)
+
+        try:
+            if candidates:
+                await self._claim_and_publish(candidates, results)
+        finally:
+            for result, kind in zip(results, kinds, strict=True):
+                outcome = _OUTCOME_LABEL.get(result.status)
+                if outcome is not None:  # unset when a 503 cut the batch short
+                    self._metrics.events.labels(kind=kind, outcome=outcome).inc()
+
+        response = ingest_pb2.IngestResponse(results=results)
+        for result in results:
+            if result.status == _Status.EVENT_STATUS_ACCEPTED:
+                response.accepted += 1
+            elif result.status == _Status.EVENT_STATUS_DUPLICATE:
+                response.duplicates += 1
+            elif result.status == _Status.EVENT_STATUS_REJECTED:
+                response.rejected += 1
+            else:
+                response.retry_later += 1
+        return response
+
+    def _prepare(
+        self, index: int, decoded: DecodedEvent, *, api_key: ApiKey, now: datetime
+    ) -> _Candidate | Violation:
+        if decoded.event is None:
+            return decoded.error or Violation("", "could not be parsed")
+        event = decoded.event
+        violations = validate_event(
+            event, tenant_id=api_key.tenant_id, now=now, limits=self._limits
+        )
+        if violations:
+            return violations[0]
+        stamp_event(event, tenant_id=api_key.tenant_id, received_at=now)
+        kind = event.WhichOneof("event")
+        assert kind is not None  # validate_event rejected events without a kind
+        message: EventMessage = getattr(event, kind)
+        record = build_record(kind, message, self._settings)
+        size = len(record.value) + len(record.key)
+        if size > self._settings.ingest_max_record_bytes:
+            return Violation(
+                kind,
+                f"serializes to {size} bytes; at most {self._settings.ingest_max_record_bytes} "
+                "per event (shorten free text or source code)",
+            )
+        dedup_key = DedupKey(api_key.tenant_id, message.envelope.event_id)
+        return _Candidate(index=index, kind=kind, dedup_key=dedup_key, record=record)
+
+    def _reject(self, result: ingest_pb2.EventResult, index: int, violation: Violation) -> None:
+        result.status = _Status.EVENT_STATUS_REJECTED
+        result.field = f"events[{index}]" + (f".{violation.field}" if violation.field else "")
+        result.reason = violation.reason
+        self._metrics.count_rejection(violation.field)
+
+    async def _claim_and_publish(
+        self, candidates: list[_Candidate], results: list[ingest_pb2.EventResult]
+    ) -> None:
+        token = new_claim_token()
+        try:
+            states = await self._dedup.claim([c.dedup_key for c in candidates], token=token)
+        except DedupUnavailableError as exc:
+            self._metrics.dedup_unavailable.set(1)
+            self._metrics.dedup_refusals.inc()
+            raise DependencyUnavailableError(
+                "redis",
+                f"{exc}; events are not accepted without deduplication, nothing was published",
+                retry_after_s=self._settings.ingest_retry_after_s,
+            ) from exc
+        self._metrics.dedup_unavailable.set(0)
+        claimed = []
+        for candidate, state in zip(candidates, states, strict=True):
+            result = results[candidate.index]
+            if state is ClaimState.CLAIMED:
+                claimed.append(candidate)
+            elif state is ClaimState.DONE:
+                result.status = _Status.EVENT_STATUS_DUPLICATE
+                result.reason = "this event_id was accepted before"
+            else:
+                result.status = _Status.EVENT_STATUS_RETRY_LATER
+                result.field = f"events[{candidate.index}].{candidate.kind}.envelope.event_id"
+                result.reason = (
+                    "another request is publishing this event_id right now; "
+                    f"send it again after {self._settings.ingest_retry_after_s} s"
+                )
+        if not claimed:
+            return
+        # Shielded: once claimed, the publish and its bookkeeping finish even if the
+        # client hangs up, so no claim is left pending for its retry.
+        failure = await asyncio.shield(self._publish_claimed(claimed, token))
+        if failure is not None:
+            raise failure
+        for candidate in claimed:
+            results[candidate.index].status = _Status.EVENT_STATUS_ACCEPTED
+
+    async def _publish_claimed(
+        self, claimed: list[_Candidate], token: str
+    ) -> DependencyUnavailableError | None:
+        """Publish, then mark delivered claims done and release the rest; the 503 to raise."""
+        started = time.perf_counter()
+        try:
+            deliveries = await self._producer.publish([c.record for c in claimed])
+        except ProducerQueueFull as exc:
+            deliveries = [Delivery(error=f"producer queue full: {exc}")] * len(claimed)
+        except BaseException:
+            await self._release_quietly([c.dedup_key for c in claimed], token)
+            raise
+        self._metrics.publish_seconds.observe(time.perf_counter() - started)
+        delivered = [c for c, d in zip(claimed, deliveries, strict=True) if d.ok]
+        failed = [(c, d) for c, d in zip(claimed, deliveries, strict=True) if not d.ok]
+        try:
+            await self._dedup.mark_done([c.dedup_key for c in delivered])
+        except DedupUnavailableError as exc:
+            # The broker has these events: they are accepted. Their claims stay
+            # "pending" until the pending TTL, so a quick retry gets RETRY_LATER.
+            self._metrics.dedup_unavailable.set(1)
+            log.error(
+                "could not mark delivered events done", extra={"error": str(exc)}, exc_info=False
+            )
+        if not failed:
+            return None
+        await self._release_quietly([c.dedup_key for c, _ in failed], token)
+        for candidate, _ in failed:
+            self._metrics.events.labels(kind=candidate.kind, outcome="failed").inc()
+        first_error = failed[0][1].error
+        log.warning(
+            "broker did not acknowledge events",
+            extra={
+                "failed": len(failed),
+                "delivered": len(delivered),
+                "error": first_error,
+                "event_id": failed[0][0].dedup_key.event_id,
+            },
+        )
+        return DependencyUnavailableError(
+            "kafka",
+            f"the broker did not acknowledge {len(failed)} of {len(claimed)} events "
+            f"(first error: {first_error}); {len(delivered)} were published and will be "
+            "reported as duplicates when you retry the batch",
+            retry_after_s=self._settings.ingest_retry_after_s,
+        )
+
+    async def _release_quietly(self, keys: list[DedupKey], token: str) -> None:
+        try:
+            await self._dedup.release(keys, token=token)
+        except DedupUnavailableError as exc:
+            # The claims expire after the pending TTL; until then retries get RETRY_LATER.
+            self._metrics.dedup_unavailable.set(1)
+            log.error("could not release dedup claims", extra={"error": str(exc)})

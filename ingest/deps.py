@@ -1,0 +1,75 @@
+"""Request dependencies as ``Annotated`` aliases, so routes read like their contract.
+
+Everything lives on ``app.state`` (set by the lifespan in :mod:`ingest.app`), so a
+test can run the lifespan itself and call the app through ASGITransport.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from ingest.apikeys import CachedApiKeyAuthenticator
+from ingest.batch import BatchIngestor
+from ingest.exceptions import FieldProblem, NotAuthenticatedError
+from ingest.metrics import IngestMetrics
+from learnstream import apikeys
+from learnstream.apikeys import ApiKey
+from learnstream.settings import Settings
+
+# auto_error=False: a missing key becomes our own 401 problem, not FastAPI's 403.
+_bearer = HTTPBearer(auto_error=False, description="API key: Authorization: Bearer lsk_...")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key lsk_...")
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _metrics(request: Request) -> IngestMetrics:
+    metrics: IngestMetrics = request.app.state.metrics
+    return metrics
+
+
+def _ingestor(request: Request) -> BatchIngestor:
+    ingestor: BatchIngestor = request.app.state.ingestor
+    return ingestor
+
+
+def _authenticator(request: Request) -> CachedApiKeyAuthenticator:
+    authenticator: CachedApiKeyAuthenticator = request.app.state.authenticator
+    return authenticator
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+MetricsDep = Annotated[IngestMetrics, Depends(_metrics)]
+IngestorDep = Annotated[BatchIngestor, Depends(_ingestor)]
+AuthenticatorDep = Annotated[CachedApiKeyAuthenticator, Depends(_authenticator)]
+
+
+async def _current_api_key(
+    authenticator: AuthenticatorDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    x_api_key: Annotated[str | None, Security(_api_key_header)],
+) -> ApiKey:
+    authorization = f"Bearer {bearer.credentials}" if bearer else None
+    presented = apikeys.bearer_or_header_key(authorization, x_api_key)
+    field = "header.X-API-Key" if x_api_key else "header.Authorization"
+    if presented is None:
+        raise NotAuthenticatedError(
+            "send an API key as `Authorization: Bearer lsk_...` or `X-API-Key: lsk_...`",
+            errors=[FieldProblem(field, "missing API key")],
+        )
+    key = await authenticator.authenticate(presented)
+    if key is None:
+        raise NotAuthenticatedError(
+            "the API key is malformed, unknown or revoked",
+            errors=[FieldProblem(field, "invalid API key")],
+        )
+    return key
+
+
+CurrentApiKey = Annotated[ApiKey, Depends(_current_api_key)]
