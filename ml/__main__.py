@@ -1,0 +1,170 @@
+"""``python -m ml``: train, roll back, show the registry, build a demo lake.
+
+Examples::
+
+    python -m ml train --model dkt_lstm --dataset assistments2009_dkvmn --epochs 10
+    python -m ml rollback --name dkt
+    python -m ml show --name dkt
+    python -m ml build-lake --dataset assistments2009_dkvmn --tenant demo --max-learners 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import UTC, datetime
+
+import torch
+
+from learnstream import lake
+from learnstream.logging import configure_logging
+from learnstream.settings import get_settings
+from ml.datasets import BENCHMARKS, build_lake_from_dataset, raw_benchmark_sequences
+from ml.exceptions import MLError
+from ml.models import MODELS, ModelConfig
+from ml.pipeline import LAKE_DATASET, DataChoice, run_training
+from ml.registry import HISTORY_TAG, ModelRegistry
+from ml.train import EpochLog, TrainConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("train", help="train, evaluate next to BKT, log and register")
+    run.add_argument("--model", choices=sorted(MODELS), default="dkt_lstm")
+    run.add_argument("--dataset", choices=[*sorted(BENCHMARKS), LAKE_DATASET], required=True)
+    run.add_argument("--epochs", type=int, default=10)
+    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--learning-rate", type=float, default=1e-3)
+    run.add_argument("--window", type=int, default=200, help="answers per window")
+    run.add_argument("--embedding", type=int, default=100)
+    run.add_argument("--hidden", type=int, default=100)
+    run.add_argument("--layers", type=int, default=1)
+    run.add_argument("--heads", type=int, default=5)
+    run.add_argument("--dropout", type=float, default=0.2)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--validation-fraction", type=float, default=0.1)
+    run.add_argument("--max-learners", type=int, default=None, help="quick runs on a slice")
+    run.add_argument("--no-register", action="store_true", help="skip MLflow logging")
+    run.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+
+    back = commands.add_parser("rollback", help="give champion back to the previous champion")
+    back.add_argument("--name", default=None, help="registered model (default: settings)")
+
+    show = commands.add_parser("show", help="versions, AUCs and aliases of a registered model")
+    show.add_argument("--name", default=None)
+
+    build = commands.add_parser("build-lake", help="write a shared dataset into the lake")
+    build.add_argument("--dataset", choices=sorted(BENCHMARKS), required=True)
+    build.add_argument("--tenant", default="demo")
+    build.add_argument("--start", default="2024-01-01T00:00:00+00:00", help="ISO time, UTC")
+    build.add_argument("--max-learners", type=int, default=None)
+    return parser
+
+
+def _print_epoch(entry: EpochLog) -> None:
+    print(
+        f"epoch {entry.epoch:3d}  loss {entry.train_loss:.4f}  train AUC {entry.train_auc:.4f}  "
+        f"validation AUC {entry.validation_auc:.4f}  {entry.seconds:.1f} s",
+        flush=True,
+    )
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging("WARNING", json_lines=False)
+    try:
+        if args.command == "train":
+            torch.set_num_threads(args.threads)
+            outcome = run_training(
+                settings,
+                DataChoice(args.dataset, max_learners=args.max_learners),
+                ModelConfig(
+                    kind=args.model,
+                    num_skills=1,  # set from the data
+                    embedding_dim=args.embedding,
+                    hidden_dim=args.hidden,
+                    num_layers=args.layers,
+                    num_heads=args.heads,
+                    dropout=args.dropout,
+                ),
+                TrainConfig(
+                    epochs=args.epochs,
+                    batch_size=args.batch_size,
+                    learning_rate=args.learning_rate,
+                    window_length=args.window,
+                    seed=args.seed,
+                ),
+                device=torch.device(args.device),
+                validation_fraction=args.validation_fraction,
+                register=not args.no_register,
+                on_epoch=_print_epoch,
+            )
+            print(
+                f"best epoch {outcome.best_epoch}; "
+                f"test answers scored {outcome.model_report.overall.count}"
+            )
+            print(f"{'':10s} {'AUC':>7s} {'ACC':>7s} {'RMSE':>7s} {'logloss':>8s}")
+            for label, scores in (
+                ("model", outcome.model_report.overall),
+                ("bkt", outcome.bkt_report.overall),
+            ):
+                print(
+                    f"{label:10s} {scores.auc:7.4f} {scores.accuracy:7.4f} {scores.rmse:7.4f} "
+                    f"{scores.log_loss:8.4f}"
+                )
+            for group, scores in outcome.model_report.by_history.items():
+                bkt_scores = outcome.bkt_report.by_history[group]
+                print(
+                    f"  {group:16s} n={scores.count:7d} model AUC {scores.auc:.4f}  "
+                    f"bkt AUC {bkt_scores.auc:.4f}"
+                )
+            if outcome.decision is not None:
+                d = outcome.decision
+                print(
+                    f"registered {settings.ml_model_name} version {d.version} "
+                    f"as {d.alias}: {d.reason}"
+                )
+        elif args.command == "rollback":
+            name = args.name or settings.ml_model_name
+            restored = ModelRegistry(settings).rollback(name)
+            print(f"{name}: champion is now version {restored}")
+        elif args.command == "show":
+            name = args.name or settings.ml_model_name
+            registry = ModelRegistry(settings)
+            model = registry.client.get_registered_model(name)
+            aliases = {v: k for k, v in model.aliases.items()}
+            for version in registry.client.search_model_versions(f"name='{name}'"):
+                print(
+                    f"version {version.version:>3}  AUC {version.tags.get('eval_auc', '?'):>8.8}  "
+                    f"set {version.tags.get('eval_fingerprint', '?')}  "
+                    f"{aliases.get(version.version, '')}"
+                )
+            print(f"earlier champions: {model.tags.get(HISTORY_TAG, '') or 'none'}")
+        elif args.command == "build-lake":
+            raw = raw_benchmark_sequences(args.dataset, settings.dataset_dir)
+            if args.max_learners is not None:
+                raw = raw[: args.max_learners]
+            written = build_lake_from_dataset(
+                raw,
+                lake.default_root(settings),
+                tenant_id=args.tenant,
+                topic=settings.topic("attempts"),
+                start=datetime.fromisoformat(args.start).astimezone(UTC),
+            )
+            print(
+                f"wrote {written} attempts of {len(raw)} learners to {lake.default_root(settings)}"
+            )
+    except MLError as error:
+        logging.getLogger("ml").error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
