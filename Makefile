@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml infra/constraints.txt package.json
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c infra/constraints.txt -e '.[dev,ref]'
+	$(PY) -m pip install --quiet -c infra/constraints.txt -e '.[dev,ref,ml]'
 	npm install --no-audit --no-fund --silent
 	touch $(STAMP)
 
