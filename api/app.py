@@ -16,15 +16,21 @@ from redis.asyncio import Redis
 
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from api.problems import install_problem_handlers
-from api.routes import health, learners
+from api.routes import api_keys, audit, auth, classes, health, learners, users
+from api.services.email import EmailSender, SmtpEmailSender
 from learnstream import db
 from learnstream.settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A ready-to-serve app; ``settings`` defaults to the process-wide ones."""
+def create_app(
+    settings: Settings | None = None, *, email_sender: EmailSender | None = None
+) -> FastAPI:
+    """A ready-to-serve app; ``settings`` defaults to the process-wide ones.
+
+    ``email_sender`` defaults to SMTP through the relay named in settings.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -44,10 +50,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.email_sender = email_sender or SmtpEmailSender(settings)
     install_problem_handlers(app)
     app.middleware("http")(_count_requests)
     app.include_router(health.router)
-    app.include_router(learners.router)
+    for router in (
+        auth.router,
+        users.router,
+        api_keys.router,
+        classes.router,
+        learners.router,
+        audit.router,
+    ):
+        app.include_router(router)
     return app
 
 

@@ -1,7 +1,13 @@
-"""Shared request dependencies as ``Annotated`` aliases, so routes read like their contract."""
+"""Shared request dependencies as ``Annotated`` aliases, so routes read like their contract.
+
+Callers authenticate in one of two ways, both in the Authorization header:
+``Bearer lsk_...`` (or ``X-API-Key``) for client apps, ``Bearer <JWT>`` for users.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 import asyncpg
@@ -9,14 +15,15 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
-from api.exceptions import NotAuthenticatedError
-from api.services import audit
-from api.services.principals import Principal, PrincipalKind
+from api.exceptions import ForbiddenError, NotAuthenticatedError
+from api.services import access, audit, sessions, tokens
+from api.services.email import EmailSender
+from api.services.principals import Principal, PrincipalKind, Role
 from learnstream import apikeys
 from learnstream.settings import Settings
 
 # auto_error=False: a missing credential becomes our own 401 problem, not FastAPI's 403.
-_bearer = HTTPBearer(auto_error=False, description="User access token or lsk_ API key")
+_bearer = HTTPBearer(auto_error=False, description="User access token (JWT) or lsk_ API key")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="lsk_ API key")
 
 
@@ -34,16 +41,55 @@ def _redis(request: Request) -> Redis:
     return redis
 
 
+def _email_sender(request: Request) -> EmailSender:
+    sender: EmailSender = request.app.state.email_sender
+    return sender
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def utc_now() -> datetime:
+    """The request's clock; services take ``now`` as an argument so tests can move time."""
+    return datetime.now(UTC)
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 RedisDep = Annotated[Redis, Depends(_redis)]
+EmailSenderDep = Annotated[EmailSender, Depends(_email_sender)]
+ClientIp = Annotated[str | None, Depends(_client_ip)]
+Now = Annotated[datetime, Depends(utc_now)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+
+
+async def _user_claims(
+    bearer: BearerDep, redis: RedisDep, settings: SettingsDep
+) -> tokens.AccessClaims:
+    if bearer is None or bearer.credentials.startswith(apikeys.KEY_PREFIX):
+        raise NotAuthenticatedError(
+            "sign in and send the access token as Authorization: Bearer <token>",
+            field="header.Authorization",
+            reason="user access token required",
+        )
+    claims = tokens.decode_access_token(bearer.credentials, settings=settings)
+    if await sessions.is_access_token_denied(redis, settings, jti=claims.jti):
+        raise NotAuthenticatedError(
+            "this access token was signed out", field="header.Authorization", reason="signed out"
+        )
+    return claims
+
+
+UserClaims = Annotated[tokens.AccessClaims, Depends(_user_claims)]
 
 
 async def _current_principal(
     request: Request,
     pool: PoolDep,
+    redis: RedisDep,
     settings: SettingsDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    bearer: BearerDep,
     x_api_key: Annotated[str | None, Security(_api_key_header)],
 ) -> Principal:
     authorization = f"Bearer {bearer.credentials}" if bearer else None
@@ -68,21 +114,37 @@ async def _current_principal(
         return Principal(
             tenant_id=key.tenant_id, subject_id=key.key_id, kind=PrincipalKind.CLIENT_APP
         )
-    if bearer is not None:
+    if bearer is None:
         raise NotAuthenticatedError(
-            "bearer token is neither an lsk_ API key nor a valid access token",
+            "send an API key (Authorization: Bearer lsk_... or X-API-Key) or a user access token",
             field="header.Authorization",
-            reason="invalid bearer token",
+            reason="missing credentials",
         )
-    raise NotAuthenticatedError(
-        "send an API key (Authorization: Bearer lsk_... or X-API-Key) or a user access token",
-        field="header.Authorization",
-        reason="missing credentials",
-    )
-
-
-def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    return (await _user_claims(bearer, redis, settings)).principal()
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
+
+
+async def _current_user(claims: UserClaims) -> Principal:
+    return claims.principal()
+
+
+CurrentUser = Annotated[Principal, Depends(_current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting users holding one of ``roles`` (MFA-checked where required)."""
+    allowed = frozenset(roles)
+
+    async def dependency(principal: CurrentPrincipal, pool: PoolDep) -> Principal:
+        refusal = access.role_refusal(principal, allowed)
+        if refusal is not None:
+            await access.deny(pool, principal, target_id=None, what=refusal)
+            raise ForbiddenError(refusal, field="header.Authorization", reason=refusal)
+        return principal
+
+    return dependency
+
+
+AdminUser = Annotated[Principal, Depends(require_roles(Role.ADMIN))]

@@ -130,3 +130,28 @@ def bearer_or_header_key(authorization: str | None, x_api_key: str | None) -> st
         if scheme.lower() == "bearer" and token.startswith(KEY_PREFIX):
             return token
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """A key as listed to its tenant's admins (never the secret or its digest)."""
+
+    key_id: str
+    app_name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+async def list_api_keys(db: Any, *, tenant_id: str) -> list[ApiKeyRecord]:
+    """Every key of ``tenant_id``, revoked ones included, oldest first."""
+    rows = await db.fetch(
+        """
+        SELECT key_id, app_name, created_at, revoked_at FROM api_keys
+        WHERE tenant_id = $1 ORDER BY created_at, key_id
+        """,
+        tenant_id,
+    )
+    return [
+        ApiKeyRecord(row["key_id"], row["app_name"], row["created_at"], row["revoked_at"])
+        for row in rows
+    ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.exceptions import ForbiddenError
-from api.services import audit
+from api.services import audit, mfa
 from api.services.principals import Principal, PrincipalKind, Role
 
 
@@ -54,8 +54,8 @@ async def teaches_learner(db: Any, *, tenant_id: str, teacher_id: str, learner_i
         """
         SELECT EXISTS (
             SELECT 1 FROM class_members t JOIN class_members l USING (tenant_id, class_id)
-            WHERE t.tenant_id = $1 AND t.user_id = $2 AND t.member_role = 'teacher'
-              AND l.user_id = $3 AND l.member_role = 'learner')
+            WHERE t.tenant_id = $1 AND t.user_id::text = $2 AND t.member_role = 'teacher'
+              AND l.user_id::text = $3 AND l.member_role = 'learner')
         """,
         tenant_id,
         teacher_id,
@@ -76,3 +76,24 @@ async def deny(db: Any, principal: Principal, *, target_id: str | None, what: st
         target_id=target_id,
         details={"what": what},
     )
+
+
+def role_refusal(principal: Principal, allowed: frozenset[Role]) -> str | None:
+    """Why ``principal`` may not use an endpoint open to ``allowed`` roles; None if it may.
+
+    A role that requires MFA (admin, operator) only counts when the access token
+    was issued after an MFA check.
+    """
+    if principal.is_client_app:
+        return "this endpoint is for signed-in users, not API keys"
+    held = principal.roles & allowed
+    if not held:
+        names = ", ".join(sorted(allowed))
+        return f"requires one of the roles: {names}"
+    usable = {role for role in held if not mfa.mfa_required(frozenset({role}))}
+    if not usable and not principal.mfa_verified:
+        return (
+            "this role requires MFA: enrol at POST /v1/auth/mfa/enrol, then sign in again "
+            "with a code"
+        )
+    return None

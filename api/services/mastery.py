@@ -77,15 +77,17 @@ async def learner_mastery(db: Any, *, tenant_id: str, user_id: str) -> list[Skil
         tenant_id,
         user_id,
     )
-    return [
-        SkillMastery(
-            skill_id=row["skill_id"],
-            p_mastery=row["p_mastery"],
-            label=mastery_label(row["p_mastery"], row["attempts"]),
-            attempts=row["attempts"],
-            correct=row["correct"],
-            last_attempt_at=row["last_attempt_at"],
-            updated_at=row["updated_at"],
-        )
-        for row in rows
-    ]
+    return [skill_mastery_from_row(row) for row in rows]
+
+
+def skill_mastery_from_row(row: Any) -> SkillMastery:
+    """A labelled ``SkillMastery`` from a row with the skill_mastery view's columns."""
+    return SkillMastery(
+        skill_id=row["skill_id"],
+        p_mastery=row["p_mastery"],
+        label=mastery_label(row["p_mastery"], row["attempts"]),
+        attempts=row["attempts"],
+        correct=row["correct"],
+        last_attempt_at=row["last_attempt_at"],
+        updated_at=row["updated_at"],
+    )

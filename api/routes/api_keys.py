@@ -1,0 +1,78 @@
+"""API keys of the tenant's client apps (admin): create (shown once), list, revoke."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from api.deps import AdminUser, ClientIp, PoolDep
+from api.exceptions import NotFoundError
+from api.services import audit
+from learnstream import apikeys
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+
+
+class ApiKeyCreate(BaseModel):
+    app_name: str = Field(min_length=1, max_length=200)
+
+
+class ApiKeyPublic(BaseModel):
+    key_id: str
+    app_name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyIssued(ApiKeyPublic):
+    api_key: str = Field(description="the whole key; shown only in this answer")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a key (admin)")
+async def create_key(
+    body: ApiKeyCreate, admin: AdminUser, pool: PoolDep, ip: ClientIp
+) -> ApiKeyIssued:
+    issued = await apikeys.create_api_key(pool, tenant_id=admin.tenant_id, app_name=body.app_name)
+    await audit.record(
+        pool,
+        tenant_id=admin.tenant_id,
+        actor=("user", admin.subject_id),
+        action=audit.Action.API_KEY_CREATED,
+        outcome=audit.Outcome.SUCCESS,
+        target_id=issued.key_id,
+        ip=ip,
+        details={"app_name": body.app_name},
+    )
+    return ApiKeyIssued(
+        key_id=issued.key_id,
+        app_name=issued.app_name,
+        created_at=issued.created_at,
+        revoked_at=None,
+        api_key=issued.plaintext,
+    )
+
+
+@router.get("", summary="Keys of the tenant (admin)")
+async def list_keys(admin: AdminUser, pool: PoolDep) -> list[ApiKeyPublic]:
+    keys = await apikeys.list_api_keys(pool, tenant_id=admin.tenant_id)
+    return [ApiKeyPublic.model_validate(key, from_attributes=True) for key in keys]
+
+
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke (admin)")
+async def revoke_key(key_id: str, admin: AdminUser, pool: PoolDep, ip: ClientIp) -> None:
+    revoked = await apikeys.revoke_api_key(pool, key_id=key_id, tenant_id=admin.tenant_id)
+    if not revoked:
+        raise NotFoundError(
+            "no live key with this id in this tenant", field="path.key_id", reason="not found"
+        )
+    await audit.record(
+        pool,
+        tenant_id=admin.tenant_id,
+        actor=("user", admin.subject_id),
+        action=audit.Action.API_KEY_REVOKED,
+        outcome=audit.Outcome.SUCCESS,
+        target_id=key_id,
+        ip=ip,
+    )

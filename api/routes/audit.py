@@ -1,0 +1,44 @@
+"""The tenant's security audit log, newest first (admins)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from api.deps import AdminUser, PoolDep
+from api.pagination import Cursor, Limit, Page, decode_cursor, next_cursor
+from api.services import audit
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+class AuditEntryPublic(BaseModel):
+    id: int
+    occurred_at: datetime
+    actor_kind: str | None
+    actor_id: str | None
+    action: str
+    outcome: str
+    target_id: str | None
+    ip: str | None
+    details: dict[str, Any]
+
+
+@router.get("", summary="Security events of the tenant (admin)")
+async def list_events(
+    admin: AdminUser, pool: PoolDep, limit: Limit = 100, cursor: Cursor = None
+) -> Page[AuditEntryPublic]:
+    before = decode_cursor(cursor)
+    entries = await audit.recent(
+        pool,
+        tenant_id=admin.tenant_id,
+        limit=limit,
+        before_id=int(before) if before and before.isdigit() else None,
+    )
+    return Page[AuditEntryPublic](
+        items=[AuditEntryPublic.model_validate(e, from_attributes=True) for e in entries],
+        next_cursor=next_cursor([str(e.id) for e in entries], limit),
+    )

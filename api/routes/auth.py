@@ -1,0 +1,340 @@
+"""Sign-up, sign-in, tokens, password reset, unlock and MFA enrolment."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, EmailStr, Field
+
+from api.deps import (
+    ClientIp,
+    CurrentUser,
+    EmailSenderDep,
+    Now,
+    PoolDep,
+    RedisDep,
+    SettingsDep,
+    UserClaims,
+)
+from api.exceptions import InvalidInputError, NotAuthenticatedError
+from api.services import accounts, mfa, sessions
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+TenantId = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+Password = Field(min_length=1, max_length=1024)
+
+
+class Accepted(BaseModel):
+    """The request was taken; what happens next arrives by email."""
+
+    status: Literal["accepted"] = "accepted"
+    detail: str
+
+
+class RegisterRequest(BaseModel):
+    tenant_id: str = TenantId
+    email: EmailStr
+    password: str = Password
+    display_name: str = Field(default="", max_length=200)
+
+
+class TenantEmailRequest(BaseModel):
+    tenant_id: str = TenantId
+    email: EmailStr
+
+
+class TokenRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class LoginRequest(BaseModel):
+    tenant_id: str = TenantId
+    email: EmailStr
+    password: str = Password
+
+
+class MfaLoginRequest(BaseModel):
+    mfa_token: str = Field(min_length=1, max_length=2000)
+    code: str | None = Field(default=None, max_length=12, description="6-digit TOTP code")
+    backup_code: str | None = Field(default=None, max_length=20)
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class LogoutRequest(BaseModel):
+    refresh_token: str | None = Field(default=None, max_length=200)
+
+
+class PasswordResetConfirm(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+    new_password: str = Password
+
+
+class MfaCodeRequest(BaseModel):
+    code: str = Field(min_length=1, max_length=12)
+
+
+class PasswordRequest(BaseModel):
+    password: str = Password
+
+
+class TokenPairPublic(BaseModel):
+    """Bearer tokens: send ``access_token``; trade ``refresh_token`` at /v1/auth/refresh."""
+
+    mfa_required: Literal[False] = False
+    token_type: Literal["bearer"] = "bearer"
+    access_token: str
+    refresh_token: str
+    expires_in: int = Field(description="seconds the access token stays valid")
+    mfa_verified: bool
+
+
+class MfaChallengePublic(BaseModel):
+    """Password accepted; send a TOTP or backup code with ``mfa_token`` to /v1/auth/login/mfa."""
+
+    mfa_required: Literal[True] = True
+    mfa_token: str
+
+
+class EnrolmentPublic(BaseModel):
+    secret: str = Field(description="base32 TOTP secret, for manual entry")
+    provisioning_uri: str = Field(description="otpauth:// URI to show as a QR code")
+
+
+class BackupCodesPublic(BaseModel):
+    backup_codes: list[str] = Field(description="each works once; shown only now")
+
+
+class VerifiedPublic(BaseModel):
+    user_id: str
+    email_verified: bool
+
+
+def _pair(pair: sessions.TokenPair) -> TokenPairPublic:
+    return TokenPairPublic(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in_s,
+        mfa_verified=pair.mfa_verified,
+    )
+
+
+@router.post("/register", status_code=status.HTTP_202_ACCEPTED, summary="Create a learner account")
+async def register(
+    body: RegisterRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    sender: EmailSenderDep,
+    ip: ClientIp,
+    now: Now,
+) -> Accepted:
+    """Always 202 for a valid request, whether or not the address already has an account."""
+    await accounts.register(
+        pool,
+        settings,
+        sender,
+        tenant_id=body.tenant_id,
+        email_address=str(body.email),
+        password=body.password,
+        display_name=body.display_name,
+        ip=ip,
+        now=now,
+    )
+    return Accepted(detail="check your mailbox to confirm the address")
+
+
+@router.post("/verify-email", summary="Confirm an email address with the mailed token")
+async def verify_email(body: TokenRequest, pool: PoolDep, now: Now) -> VerifiedPublic:
+    user_id = await accounts.verify_email(pool, token=body.token, now=now)
+    return VerifiedPublic(user_id=user_id, email_verified=True)
+
+
+@router.post(
+    "/verify-email/resend", status_code=status.HTTP_202_ACCEPTED, summary="Mail a new token"
+)
+async def resend_verification(
+    body: TenantEmailRequest, pool: PoolDep, settings: SettingsDep, sender: EmailSenderDep, now: Now
+) -> Accepted:
+    await accounts.resend_verification(
+        pool, settings, sender, tenant_id=body.tenant_id, email_address=str(body.email), now=now
+    )
+    return Accepted(detail="if the address has an unconfirmed account, a new token was mailed")
+
+
+@router.post("/login", summary="Sign in with email and password")
+async def login(
+    body: LoginRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    sender: EmailSenderDep,
+    ip: ClientIp,
+    now: Now,
+) -> TokenPairPublic | MfaChallengePublic:
+    """Tokens, or (``mfa_required: true``) a challenge to answer at /v1/auth/login/mfa."""
+    outcome = await sessions.login(
+        pool,
+        settings,
+        sender,
+        tenant_id=body.tenant_id,
+        email_address=str(body.email),
+        password=body.password,
+        ip=ip,
+        now=now,
+    )
+    if isinstance(outcome, sessions.MfaChallenge):
+        return MfaChallengePublic(mfa_token=outcome.mfa_token)
+    return _pair(outcome)
+
+
+@router.post("/login/mfa", summary="Second sign-in step: TOTP or backup code")
+async def login_mfa(
+    body: MfaLoginRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    sender: EmailSenderDep,
+    ip: ClientIp,
+    now: Now,
+) -> TokenPairPublic:
+    if (body.code is None) == (body.backup_code is None):
+        raise InvalidInputError(
+            "send exactly one of code and backup_code", field="body.code", reason="one required"
+        )
+    pair = await sessions.complete_mfa_login(
+        pool,
+        settings,
+        sender,
+        mfa_token=body.mfa_token,
+        code=body.code,
+        backup_code=body.backup_code,
+        ip=ip,
+        now=now,
+    )
+    return _pair(pair)
+
+
+@router.post("/refresh", summary="Trade a refresh token for a new pair (rotation)")
+async def refresh(
+    body: RefreshRequest, pool: PoolDep, settings: SettingsDep, ip: ClientIp, now: Now
+) -> TokenPairPublic:
+    pair = await sessions.refresh(pool, settings, refresh_token=body.refresh_token, ip=ip, now=now)
+    return _pair(pair)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out")
+async def logout(
+    body: LogoutRequest,
+    claims: UserClaims,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    ip: ClientIp,
+    now: Now,
+) -> None:
+    """Revokes the given refresh token's family and this access token."""
+    await sessions.logout(
+        pool, redis, settings, claims=claims, refresh_token=body.refresh_token, ip=ip, now=now
+    )
+
+
+@router.post(
+    "/password-reset/request", status_code=status.HTTP_202_ACCEPTED, summary="Mail a reset token"
+)
+async def request_password_reset(
+    body: TenantEmailRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    sender: EmailSenderDep,
+    ip: ClientIp,
+    now: Now,
+) -> Accepted:
+    await accounts.request_password_reset(
+        pool,
+        settings,
+        sender,
+        tenant_id=body.tenant_id,
+        email_address=str(body.email),
+        ip=ip,
+        now=now,
+    )
+    return Accepted(detail="if the address has an account, a reset token was mailed")
+
+
+@router.post(
+    "/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Set a new password with the mailed token",
+)
+async def confirm_password_reset(
+    body: PasswordResetConfirm, pool: PoolDep, settings: SettingsDep, ip: ClientIp, now: Now
+) -> None:
+    await accounts.reset_password(
+        pool, settings, token=body.token, new_password=body.new_password, ip=ip, now=now
+    )
+
+
+@router.post(
+    "/unlock", status_code=status.HTTP_204_NO_CONTENT, summary="Unlock with the mailed token"
+)
+async def unlock(body: TokenRequest, pool: PoolDep, ip: ClientIp, now: Now) -> None:
+    await accounts.unlock_with_token(pool, token=body.token, ip=ip, now=now)
+
+
+@router.post("/mfa/enrol", summary="Start TOTP enrolment")
+async def mfa_enrol(user: CurrentUser, pool: PoolDep, settings: SettingsDep) -> EnrolmentPublic:
+    """A new pending secret; it takes effect once /v1/auth/mfa/confirm gets a valid code."""
+    enrolment = await mfa.begin_enrolment(pool, user_id=user.subject_id, issuer=settings.mfa_issuer)
+    return EnrolmentPublic(secret=enrolment.secret, provisioning_uri=enrolment.provisioning_uri)
+
+
+@router.post("/mfa/confirm", summary="Finish TOTP enrolment with a first code")
+async def mfa_confirm(
+    body: MfaCodeRequest, user: CurrentUser, pool: PoolDep, ip: ClientIp, now: Now
+) -> BackupCodesPublic:
+    codes = await mfa.confirm_enrolment(
+        pool, tenant_id=user.tenant_id, user_id=user.subject_id, code=body.code, ip=ip, now=now
+    )
+    return BackupCodesPublic(backup_codes=codes)
+
+
+@router.post("/mfa/backup-codes", summary="Replace the backup codes")
+async def mfa_backup_codes(user: CurrentUser, pool: PoolDep, ip: ClientIp) -> BackupCodesPublic:
+    if not user.mfa_verified:
+        raise NotAuthenticatedError(
+            "sign in with MFA before replacing backup codes",
+            field="header.Authorization",
+            reason="MFA sign-in required",
+        )
+    codes = await mfa.regenerate_backup_codes(
+        pool, tenant_id=user.tenant_id, user_id=user.subject_id, ip=ip
+    )
+    return BackupCodesPublic(backup_codes=codes)
+
+
+@router.post("/mfa/disable", status_code=status.HTTP_204_NO_CONTENT, summary="Turn MFA off")
+async def mfa_disable(
+    body: PasswordRequest,
+    user: CurrentUser,
+    pool: PoolDep,
+    settings: SettingsDep,
+    ip: ClientIp,
+) -> None:
+    """Needs an MFA-verified session and the password again."""
+    if not user.mfa_verified:
+        raise NotAuthenticatedError(
+            "sign in with MFA before turning it off",
+            field="header.Authorization",
+            reason="MFA sign-in required",
+        )
+    if not await accounts.check_password(
+        pool, settings, user_id=user.subject_id, password=body.password
+    ):
+        raise NotAuthenticatedError(
+            "password is wrong", field="body.password", reason="wrong password"
+        )
+    await mfa.disable(
+        pool, tenant_id=user.tenant_id, user_id=user.subject_id, actor_id=user.subject_id, ip=ip
+    )

@@ -1,0 +1,113 @@
+"""Classes: create, list, members, and the teacher's mastery overview."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from pydantic import BaseModel, Field
+
+from api.deps import CurrentUser, PoolDep, require_roles
+from api.routes.learners import SkillMasteryPublic
+from api.services import classes
+from api.services.classes import MemberRole
+from api.services.principals import Principal, Role
+
+router = APIRouter(prefix="/v1/classes", tags=["classes"])
+
+TeacherOrAdmin = Annotated[Principal, Depends(require_roles(Role.TEACHER, Role.ADMIN))]
+
+
+class ClassCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class MemberAdd(BaseModel):
+    user_id: str = Field(min_length=1, max_length=100)
+    member_role: MemberRole = MemberRole.LEARNER
+
+
+class ClassMemberPublic(BaseModel):
+    user_id: str
+    member_role: MemberRole
+    display_name: str
+
+
+class ClassPublic(BaseModel):
+    class_id: str
+    name: str
+    created_at: datetime
+    members: list[ClassMemberPublic] = Field(description="empty unless you manage the class")
+
+
+class LearnerMasteryRow(BaseModel):
+    user_id: str
+    skills: list[SkillMasteryPublic]
+
+
+class ClassMasteryPublic(BaseModel):
+    class_id: str
+    learners: list[LearnerMasteryRow]
+
+
+def _public(found: classes.SchoolClass) -> ClassPublic:
+    return ClassPublic(
+        class_id=found.class_id,
+        name=found.name,
+        created_at=found.created_at,
+        members=[ClassMemberPublic.model_validate(m, from_attributes=True) for m in found.members],
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a class (teacher, admin)")
+async def create_class(body: ClassCreate, principal: TeacherOrAdmin, pool: PoolDep) -> ClassPublic:
+    return _public(await classes.create_class(pool, principal, name=body.name))
+
+
+@router.get("", summary="Classes you belong to (all of the tenant for admins)")
+async def list_classes(user: CurrentUser, pool: PoolDep) -> list[ClassPublic]:
+    return [_public(found) for found in await classes.classes_of(pool, user)]
+
+
+@router.get("/{class_id}", summary="One class with its members (its teachers, admins)")
+async def get_class(class_id: str, principal: TeacherOrAdmin, pool: PoolDep) -> ClassPublic:
+    return _public(await classes.require_managed_class(pool, principal, class_id=class_id))
+
+
+@router.post("/{class_id}/members", summary="Enrol a user (its teachers, admins)")
+async def add_member(
+    class_id: str, body: MemberAdd, principal: TeacherOrAdmin, pool: PoolDep
+) -> ClassPublic:
+    found = await classes.add_member(
+        pool, principal, class_id=class_id, user_id=body.user_id, member_role=body.member_role
+    )
+    return _public(found)
+
+
+@router.delete(
+    "/{class_id}/members/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a member (its teachers, admins)",
+)
+async def remove_member(
+    class_id: str, user_id: str, principal: TeacherOrAdmin, pool: PoolDep
+) -> None:
+    await classes.remove_member(pool, principal, class_id=class_id, user_id=user_id)
+
+
+@router.get("/{class_id}/mastery", summary="Mastery of every learner in the class (heat map)")
+async def class_mastery(
+    class_id: str, principal: TeacherOrAdmin, pool: PoolDep
+) -> ClassMasteryPublic:
+    by_learner = await classes.class_mastery(pool, principal, class_id=class_id)
+    return ClassMasteryPublic(
+        class_id=class_id,
+        learners=[
+            LearnerMasteryRow(
+                user_id=user_id,
+                skills=[SkillMasteryPublic.model_validate(s, from_attributes=True) for s in rows],
+            )
+            for user_id, rows in by_learner.items()
+        ],
+    )

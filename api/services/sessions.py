@@ -1,0 +1,501 @@
+"""Sign-in, MFA step, refresh-token rotation, sign-out, and the lockout rule.
+
+Rules:
+- ``login_max_failures`` wrong passwords or codes in a row lock the account for
+  ``login_lockout_s``; the counter resets only when a whole sign-in (MFA step
+  included) succeeds, so re-entering a known password cannot buy fresh MFA guesses.
+- Every refresh rotates: the presented refresh token is spent and a successor
+  issued in the same family. Presenting a spent token again means it was copied,
+  so the whole family is revoked and the user must sign in again.
+- Sign-out revokes the refresh family and puts the access token's id on a Redis
+  deny list until it would have expired anyway.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+
+from api.exceptions import ForbiddenError, LockedError, NotAuthenticatedError
+from api.services import audit, email, mfa, passwords, tokens
+from api.services.accounts import TokenPurpose, email_fingerprint, issue_account_token
+from api.services.principals import Role
+from api.services.transactions import transaction
+from learnstream.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """What a successful sign-in or refresh returns; ``expires_in_s`` is the access TTL."""
+
+    access_token: str
+    refresh_token: str
+    expires_in_s: int
+    mfa_verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MfaChallenge:
+    """Password accepted; the client must send a TOTP or backup code with this token."""
+
+    mfa_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockoutState:
+    """Failure counter and lock after one more failure; ``locked_until`` UTC or None."""
+
+    failed_logins: int
+    locked_until: datetime | None
+
+    @property
+    def just_locked(self) -> bool:
+        """True if this failure set a lock."""
+        return self.locked_until is not None
+
+
+def after_failure(
+    failed_logins: int, *, max_failures: int, lockout_s: int, now: datetime
+) -> LockoutState:
+    """The lockout state after one more failed attempt.
+
+    Reaching ``max_failures`` locks until ``now + lockout_s`` and restarts the count,
+    so after the lock lapses the user again has ``max_failures`` tries.
+    """
+    failures = failed_logins + 1
+    if failures >= max_failures:
+        return LockoutState(0, now + timedelta(seconds=lockout_s))
+    return LockoutState(failures, None)
+
+
+def is_locked(locked_until: datetime | None, *, now: datetime) -> bool:
+    """True while a lock set at some failure is still in force at ``now``."""
+    return locked_until is not None and locked_until > now
+
+
+_BAD_CREDENTIALS = "email or password is wrong"
+
+
+async def login(
+    db: Any,
+    settings: Settings,
+    sender: email.EmailSender,
+    *,
+    tenant_id: str,
+    email_address: str,
+    password: str,
+    ip: str | None,
+    now: datetime,
+) -> TokenPair | MfaChallenge:
+    """Check the password; tokens, or an MFA challenge when the user has TOTP enrolled."""
+    row = await db.fetchrow(
+        """
+        SELECT id, email, password_hash, status, email_verified_at, locked_until,
+               mfa_enabled_at FROM users
+        WHERE tenant_id = $1 AND lower(email) = lower($2)
+        """,
+        tenant_id,
+        email_address.strip(),
+    )
+    if row is None:
+        # Spend the same time as a real check, so timing does not reveal who has an account.
+        await passwords.verify_password(None, password, profile=settings.password_hash_profile)
+        await audit.record(
+            db,
+            tenant_id=tenant_id,
+            actor=None,
+            action=audit.Action.LOGIN,
+            outcome=audit.Outcome.FAILURE,
+            ip=ip,
+            details={"reason": "unknown email", "email_fp": email_fingerprint(email_address)},
+        )
+        raise NotAuthenticatedError(
+            _BAD_CREDENTIALS, field="body.password", reason=_BAD_CREDENTIALS
+        )
+    user_id = str(row["id"])
+    _refuse_if_locked(row["locked_until"], now=now)
+    ok = await passwords.verify_password(
+        row["password_hash"], password, profile=settings.password_hash_profile
+    )
+    if not ok:
+        await _record_failure(
+            db,
+            settings,
+            sender,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            reason="wrong password",
+            ip=ip,
+            now=now,
+        )
+        raise NotAuthenticatedError(
+            _BAD_CREDENTIALS, field="body.password", reason=_BAD_CREDENTIALS
+        )
+    if row["status"] != "active":
+        raise ForbiddenError("this account is disabled", field="body.email", reason="disabled")
+    if row["email_verified_at"] is None:
+        raise ForbiddenError(
+            "email address not verified; use the mailed token or POST /v1/auth/verify-email/resend",
+            field="body.email",
+            reason="email not verified",
+        )
+    if passwords.needs_rehash(row["password_hash"], profile=settings.password_hash_profile):
+        new_hash = await passwords.hash_password(password, profile=settings.password_hash_profile)
+        await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, new_hash)
+    if row["mfa_enabled_at"] is not None:
+        await audit.record(
+            db,
+            tenant_id=tenant_id,
+            actor=("user", user_id),
+            action=audit.Action.MFA_CHALLENGE,
+            outcome=audit.Outcome.SUCCESS,
+            target_id=user_id,
+            ip=ip,
+            details={"step": "password accepted"},
+        )
+        return MfaChallenge(
+            tokens.issue_mfa_challenge(
+                user_id=user_id, tenant_id=tenant_id, settings=settings, now=now
+            )
+        )
+    return await _signed_in(
+        db, settings, user_id=user_id, tenant_id=tenant_id, mfa_verified=False, ip=ip, now=now
+    )
+
+
+async def complete_mfa_login(
+    db: Any,
+    settings: Settings,
+    sender: email.EmailSender,
+    *,
+    mfa_token: str,
+    code: str | None,
+    backup_code: str | None,
+    ip: str | None,
+    now: datetime,
+) -> TokenPair:
+    """Second step of sign-in: a TOTP code (or one unused backup code) for tokens."""
+    user_id, tenant_id = tokens.decode_mfa_challenge(mfa_token, settings=settings)
+    async with transaction(db) as conn:
+        row = await conn.fetchrow(
+            "SELECT mfa_secret, mfa_last_step, locked_until FROM users WHERE id = $1 FOR UPDATE",
+            user_id,
+        )
+        if row is None or row["mfa_secret"] is None:
+            raise NotAuthenticatedError(
+                "MFA is not enrolled", field="body.mfa_token", reason="no MFA on this account"
+            )
+        _refuse_if_locked(row["locked_until"], now=now)
+        accepted = False
+        if code is not None:
+            step = mfa.matching_step(
+                row["mfa_secret"], code, now=now, last_step=row["mfa_last_step"]
+            )
+            if step is not None:
+                await conn.execute(
+                    "UPDATE users SET mfa_last_step = $2 WHERE id = $1", user_id, step
+                )
+                accepted = True
+        elif backup_code is not None:
+            accepted = await mfa.spend_backup_code(conn, user_id=user_id, code=backup_code, now=now)
+            if accepted:
+                await audit.record(
+                    conn,
+                    tenant_id=tenant_id,
+                    actor=("user", user_id),
+                    action=audit.Action.BACKUP_CODE_USED,
+                    outcome=audit.Outcome.SUCCESS,
+                    target_id=user_id,
+                    ip=ip,
+                )
+    if not accepted:
+        await _record_failure(
+            db,
+            settings,
+            sender,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            reason="wrong MFA code",
+            ip=ip,
+            now=now,
+        )
+        field = "body.code" if code is not None else "body.backup_code"
+        raise NotAuthenticatedError(
+            "MFA code is wrong, expired or already used", field=field, reason="wrong code"
+        )
+    return await _signed_in(
+        db, settings, user_id=user_id, tenant_id=tenant_id, mfa_verified=True, ip=ip, now=now
+    )
+
+
+async def refresh(
+    db: Any, settings: Settings, *, refresh_token: str, ip: str | None, now: datetime
+) -> TokenPair:
+    """Spend ``refresh_token`` for a new pair in the same family (roles re-read now)."""
+    reused: tuple[str, str] | None = None
+    async with transaction(db) as conn:
+        row = await conn.fetchrow(
+            """
+            SELECT t.id, t.family_id, t.user_id, t.mfa_verified, t.expires_at, t.rotated_at,
+                   t.revoked_at, u.tenant_id, u.status, u.locked_until
+            FROM refresh_tokens t JOIN users u ON u.id = t.user_id
+            WHERE t.token_sha256 = $1 FOR UPDATE OF t
+            """,
+            tokens.token_sha256(refresh_token),
+        )
+        if row is not None and row["rotated_at"] is not None and row["revoked_at"] is None:
+            # A spent token came back: someone holds a copy. Kill the whole family.
+            await conn.execute(
+                """
+                UPDATE refresh_tokens SET revoked_at = $2
+                WHERE family_id = $1 AND revoked_at IS NULL
+                """,
+                row["family_id"],
+                now,
+            )
+            await audit.record(
+                conn,
+                tenant_id=row["tenant_id"],
+                actor=("user", str(row["user_id"])),
+                action=audit.Action.REFRESH_TOKEN_REUSED,
+                outcome=audit.Outcome.DENIED,
+                target_id=str(row["user_id"]),
+                ip=ip,
+                details={"family_id": str(row["family_id"])},
+            )
+            reused = (row["tenant_id"], str(row["user_id"]))
+        elif (
+            row is not None
+            and row["revoked_at"] is None
+            and row["expires_at"] > now
+            and row["status"] == "active"
+            and not is_locked(row["locked_until"], now=now)
+        ):
+            await conn.execute(
+                "UPDATE refresh_tokens SET rotated_at = $2 WHERE id = $1", row["id"], now
+            )
+            return await _issue_pair(
+                conn,
+                settings,
+                user_id=str(row["user_id"]),
+                tenant_id=row["tenant_id"],
+                mfa_verified=row["mfa_verified"],
+                family_id=str(row["family_id"]),
+                now=now,
+            )
+    detail = (
+        "refresh token was already used; every session from that sign-in is revoked"
+        if reused
+        else "refresh token is unknown, expired or revoked"
+    )
+    raise NotAuthenticatedError(detail, field="body.refresh_token", reason=detail)
+
+
+async def logout(
+    db: Any,
+    redis: Redis,
+    settings: Settings,
+    *,
+    claims: tokens.AccessClaims,
+    refresh_token: str | None,
+    ip: str | None,
+    now: datetime,
+) -> None:
+    """Revoke the refresh family (if given, and the caller's) and deny the access token."""
+    if refresh_token is not None:
+        await db.execute(
+            """
+            UPDATE refresh_tokens SET revoked_at = $3
+            WHERE revoked_at IS NULL AND family_id = (
+                SELECT family_id FROM refresh_tokens WHERE token_sha256 = $1 AND user_id = $2)
+            """,
+            tokens.token_sha256(refresh_token),
+            claims.user_id,
+            now,
+        )
+    remaining_s = int((claims.expires_at - now).total_seconds()) + 1
+    if remaining_s > 0:
+        await redis.set(_denied_key(settings, claims.jti), b"1", ex=remaining_s)
+    await audit.record(
+        db,
+        tenant_id=claims.tenant_id,
+        actor=("user", claims.user_id),
+        action=audit.Action.LOGOUT,
+        outcome=audit.Outcome.SUCCESS,
+        target_id=claims.user_id,
+        ip=ip,
+    )
+
+
+async def is_access_token_denied(redis: Redis, settings: Settings, *, jti: str) -> bool:
+    """True if the access token ``jti`` was signed out before it expired."""
+    return bool(await redis.exists(_denied_key(settings, jti)))
+
+
+def _denied_key(settings: Settings, jti: str) -> str:
+    return f"{settings.redis_namespace}:api:denied-jti:{jti}"
+
+
+def _refuse_if_locked(locked_until: datetime | None, *, now: datetime) -> None:
+    if is_locked(locked_until, now=now):
+        assert locked_until is not None
+        wait_s = max(1, int((locked_until - now).total_seconds()))
+        raise LockedError(
+            f"account locked after repeated failures until {locked_until.isoformat()}; "
+            "use the unlock link mailed to you, reset your password, or ask an admin",
+            field="body.email",
+            reason="locked",
+            headers={"Retry-After": str(wait_s)},
+        )
+
+
+async def _record_failure(
+    db: Any,
+    settings: Settings,
+    sender: email.EmailSender,
+    *,
+    user_id: str,
+    tenant_id: str,
+    reason: str,
+    ip: str | None,
+    now: datetime,
+) -> None:
+    async with transaction(db) as conn:
+        row = await conn.fetchrow(
+            "SELECT email, failed_logins FROM users WHERE id = $1 FOR UPDATE", user_id
+        )
+        state = after_failure(
+            row["failed_logins"],
+            max_failures=settings.login_max_failures,
+            lockout_s=settings.login_lockout_s,
+            now=now,
+        )
+        await conn.execute(
+            """
+            UPDATE users SET failed_logins = $2, locked_until = coalesce($3, locked_until)
+            WHERE id = $1
+            """,
+            user_id,
+            state.failed_logins,
+            state.locked_until,
+        )
+        await audit.record(
+            conn,
+            tenant_id=tenant_id,
+            actor=None,
+            action=audit.Action.LOGIN,
+            outcome=audit.Outcome.FAILURE,
+            target_id=user_id,
+            ip=ip,
+            details={"reason": reason},
+        )
+        if state.just_locked:
+            await audit.record(
+                conn,
+                tenant_id=tenant_id,
+                actor=("system", None),
+                action=audit.Action.ACCOUNT_LOCKED,
+                outcome=audit.Outcome.SUCCESS,
+                target_id=user_id,
+                ip=ip,
+                details={"until": state.locked_until},
+            )
+    if state.just_locked:
+        token = await issue_account_token(
+            db,
+            user_id=user_id,
+            purpose=TokenPurpose.UNLOCK,
+            ttl_s=max(settings.login_lockout_s, 3600),
+            now=now,
+        )
+        await sender.send(email.unlock_email(row["email"], token, settings))
+        raise LockedError(
+            f"account locked for {settings.login_lockout_s} s after "
+            f"{settings.login_max_failures} failures; an unlock link was mailed",
+            field="body.email",
+            reason="locked",
+            headers={"Retry-After": str(settings.login_lockout_s)},
+        )
+
+
+async def _signed_in(
+    db: Any,
+    settings: Settings,
+    *,
+    user_id: str,
+    tenant_id: str,
+    mfa_verified: bool,
+    ip: str | None,
+    now: datetime,
+) -> TokenPair:
+    async with transaction(db) as conn:
+        await conn.execute("UPDATE users SET failed_logins = 0 WHERE id = $1", user_id)
+        pair = await _issue_pair(
+            conn,
+            settings,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            mfa_verified=mfa_verified,
+            family_id=None,
+            now=now,
+        )
+        await audit.record(
+            conn,
+            tenant_id=tenant_id,
+            actor=("user", user_id),
+            action=audit.Action.LOGIN,
+            outcome=audit.Outcome.SUCCESS,
+            target_id=user_id,
+            ip=ip,
+            details={"mfa": mfa_verified},
+        )
+    return pair
+
+
+async def _issue_pair(
+    conn: Any,
+    settings: Settings,
+    *,
+    user_id: str,
+    tenant_id: str,
+    mfa_verified: bool,
+    family_id: str | None,
+    now: datetime,
+) -> TokenPair:
+    roles = frozenset(
+        Role(r["role"])
+        for r in await conn.fetch("SELECT role FROM user_roles WHERE user_id = $1", user_id)
+    )
+    access, _ = tokens.issue_access_token(
+        user_id=user_id,
+        tenant_id=tenant_id,
+        roles=roles,
+        mfa_verified=mfa_verified,
+        settings=settings,
+        now=now,
+    )
+    plaintext, digest = tokens.new_opaque_token(tokens.REFRESH_TOKEN_PREFIX)
+    await conn.execute(
+        """
+        INSERT INTO refresh_tokens (id, family_id, user_id, token_sha256, mfa_verified,
+                                    issued_at, expires_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """,
+        str(uuid.uuid4()),
+        family_id or str(uuid.uuid4()),
+        user_id,
+        digest,
+        mfa_verified,
+        now,
+        now + timedelta(seconds=settings.refresh_token_ttl_s),
+    )
+    return TokenPair(
+        access_token=access,
+        refresh_token=plaintext,
+        expires_in_s=settings.access_token_ttl_s,
+        mfa_verified=mfa_verified,
+    )

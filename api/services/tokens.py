@@ -1,0 +1,159 @@
+"""Signed access tokens (JWT, HS256), MFA challenge tokens and opaque single-use tokens.
+
+Access tokens are short-lived and carry tenant, roles and whether MFA was passed,
+so most requests need no database round trip. Refresh tokens and mailed tokens
+are opaque random strings of which only a SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from api.exceptions import NotAuthenticatedError
+from api.services.principals import Principal, PrincipalKind, Role
+from learnstream.settings import Settings
+
+ALGORITHM = "HS256"
+ACCESS_TOKEN_TYPE = "access"
+MFA_CHALLENGE_TYPE = "mfa_challenge"
+# Time allowed between the password step and the TOTP step of one sign-in.
+MFA_CHALLENGE_TTL_S = 300
+REFRESH_TOKEN_PREFIX = "lsr_"
+ACCOUNT_TOKEN_PREFIX = "lst_"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a verified access token says; ``expires_at`` is UTC."""
+
+    user_id: str
+    tenant_id: str
+    roles: frozenset[Role]
+    mfa_verified: bool
+    jti: str
+    expires_at: datetime
+
+    def principal(self) -> Principal:
+        """The request principal these claims describe."""
+        return Principal(
+            tenant_id=self.tenant_id,
+            subject_id=self.user_id,
+            kind=PrincipalKind.USER,
+            roles=self.roles,
+            mfa_verified=self.mfa_verified,
+        )
+
+
+def issue_access_token(
+    *,
+    user_id: str,
+    tenant_id: str,
+    roles: frozenset[Role],
+    mfa_verified: bool,
+    settings: Settings,
+    now: datetime,
+) -> tuple[str, AccessClaims]:
+    """A signed access token valid for ``settings.access_token_ttl_s`` from ``now`` (UTC)."""
+    expires_at = now + timedelta(seconds=settings.access_token_ttl_s)
+    claims = AccessClaims(
+        user_id=user_id,
+        tenant_id=tenant_id,
+        roles=roles,
+        mfa_verified=mfa_verified,
+        jti=uuid.uuid4().hex,
+        expires_at=expires_at,
+    )
+    payload = {
+        "iss": settings.jwt_issuer,
+        "sub": user_id,
+        "tid": tenant_id,
+        "roles": sorted(role.value for role in roles),
+        "mfa": mfa_verified,
+        "typ": ACCESS_TOKEN_TYPE,
+        "jti": claims.jti,
+        "iat": int(now.timestamp()),
+        "exp": int(expires_at.timestamp()),
+    }
+    return _sign(payload, settings), claims
+
+
+def decode_access_token(token: str, *, settings: Settings) -> AccessClaims:
+    """The claims of a valid, unexpired access token; NotAuthenticatedError otherwise."""
+    payload = _verify(token, settings, expected_type=ACCESS_TOKEN_TYPE)
+    try:
+        roles = frozenset(Role(role) for role in payload["roles"])
+        return AccessClaims(
+            user_id=str(payload["sub"]),
+            tenant_id=str(payload["tid"]),
+            roles=roles,
+            mfa_verified=bool(payload["mfa"]),
+            jti=str(payload["jti"]),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise _invalid("access token lacks a required claim") from exc
+
+
+def issue_mfa_challenge(*, user_id: str, tenant_id: str, settings: Settings, now: datetime) -> str:
+    """A token proving the password step passed; exchanged with a TOTP code for tokens."""
+    payload = {
+        "iss": settings.jwt_issuer,
+        "sub": user_id,
+        "tid": tenant_id,
+        "typ": MFA_CHALLENGE_TYPE,
+        "iat": int(now.timestamp()),
+        "exp": int(now.timestamp()) + MFA_CHALLENGE_TTL_S,
+    }
+    return _sign(payload, settings)
+
+
+def decode_mfa_challenge(token: str, *, settings: Settings) -> tuple[str, str]:
+    """``(user_id, tenant_id)`` of a valid MFA challenge token."""
+    payload = _verify(token, settings, expected_type=MFA_CHALLENGE_TYPE, field="body.mfa_token")
+    return str(payload["sub"]), str(payload["tid"])
+
+
+def new_opaque_token(prefix: str) -> tuple[str, bytes]:
+    """A random token (256 bits) and the SHA-256 digest to store in its place."""
+    plaintext = prefix + secrets.token_urlsafe(32)
+    return plaintext, token_sha256(plaintext)
+
+
+def token_sha256(plaintext: str) -> bytes:
+    """The digest under which an opaque token is stored and looked up."""
+    return hashlib.sha256(plaintext.strip().encode()).digest()
+
+
+def _sign(payload: dict[str, object], settings: Settings) -> str:
+    return jwt.encode(payload, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+
+
+def _verify(
+    token: str, settings: Settings, *, expected_type: str, field: str = "header.Authorization"
+) -> dict[str, Any]:
+    try:
+        payload: dict[str, Any] = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[ALGORITHM],  # never taken from the token header ("alg": "none" attacks)
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "iat", "sub", "iss"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise _invalid("token has expired; refresh it or sign in again", field) from exc
+    except jwt.InvalidTokenError as exc:
+        raise _invalid(f"token is not valid: {exc}", field) from exc
+    if payload.get("typ") != expected_type:
+        raise _invalid(f"token is not an {expected_type} token", field)
+    return payload
+
+
+def _invalid(detail: str, field: str = "header.Authorization") -> NotAuthenticatedError:
+    return NotAuthenticatedError(detail, field=field, reason=detail)

@@ -1,0 +1,71 @@
+"""TOTP acceptance window, replay refusal, and backup-code normalisation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pyotp
+import pytest
+
+from api.services import mfa
+from api.services.principals import Role
+
+NOW = datetime(2024, 3, 1, 9, 0, 15, tzinfo=UTC)
+SECRET = pyotp.random_base32(32)
+STEP = pyotp.TOTP(SECRET).timecode(NOW)
+
+
+@pytest.mark.parametrize("offset_steps", [-1, 0, 1])
+def test_codes_within_one_step_of_now_are_accepted(offset_steps: int) -> None:
+    code = mfa.code_at(SECRET, NOW + timedelta(seconds=30 * offset_steps))
+    assert mfa.matching_step(SECRET, code, now=NOW) == STEP + offset_steps
+
+
+@pytest.mark.parametrize("offset_steps", [-3, -2, 2, 3])
+def test_codes_further_away_are_refused(offset_steps: int) -> None:
+    code = mfa.code_at(SECRET, NOW + timedelta(seconds=30 * offset_steps))
+    assert mfa.matching_step(SECRET, code, now=NOW) is None
+
+
+def test_a_step_already_used_cannot_be_replayed() -> None:
+    code = mfa.code_at(SECRET, NOW)
+    assert mfa.matching_step(SECRET, code, now=NOW, last_step=STEP) is None
+    assert mfa.matching_step(SECRET, code, now=NOW, last_step=STEP - 1) == STEP
+
+
+@pytest.mark.parametrize("code", ["", "12345", "1234567", "abcdef", "12 34 5"])
+def test_malformed_codes_are_refused(code: str) -> None:
+    assert mfa.matching_step(SECRET, code, now=NOW) is None
+
+
+def test_code_typed_with_spaces_is_accepted() -> None:
+    code = mfa.code_at(SECRET, NOW)
+    assert mfa.matching_step(SECRET, f" {code[:3]} {code[3:]} ", now=NOW) == STEP
+
+
+def test_backup_codes_are_distinct_and_typed_any_way() -> None:
+    codes = mfa.new_backup_codes()
+    assert len(set(codes)) == mfa.BACKUP_CODE_COUNT
+    code = codes[0]
+    assert mfa.backup_code_sha256(code) == mfa.backup_code_sha256(code.upper().replace("-", " "))
+    assert mfa.backup_code_sha256(code) != mfa.backup_code_sha256(codes[1])
+
+
+@pytest.mark.parametrize(
+    ("roles", "required"),
+    [
+        ({Role.LEARNER}, False),
+        ({Role.TEACHER, Role.AUTHOR, Role.REVIEWER}, False),
+        ({Role.ADMIN}, True),
+        ({Role.OPERATOR}, True),
+        ({Role.LEARNER, Role.ADMIN}, True),
+    ],
+)
+def test_mfa_required_for_admin_roles(roles: set[Role], required: bool) -> None:
+    assert mfa.mfa_required(frozenset(roles)) is required
+
+
+def test_provisioning_uri_names_issuer_and_account() -> None:
+    uri = mfa.provisioning_uri(SECRET, account="ada@example.org", issuer="Learnstream")
+    assert uri.startswith("otpauth://totp/Learnstream:ada%40example.org?")
+    assert f"secret={SECRET}" in uri
