@@ -302,24 +302,40 @@ def main(argv: list[str] | None = None) -> int:
             f" {fit['corr_a']:7.3f} {fit['corr_b']:7.3f} {corr_c:>7s}"
         )
 
-    # (bank with guessing?, randomesque k): 2PL max-info, 2PL with exposure control, 3PL.
-    scenarios = [(False, 1), (False, 5), (True, 1)]
+    # (label, bank with guessing?, randomesque k, SE target, max items). Variable length:
+    # stop at SE < 0.3 (items used is the figure). Fixed length: an unreachable SE target,
+    # so both give exactly max_items and RMSE at equal length is the figure.
+    scenarios = [
+        ("2PL", False, 1, 0.3, 60),
+        ("2PL", False, 5, 0.3, 60),
+        ("3PL", True, 1, 0.3, 60),
+        ("2PL", False, 1, 1e-6, 10),
+        ("2PL", False, 1, 1e-6, 20),
+    ]
     comparisons: list[dict[str, Any]] = []
-    print(f"\nCAT vs catsim: {n_examinees} examinees, 500-item bank, stop at SE < 0.3 or 60 items")
-    print(f"  {'bank':4s} {'method':28s} {'items':>6s} {'RMSE':>6s}", end="")
+    print(f"\nCAT vs catsim: {n_examinees} examinees, 500-item bank, same answers for both")
+    print(f"  {'bank':4s} {'stop':12s} {'method':28s} {'items':>6s} {'RMSE':>6s}", end="")
     print(f" {'bias':>7s} {'SE stop':>7s} {'ms/exam':>8s}")
-    for guessing, k in scenarios:
-        ours, theirs = compare_with_catsim(n_examinees, guessing=guessing, randomesque_k=k)
-        model = "3PL" if guessing else "2PL"
+    for model, guessing, k, se_target, max_items in scenarios:
+        ours, theirs = compare_with_catsim(
+            n_examinees,
+            guessing=guessing,
+            randomesque_k=k,
+            se_target=se_target,
+            max_items=max_items,
+        )
+        stop = f"SE<{se_target:g}|{max_items}" if se_target > 1e-3 else f"fixed {max_items}"
         for run in (ours, theirs):
             print(
-                f"  {model:4s} {run.method:28s} {run.mean_items:6.2f} {run.rmse:6.3f}"
+                f"  {model:4s} {stop:12s} {run.method:28s} {run.mean_items:6.2f} {run.rmse:6.3f}"
                 f" {run.bias:7.3f} {run.share_se_reached:7.0%} {run.ms_per_examinee:8.2f}"
             )
         comparisons.append(
             {
                 "model": model,
                 "randomesque_k": k,
+                "se_target": se_target,
+                "max_items": max_items,
                 "ours": ours.to_dict(),
                 "catsim": theirs.to_dict(),
             }

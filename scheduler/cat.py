@@ -47,9 +47,13 @@ from scheduler.irt import (
     bank_information,
     bank_p_correct,
     log_p_q,
+    posterior_for,
     quadrature,
     summarize,
 )
+
+# Priors whose grid tables a CatBank keeps (each is 2 × grid × items floats).
+MAX_CACHED_PRIORS = 4
 
 
 class PlacementError(LearnstreamError, ValueError):
@@ -153,7 +157,7 @@ class CatBank:
     skills: tuple[str, ...] = field(init=False)
     skill_index: npt.NDArray[np.intp] = field(init=False)
     typical_items: ItemBank = field(init=False)
-    # log P(correct) and log P(wrong) of every item on each prior's grid, filled on first
+    # log P(correct) and log P(wrong) of every item on a few priors' grids, filled on first
     # use: a session's posterior is then a column gather and two mat-vecs.
     _grid_tables: dict[NormalPrior, tuple[FloatArray, FloatArray]] = field(
         init=False, repr=False, default_factory=dict
@@ -180,13 +184,15 @@ class CatBank:
         """Number of items in the bank."""
         return self.items.n_items
 
-    def grid_log_likelihood(self, prior: NormalPrior) -> tuple[FloatArray, FloatArray]:
+    def grid_log_likelihood(self, prior: NormalPrior) -> tuple[FloatArray, FloatArray] | None:
         """(log P(correct), log P(wrong)) of every item at each grid point of ``prior``.
 
-        Shapes (prior.n_points, n_items); computed once per prior and kept (read-only).
+        Shapes (prior.n_points, n_items), read-only, computed once per prior. Only the
+        first ``MAX_CACHED_PRIORS`` priors are kept (sessions with per-learner priors
+        would otherwise grow the cache without bound); for others it returns None.
         """
         tables = self._grid_tables.get(prior)
-        if tables is None:
+        if tables is None and len(self._grid_tables) < MAX_CACHED_PRIORS:
             points, _ = quadrature(prior)
             log_p, log_q = log_p_q(points, self.items.a, self.items.b, self.items.c)
             log_p.setflags(write=False)
@@ -210,6 +216,8 @@ class CatState:
     def __post_init__(self) -> None:
         if len(self.items) != len(self.responses):
             raise PlacementError(f"{len(self.items)} items but {len(self.responses)} responses")
+        if any(item < 0 for item in self.items):
+            raise PlacementError("item indices must be >= 0")
         if len(set(self.items)) != len(self.items):
             raise PlacementError("an item appears twice in a placement session")
 
@@ -293,9 +301,12 @@ def _posterior(state: CatState, bank: CatBank) -> AbilityPosterior:
     points, log_weights = quadrature(prior)
     if not state.items:
         return AbilityPosterior(points, log_weights, 0)
-    log_p, log_q = bank.grid_log_likelihood(prior)
     index = list(state.items)
     correct = np.asarray(state.responses, dtype=np.float64)
+    tables = bank.grid_log_likelihood(prior)
+    if tables is None:
+        return posterior_for(bank.items, index, correct, prior)
+    log_p, log_q = tables
     log_density = log_weights + log_p[:, index] @ correct + log_q[:, index] @ (1.0 - correct)
     return AbilityPosterior(points, log_density, len(index))
 
@@ -318,7 +329,7 @@ def _eligible(state: CatState, bank: CatBank) -> npt.NDArray[np.bool_]:
         s = position.get(skill)
         if s is None or share <= 0 or remaining_per_skill[s] == 0:
             continue
-        # How far this skill would fall behind its share if the next item were elsewhere.
+        # Items this skill would be short of its share after one more item elsewhere.
         deficit = share * n_next - given_per_skill[s]
         if deficit > best_deficit:
             best_skill, best_deficit = s, deficit

@@ -21,9 +21,8 @@ Three ability estimators, each returning an :class:`AbilityEstimate`:
 
 Item calibration is marginal maximum likelihood by EM (Bock & Aitkin, 1981) on a
 quadrature grid, with optional priors (lognormal on ``a``, normal on the intercept,
-Beta on ``c``) that keep items with few or extreme answers finite. The 3PL M-step uses
-the latent "knew it or guessed" split, so every M-step is a vectorised weighted
-logistic regression plus a closed-form Beta-MAP for ``c``.
+Beta on ``c``) that keep items with few or extreme answers finite. Each M-step is a few
+Fisher-scoring steps on (log a, intercept, logit c), batched over items.
 """
 
 from __future__ import annotations
@@ -455,43 +454,54 @@ def _as_response_matrix(
     return values, observed.astype(np.float64)
 
 
-def _fit_logistic(
-    log_a: FloatArray,
-    intercept: FloatArray,
+def _m_step(
+    params: FloatArray,
     points: FloatArray,
-    successes: FloatArray,
+    correct: FloatArray,
     trials: FloatArray,
     priors: CalibrationPriors,
-    fit_slope: bool,
+    model: Model,
     steps: int = 4,
-) -> tuple[FloatArray, FloatArray]:
-    """A few Fisher-scoring steps of every item's weighted logistic regression at once.
+) -> FloatArray:
+    """A few Fisher-scoring steps on every item's expected complete-data log posterior.
 
-    ``successes``/``trials`` are expected counts per grid point × item; the linear
-    predictor is ``exp(log_a) · θ + intercept``. Solving the 2 × 2 system in closed form
-    keeps the M-step vectorised over items.
+    ``params`` rows are (log a, intercept, logit c), one column per item; the linear
+    predictor is ``a·θ + intercept``. ``correct``/``trials`` are the E-step's expected
+    counts per grid point × item. The per-item systems (1 × 1 to 3 × 3) are solved in one
+    batched call, so the M-step is vectorised over items. Unknowns: 1PL the intercept;
+    2PL adds log a; 3PL adds logit c (a Beta prior on c, mode kept in c-space).
     """
-    slope_precision = 0.0 if priors.log_a_sd is None else 1.0 / priors.log_a_sd**2
-    intercept_precision = 0.0 if priors.intercept_sd is None else 1.0 / priors.intercept_sd**2
+    active = {"1PL": [1], "2PL": [0, 1], "3PL": [0, 1, 2]}[model]
+    precision = np.array(
+        [
+            0.0 if priors.log_a_sd is None else 1.0 / priors.log_a_sd**2,
+            0.0 if priors.intercept_sd is None else 1.0 / priors.intercept_sd**2,
+        ]
+    )
     theta = points[:, None]
+    params = params.copy()
     for _ in range(steps):
-        a = np.exp(log_a)
-        p = expit(a * theta + intercept)
-        residual = successes - trials * p
-        weight = trials * p * (1.0 - p)
-        g_d = residual.sum(axis=0) - intercept * intercept_precision
-        i_dd = weight.sum(axis=0) + intercept_precision + 1e-9
-        if not fit_slope:
-            intercept = intercept + np.clip(g_d / i_dd, -2.0, 2.0)
-            continue
-        # Chain rule for the log-slope: dz/d(log a) = a θ.
-        g_a = (residual * theta).sum(axis=0) * a - log_a * slope_precision
-        i_aa = (weight * theta**2).sum(axis=0) * a**2 + slope_precision + 1e-9
-        i_ad = (weight * theta).sum(axis=0) * a
-        det = np.maximum(i_aa * i_dd - i_ad**2, 1e-12)
-        log_a = log_a + np.clip((i_dd * g_a - i_ad * g_d) / det, -1.0, 1.0)
-        intercept = intercept + np.clip((i_aa * g_d - i_ad * g_a) / det, -2.0, 2.0)
-    return log_a, intercept
+        a, c = np.exp(params[0]), expit(params[2]) if model == "3PL" else np.zeros(params.shape[1])
+        knows = expit(a * theta + params[1])
+        p = np.clip(c + (1.0 - c) * knows, 1e-12, 1.0 - 1e-12)
+        slope = (1.0 - c) * knows * (1.0 - knows)
+        # dP/d(log a), dP/d(intercept), dP/d(logit c); grid points × items each.
+        d_p = np.stack([slope * a * theta, slope, (1.0 - knows) * c * (1.0 - c)])[active]
+        weight = trials / (p * (1.0 - p))
+        gradient = np.einsum("kqj,qj->jk", d_p, (correct - trials * p) / (p * (1.0 - p)))
+        fisher = np.einsum("kqj,lqj,qj->jkl", d_p, d_p, weight)
+        for row, k in enumerate(active):
+            if k < 2:
+                gradient[:, row] -= params[k] * precision[k]
+                fisher[:, row, row] += precision[k]
+            else:
+                alpha, beta = priors.guess_alpha - 1.0, priors.guess_beta - 1.0
+                gradient[:, row] += alpha * (1.0 - c) - beta * c
+                fisher[:, row, row] += (alpha + beta) * c * (1.0 - c)
+        fisher += 1e-9 * np.eye(len(active))  # an item nobody answered stays put
+        step = np.linalg.solve(fisher, gradient[:, :, None])[:, :, 0]
+        params[active] += np.clip(step.T, -1.0, 1.0)
+    return params
 
 
 def calibrate(
@@ -509,10 +519,12 @@ def calibrate(
     ``responses``: 1 correct, 0 wrong, NaN not answered (or pass ``mask``, True where
     answered). ``model``: "1PL" (a = 1, c = 0), "2PL" or "3PL". Abilities are integrated
     over a N(0, 1) population on ``n_points`` points in ±5 logits, which also fixes the
-    scale. Stops when no parameter moves more than ``tol`` in an iteration, or after
-    ``max_iter`` iterations (``converged`` False). Cost per iteration
+    scale. Stops when no a, intercept or c moves more than ``tol`` in an iteration, or
+    after ``max_iter`` iterations (``converged`` False). Cost per iteration
     O(learners × items × n_points).
     """
+    if model not in ("1PL", "2PL", "3PL"):
+        raise ValueError(f"model must be 1PL, 2PL or 3PL, got {model!r}")
     values, observed = _as_response_matrix(responses, mask)
     wrong = observed - values
     n_items = values.shape[1]
@@ -521,53 +533,51 @@ def calibrate(
     log_population -= logsumexp(log_population)
 
     # Start from the classical item statistics: intercept = logit of the proportion correct.
-    answered = observed.sum(axis=0)
-    p_value = (values.sum(axis=0) + 0.5) / (answered + 1.0)
-    intercept = np.log(p_value / (1.0 - p_value))
-    log_a = np.zeros(n_items)
-    fit_guess = model == "3PL"
+    p_value = (values.sum(axis=0) + 0.5) / (observed.sum(axis=0) + 1.0)
     guess_mode = (priors.guess_alpha - 1.0) / (priors.guess_alpha + priors.guess_beta - 2.0)
-    c = np.full(n_items, guess_mode if fit_guess else 0.0)
+    params = np.stack(
+        [
+            np.zeros(n_items),
+            np.log(p_value / (1.0 - p_value)),
+            np.full(n_items, np.log(guess_mode / (1.0 - guess_mode))),
+        ]
+    )
 
-    def e_step() -> tuple[FloatArray, FloatArray]:
-        a = np.exp(log_a)
-        log_p, log_q = log_p_q(points, a, -intercept / a, c)
+    def bank_of(params: FloatArray) -> ItemBank:
+        a = np.exp(params[0])
+        c = expit(params[2]) if model == "3PL" else np.zeros(n_items)
+        return ItemBank(a, -params[1] / a, c)
+
+    def e_step(bank: ItemBank) -> tuple[FloatArray, FloatArray]:
+        log_p, log_q = log_p_q(points, bank.a, bank.b, bank.c)
         log_joint = values @ log_p.T + wrong @ log_q.T + log_population
         per_learner = logsumexp(log_joint, axis=1)
         return np.exp(log_joint - per_learner[:, None]), per_learner
 
     converged = False
     iteration = 0
+    bank = bank_of(params)
     for iteration in range(1, max_iter + 1):  # noqa: B007 - the count is reported
-        posterior, _ = e_step()
+        posterior, _ = e_step(bank)
         trials = posterior.T @ observed  # expected answers per grid point × item
         correct = posterior.T @ values
-        previous = np.concatenate([log_a, intercept, c])
-        if fit_guess:
-            knows = expit(np.exp(log_a) * points[:, None] + intercept)
-            p = c + (1.0 - c) * knows
-            # Split the correct answers into "knew it" and "guessed" (latent-class EM).
-            knew = correct * knows / p
-            guessed = correct - knew
-            not_known = trials - knew
-            c = (guessed.sum(axis=0) + priors.guess_alpha - 1.0) / (
-                not_known.sum(axis=0) + priors.guess_alpha + priors.guess_beta - 2.0
-            )
-            c = np.clip(c, 0.0, 0.95)
-            correct = knew
-        log_a, intercept = _fit_logistic(
-            log_a, intercept, points, correct, trials, priors, fit_slope=model != "1PL"
+        params = _m_step(params, points, correct, trials, priors, model)
+        new_bank = bank_of(params)
+        change = max(
+            np.max(np.abs(np.log(new_bank.a) - np.log(bank.a))),
+            np.max(np.abs(new_bank.a * new_bank.b - bank.a * bank.b)),
+            np.max(np.abs(new_bank.c - bank.c)),
         )
-        if np.max(np.abs(np.concatenate([log_a, intercept, c]) - previous)) < tol:
+        bank = new_bank
+        if change < tol:
             converged = True
             break
 
-    posterior, per_learner = e_step()
+    posterior, per_learner = e_step(bank)
     ability = posterior @ points
     ability_se = np.sqrt(np.maximum(posterior @ points**2 - ability**2, 0.0))
-    a = np.exp(log_a)
     return Calibration(
-        bank=ItemBank(a, -intercept / a, c),
+        bank=bank,
         log_likelihood=float(per_learner.sum()),
         n_iterations=iteration,
         converged=converged,

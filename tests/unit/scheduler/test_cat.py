@@ -137,6 +137,7 @@ def test_state_round_trips_through_json(bank: cat.CatBank) -> None:
         {"config": {"se_target": -1}},
         {"config": {"skill_targets": {"a": -1}}},
         {"items": ["x"], "responses": [True]},
+        {"items": [-2], "responses": [True]},
     ],
 )
 def test_a_stored_state_that_does_not_parse_raises_placement_error(raw: dict[str, object]) -> None:
@@ -191,3 +192,17 @@ def test_needs_no_more_items_than_catsim_at_comparable_error() -> None:
     ours, theirs = compare_with_catsim(100, n_items=300, se_target=0.3, max_items=60, seed=77)
     assert ours.mean_items <= theirs.mean_items
     assert ours.rmse <= theirs.rmse + 0.05
+
+
+def test_sessions_with_many_distinct_priors_give_the_same_answers(bank: cat.CatBank) -> None:
+    # Beyond the cached priors the posterior is computed directly; both ways must agree.
+    answers = ((4, True), (50, False), (99, True))
+    for mean in np.linspace(-1, 1, cat.MAX_CACHED_PRIORS + 3):
+        state = cat.start(cat.CatConfig(prior_mean=float(mean), prior_sd=0.9))
+        for item, correct in answers:
+            state = cat.record_answer(state, item, correct)
+        expected = irt.estimate_eap(
+            bank.items, [4, 50, 99], [1, 0, 1], irt.NormalPrior(float(mean), 0.9)
+        )
+        assert cat.result(state, bank).ability == pytest.approx(expected.ability, abs=1e-12)
+    assert len(bank._grid_tables) == cat.MAX_CACHED_PRIORS
