@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentPrincipal, PoolDep
+from api.exceptions import NotFoundError
 from api.services import access, mastery
 from api.services.mastery import MasteryLabel
 
@@ -41,8 +42,16 @@ async def get_mastery(
     pool: PoolDep,
     user_id: str = UserIdPath,
 ) -> LearnerMasteryPublic:
-    """The learner's per-skill mastery in the caller's tenant (empty list if no evidence)."""
+    """The learner's per-skill mastery in the caller's tenant.
+
+    404 when the tenant knows no such learner (neither an account nor any
+    mastery row); an account without evidence yet gets an empty list.
+    """
     await access.ensure_can_read_learner(pool, principal, user_id)
+    if not await mastery.learner_known(pool, tenant_id=principal.tenant_id, user_id=user_id):
+        raise NotFoundError(
+            "no learner with this id in your tenant", field="path.user_id", reason="not found"
+        )
     rows = await mastery.learner_mastery(pool, tenant_id=principal.tenant_id, user_id=user_id)
     return LearnerMasteryPublic(
         user_id=user_id,

@@ -80,6 +80,24 @@ async def learner_mastery(db: Any, *, tenant_id: str, user_id: str) -> list[Skil
     return [skill_mastery_from_row(row) for row in rows]
 
 
+async def learner_known(db: Any, *, tenant_id: str, user_id: str) -> bool:
+    """True if ``user_id`` is an account of ``tenant_id`` or has mastery rows there.
+
+    Client apps name learners by their own ids, which need not be accounts; a
+    learner with neither is unknown (404), which is also what another tenant's
+    learner looks like.
+    """
+    found = await db.fetchval(
+        """
+        SELECT EXISTS (SELECT 1 FROM skill_mastery WHERE tenant_id = $1 AND user_id = $2)
+            OR EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND id::text = $2)
+        """,
+        tenant_id,
+        user_id,
+    )
+    return bool(found)
+
+
 def skill_mastery_from_row(row: Any) -> SkillMastery:
     """A labelled ``SkillMastery`` from a row with the skill_mastery view's columns."""
     return SkillMastery(

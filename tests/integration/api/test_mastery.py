@@ -1,7 +1,7 @@
 """GET /v1/learners/{user_id}/mastery over HTTP against real PostgreSQL.
 
 Proves: rows of skill_mastery come back with labels for the key's own tenant only;
-another tenant's key sees nothing; no key, a wrong key or a revoked key gets 401
+another tenant's key gets 404; no key, a wrong key or a revoked key gets 401
 as problem+json; the rejected attempt is audited.
 """
 
@@ -72,7 +72,7 @@ async def test_x_api_key_header_works_too(
     assert len(response.json()["skills"]) == 1
 
 
-async def test_other_tenants_key_sees_nothing(
+async def test_other_tenants_key_gets_404(
     api_client: httpx.AsyncClient, db_pool: asyncpg.Pool
 ) -> None:
     await insert_mastery(db_pool, "acme", "u1", "algebra", 0.5, 2, 1)
@@ -80,8 +80,12 @@ async def test_other_tenants_key_sees_nothing(
     response = await api_client.get(
         "/v1/learners/u1/mastery", headers={"X-API-Key": other.plaintext}
     )
-    assert response.status_code == 200
-    assert response.json()["skills"] == []
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["field"] == "path.user_id"
+    unknown = await api_client.get(
+        "/v1/learners/nobody/mastery", headers={"X-API-Key": other.plaintext}
+    )
+    assert unknown.status_code == 404  # same answer as for another tenant's learner
 
 
 async def test_missing_wrong_or_revoked_key_is_401_problem(
