@@ -1,0 +1,553 @@
+"""The machinery every processor shares: batches, one PostgreSQL transaction each, offsets.
+
+A processor (:class:`Processor`) only says how to decode a record and how to
+apply a batch of decoded events to its views. :class:`BatchRunner` does the rest,
+and :func:`attach` plugs a runner into a Faust app.
+
+Exactly-once effect, per batch, in ONE PostgreSQL transaction:
+
+1. lock the batch's ``processor_offsets`` rows (``SELECT ... FOR UPDATE``; a row
+   missing for a new partition is inserted first, so two workers racing over a
+   rebalance serialise on it too);
+2. skip every record whose offset is below the stored next offset: it was applied
+   before a crash, and Kafka redelivers it because its own committed offset lags
+   (:func:`processors.offsets.plan_batch`);
+3. decode the rest; a record that cannot be decoded is dead-lettered;
+4. apply the decoded events on the same connection (the processor's view writes);
+   if the batch raises a non-transient error, it is re-applied one event at a time,
+   each under a savepoint, and the events that still fail are dead-lettered;
+5. publish dead-letter and derived records and wait for the broker's acks;
+6. store ``next_offset = last applied offset + 1`` per partition, and commit.
+
+Offsets and acks. Faust's ``Stream.take_events`` acks a batch's events when the
+loop asks for the next batch, i.e. after step 6 committed; Faust then commits
+those offsets to Kafka every ``broker_commit_interval``. Kafka's committed offset
+therefore never passes PostgreSQL's: after a ``kill -9`` Kafka redelivers from an
+older offset and step 2 drops what was already applied, so nothing is lost or
+counted twice. A batch that fails for good (the process is stopping, or a bug)
+has its messages marked acked without recording their offsets
+(:func:`_withhold_acks`), because ``take_events`` acks its buffer in a ``finally``
+even when the loop body raised; a bug then crashes the worker on purpose, since a
+restarted worker resumes from committed offsets while Faust's agent supervisor
+would resume past the failed batch.
+
+Why no seek to PostgreSQL's offsets on assignment: Faust sends the
+``on_partitions_assigned`` signal *before* its recovery step, which ends with
+``Consumer.perform_seek()`` (seek to Kafka's committed offsets) and restarts the
+fetcher; a seek made in the signal is overwritten, and the hooks after it are
+synchronous and run once fetching has resumed. Since Kafka's committed offset
+never passes PostgreSQL's, seeking would only save re-reading the records of the
+last, unacknowledged batch; the skip rule makes that re-read harmless, and a
+record beyond the stored offset (which the rule above excludes, short of holes in
+the topic) is logged as an offset gap.
+
+Derived and dead-letter records are published BEFORE the commit (step 5), not
+after: published after the commit, a crash between the two would lose them for
+good (their offsets are stored, so they are never reprocessed). Before the
+commit a crash can only repeat them, and repeats are identical (same state in,
+same deterministic event_id out, see :func:`processors.offsets.derived_event_id`),
+so consumers drop them by event_id: at-least-once, never at-most-once.
+
+Transient errors (PostgreSQL or Kafka unreachable, see :func:`is_transient`)
+roll the transaction back and retry the whole batch with exponential backoff
+(each retry logged) until the service answers; offsets never move meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+import asyncpg
+import faust
+from faust.types import TP
+
+from learnstream import db
+from learnstream.exceptions import ServiceUnavailableError
+from learnstream.kafka import AsyncProducer, OutgoingRecord, Stream
+from learnstream.settings import Settings
+from processors import metrics
+from processors.exceptions import DeliveryFailed, PoisonEvent
+from processors.offsets import (
+    BatchPlan,
+    SourceRecord,
+    TopicPartition,
+    deadletter_record,
+    partitions_of,
+    plan_batch,
+)
+
+log = logging.getLogger(__name__)
+
+EventT = TypeVar("EventT")
+
+_SELECT_OFFSETS = """
+    SELECT o.topic, o.partition, o.next_offset
+    FROM processor_offsets AS o
+    JOIN unnest($2::text[], $3::int[]) AS wanted(topic, partition)
+      ON o.topic = wanted.topic AND o.partition = wanted.partition
+    WHERE o.consumer_group = $1
+    ORDER BY o.topic, o.partition
+    FOR UPDATE OF o
+"""
+_INSERT_MISSING_OFFSETS = """
+    INSERT INTO processor_offsets (consumer_group, topic, partition, next_offset)
+    SELECT $1, wanted.topic, wanted.partition, 0
+    FROM unnest($2::text[], $3::int[]) AS wanted(topic, partition)
+    ORDER BY wanted.topic, wanted.partition
+    ON CONFLICT (consumer_group, topic, partition) DO NOTHING
+"""
+# An upsert rather than an UPDATE: a row that is missing (it cannot be, the lock
+# step creates it) must not make the new offset vanish silently.
+_STORE_OFFSETS = """
+    INSERT INTO processor_offsets (consumer_group, topic, partition, next_offset, updated_at)
+    SELECT $1, stored.topic, stored.partition, stored.next_offset, now()
+    FROM unnest($2::text[], $3::int[], $4::bigint[]) AS stored(topic, partition, next_offset)
+    ON CONFLICT (consumer_group, topic, partition)
+    DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded(Generic[EventT]):
+    """A decoded event and the record it came from (for offsets, keys and logs)."""
+
+    record: SourceRecord
+    event: EventT
+
+
+class Processor(Protocol[EventT]):
+    """What a processor supplies; :class:`BatchRunner` does the rest.
+
+    ``apply`` runs inside the batch's transaction and must write only through
+    ``conn``; it returns the derived records to publish. It may be called again
+    for the same events after a rollback, so it must not keep state between
+    calls, and the records it returns must be a pure function of the events and
+    the database state (deterministic event ids).
+    """
+
+    @property
+    def name(self) -> str:
+        """Short name, e.g. ``mastery``: the CLI argument and the dead-letter header."""
+        ...
+
+    @property
+    def sources(self) -> tuple[Stream, ...]:
+        """The streams it consumes."""
+        ...
+
+    def decode(self, record: SourceRecord) -> EventT:
+        """The record's event; raises PoisonEvent when it is unusable."""
+        ...
+
+    def event_id(self, event: EventT) -> str:
+        """The event's id, for logs."""
+        ...
+
+    async def apply(
+        self, conn: asyncpg.Connection, batch: Sequence[Decoded[EventT]]
+    ) -> list[OutgoingRecord]:
+        """Write the effect of ``batch`` (in order) through ``conn``; return derived records."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one committed batch did."""
+
+    applied: int
+    redelivered: int
+    deadlettered: int
+    derived: int
+    # Stored next offset of every partition the batch touched.
+    next_offsets: Mapping[TopicPartition, int]
+    retries: int
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors a retry may fix: PostgreSQL or Kafka unreachable, restarting, busy.
+
+    Data errors (a constraint violated, a bad value) are not transient: retrying
+    the same statement fails the same way.
+    """
+    if isinstance(exc, ServiceUnavailableError | OSError | TimeoutError):
+        return True
+    if isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError
+        | asyncpg.exceptions.InsufficientResourcesError
+        | asyncpg.exceptions.TransactionRollbackError,
+    ):
+        return True
+    # asyncpg reports a connection lost mid-query as an InterfaceError; other
+    # InterfaceErrors are programming errors and must not be retried forever.
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
+class BatchRunner(Generic[EventT]):
+    """Applies batches of one processor with exactly-once effect (see the module docstring).
+
+    The pool and the producer are created on first use, so a runner can be built
+    while PostgreSQL or Kafka is still down; :meth:`close` releases both.
+    """
+
+    def __init__(
+        self,
+        processor: Processor[EventT],
+        settings: Settings,
+        *,
+        consumer_group: str,
+        retry_initial_s: float = 0.1,
+        retry_max_s: float = 5.0,
+        started_at: float | None = None,
+    ) -> None:
+        self.processor = processor
+        self.settings = settings
+        self.consumer_group = consumer_group
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        # time.monotonic() when the process started; the first batch logs the delay.
+        self.started_at = started_at
+        self._deadletter_topic = settings.topic(Stream.DEADLETTER)
+        self._pool: asyncpg.Pool | None = None
+        self._producer: AsyncProducer | None = None
+        self._known_rows: set[TopicPartition] = set()
+        self._first_batch_done = False
+
+    async def process(self, records: Sequence[SourceRecord]) -> BatchOutcome:
+        """Apply ``records`` (a consumed batch, in order) and commit; retry transient errors.
+
+        Returns once PostgreSQL committed; raises only on a non-transient error of
+        the machinery itself (per-record errors are dead-lettered instead).
+        """
+        started = time.monotonic()
+        retries = 0
+        while True:
+            try:
+                outcome = await self._process_once(records, retries)
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                retries += 1
+                delay = min(self.retry_initial_s * 2 ** (retries - 1), self.retry_max_s)
+                metrics.RETRIES.labels(self.processor.name).inc()
+                log.warning(
+                    "transient error; batch rolled back, retrying",
+                    extra={
+                        "processor": self.processor.name,
+                        "retry": retries,
+                        "delay_s": delay,
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "batch_origin": records[0].origin if records else None,
+                    },
+                )
+                await asyncio.sleep(delay)
+        self._record_metrics(outcome, records, time.monotonic() - started)
+        return outcome
+
+    async def warm_up(self) -> None:
+        """Open the pool and the producer now, while the consumer group is still forming.
+
+        Saves the first batch about a second. A service that is down is only
+        logged: :meth:`process` retries until it answers.
+        """
+        try:
+            await self._ensure_pool()
+            self._ensure_producer()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning(
+                "could not connect yet; the first batch will retry",
+                extra={"processor": self.processor.name, "error": f"{type(exc).__name__}: {exc}"},
+            )
+
+    async def close(self) -> None:
+        """Release the pool and flush the producer."""
+        if self._producer is not None:
+            unsent = await asyncio.to_thread(self._producer.close, 5.0)
+            if unsent:
+                log.warning("producer closed with unsent records", extra={"unsent": unsent})
+            self._producer = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _process_once(self, records: Sequence[SourceRecord], retry: int) -> BatchOutcome:
+        pool = await self._ensure_pool()
+        tps = partitions_of(records)
+        async with pool.acquire() as conn, conn.transaction():
+            stored = await self._lock_offsets(conn, tps)
+            plan = plan_batch(records, stored)
+            self._log_gaps(plan)
+            decoded, deadletters = self._decode(plan.fresh)
+            derived, failed = await self._apply(conn, decoded)
+            deadletters.extend(failed)
+            await self._publish([*deadletters, *derived])
+            if plan.next_offsets:
+                await self._store_offsets(conn, plan.next_offsets)
+        # Only now, after the commit, are the rows certain to exist.
+        self._known_rows.update(tps)
+        return BatchOutcome(
+            applied=len(plan.fresh) - len(deadletters),
+            redelivered=len(plan.redelivered),
+            deadlettered=len(deadletters),
+            derived=len(derived),
+            next_offsets={**stored, **plan.next_offsets},
+            retries=retry,
+        )
+
+    async def _ensure_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await db.create_pool(self.settings, max_size=2)
+        return self._pool
+
+    def _ensure_producer(self) -> AsyncProducer:
+        if self._producer is None:
+            self._producer = AsyncProducer(self.settings)
+        return self._producer
+
+    async def _lock_offsets(
+        self, conn: asyncpg.Connection, tps: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Lock the offset rows of ``tps``; the stored next offset of those that existed."""
+        missing = [tp for tp in tps if tp not in self._known_rows]
+        if missing:
+            # Insert-if-missing before locking, so even a brand-new partition's row is
+            # locked and two workers cannot both apply its first records.
+            await conn.execute(
+                _INSERT_MISSING_OFFSETS,
+                self.consumer_group,
+                [tp.topic for tp in missing],
+                [tp.partition for tp in missing],
+            )
+        rows = await conn.fetch(
+            _SELECT_OFFSETS,
+            self.consumer_group,
+            [tp.topic for tp in tps],
+            [tp.partition for tp in tps],
+        )
+        stored = {TopicPartition(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
+        # A row we just created at 0 says nothing about gaps (retention may have
+        # removed the partition's first records); only rows that existed do.
+        return {tp: offset for tp, offset in stored.items() if tp not in missing or offset > 0}
+
+    async def _store_offsets(
+        self, conn: asyncpg.Connection, next_offsets: Mapping[TopicPartition, int]
+    ) -> None:
+        tps = sorted(next_offsets)
+        await conn.execute(
+            _STORE_OFFSETS,
+            self.consumer_group,
+            [tp.topic for tp in tps],
+            [tp.partition for tp in tps],
+            [next_offsets[tp] for tp in tps],
+        )
+
+    def _decode(
+        self, records: Sequence[SourceRecord]
+    ) -> tuple[list[Decoded[EventT]], list[OutgoingRecord]]:
+        decoded: list[Decoded[EventT]] = []
+        deadletters: list[OutgoingRecord] = []
+        for record in records:
+            try:
+                decoded.append(Decoded(record, self.processor.decode(record)))
+            except PoisonEvent as exc:
+                deadletters.append(self._deadletter(record, exc, event_id=None))
+        return decoded, deadletters
+
+    async def _apply(
+        self, conn: asyncpg.Connection, decoded: Sequence[Decoded[EventT]]
+    ) -> tuple[list[OutgoingRecord], list[OutgoingRecord]]:
+        """Apply the batch; on a non-transient error, event by event. Returns (derived, dead)."""
+        if not decoded:
+            return [], []
+        try:
+            async with conn.transaction():  # a savepoint: undo only this batch's writes
+                return await self.processor.apply(conn, decoded), []
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning(
+                "batch failed; applying its events one by one to isolate the bad ones",
+                extra={
+                    "processor": self.processor.name,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "batch_origin": decoded[0].record.origin,
+                    "events": len(decoded),
+                },
+            )
+        derived: list[OutgoingRecord] = []
+        deadletters: list[OutgoingRecord] = []
+        for item in decoded:
+            try:
+                async with conn.transaction():
+                    derived.extend(await self.processor.apply(conn, [item]))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                event_id = self.processor.event_id(item.event)
+                deadletters.append(self._deadletter(item.record, exc, event_id=event_id))
+        return derived, deadletters
+
+    def _deadletter(
+        self, record: SourceRecord, exc: Exception, *, event_id: str | None
+    ) -> OutgoingRecord:
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "dead-lettering record",
+            extra={
+                "processor": self.processor.name,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "event_id": event_id,
+                "error": error,
+            },
+        )
+        return deadletter_record(
+            record,
+            error=error,
+            processor=self.processor.name,
+            deadletter_topic=self._deadletter_topic,
+        )
+
+    async def _publish(self, records: list[OutgoingRecord]) -> None:
+        if not records:
+            return
+        deliveries = await self._ensure_producer().publish(records)
+        failed = [d.error for d in deliveries if not d.ok]
+        if failed:
+            raise DeliveryFailed(f"{len(failed)} of {len(records)} records not acked: {failed[0]}")
+
+    def _log_gaps(self, plan: BatchPlan) -> None:
+        for gap in plan.gaps:
+            log.error(
+                "offset gap: records between the stored next offset and the first "
+                "record received were not applied (expected only on topics with holes)",
+                extra={
+                    "processor": self.processor.name,
+                    "topic": gap.tp.topic,
+                    "partition": gap.tp.partition,
+                    "offset": gap.received,
+                    "expected_offset": gap.expected,
+                },
+            )
+
+    def _record_metrics(
+        self, outcome: BatchOutcome, records: Sequence[SourceRecord], seconds: float
+    ) -> None:
+        name = self.processor.name
+        metrics.EVENTS.labels(name, "applied").inc(outcome.applied)
+        metrics.EVENTS.labels(name, "deadlettered").inc(outcome.deadlettered)
+        metrics.EVENTS.labels(name, "redelivered").inc(outcome.redelivered)
+        metrics.BATCH_SECONDS.labels(name).observe(seconds)
+        metrics.BATCH_SIZE.labels(name).observe(len(records))
+        for tp, offset in outcome.next_offsets.items():
+            metrics.NEXT_OFFSET.labels(name, tp.topic, str(tp.partition)).set(offset)
+        if not self._first_batch_done:
+            self._first_batch_done = True
+            since_start = None if self.started_at is None else time.monotonic() - self.started_at
+            log.info(
+                "first batch committed, %s s after the process started",
+                "?" if since_start is None else f"{since_start:.2f}",
+                extra={
+                    "processor": name,
+                    "records": len(records),
+                    "seconds_since_process_start": since_start,
+                },
+            )
+
+
+def source_record(message: Any) -> SourceRecord:
+    """A SourceRecord from a Faust message (raw key and value bytes)."""
+    headers = message.headers or ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return SourceRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=tuple((str(k), bytes(v or b"")) for k, v in pairs),
+    )
+
+
+def _withhold_acks(events: Sequence[Any]) -> None:
+    # take_events() acks its whole buffer in a `finally`, even when the loop body
+    # raised. Marking the messages acked first makes Faust's consumer skip them
+    # (Message.ack and Consumer.ack both return early for an acked message), so
+    # Faust never commits to Kafka an offset whose effect is not in PostgreSQL.
+    for event in events:
+        event.message.acked = True
+
+
+def attach(
+    app: faust.App,
+    processor: Processor[EventT],
+    settings: Settings,
+    *,
+    started_at: float | None = None,
+) -> BatchRunner[EventT]:
+    """Register an agent on ``app`` that feeds ``processor``'s topics through a BatchRunner.
+
+    Batches are at most ``processor_batch_max`` records, or what arrived within
+    ``processor_batch_within_s`` seconds. Returns the runner (for tests and metrics).
+    """
+    runner = BatchRunner(processor, settings, consumer_group=app.conf.id, started_at=started_at)
+    topic = app.topic(
+        *(settings.topic(stream) for stream in processor.sources),
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def consume(stream: faust.StreamT[bytes]) -> None:
+        # Agents receive a faust.Stream; take_events() is not part of StreamT.
+        batches = cast("faust.Stream[bytes]", stream).take_events(
+            settings.processor_batch_max, within=settings.processor_batch_within_s
+        )
+        await runner.warm_up()
+        try:
+            async for events in batches:
+                committed = False
+                try:
+                    outcome = await runner.process([source_record(e.message) for e in events])
+                    committed = True
+                except Exception as exc:
+                    log.critical(
+                        "processor failed outside any single record; stopping the worker so "
+                        "that it restarts from the committed offsets",
+                        exc_info=True,
+                        extra={"processor": processor.name},
+                    )
+                    await app.crash(exc)
+                    raise
+                finally:
+                    if not committed:
+                        _withhold_acks(events)
+                _update_lag(app, processor.name, outcome)
+        finally:
+            await runner.close()
+
+    app.agent(topic, name=f"{app.conf.id}.batches")(consume)
+    return runner
+
+
+def _update_lag(app: faust.App, name: str, outcome: BatchOutcome) -> None:
+    # Cheap: the high watermark is what the last fetch response reported. Tansu
+    # reports a wrong one, so on the local broker this gauge is not meaningful.
+    for tp, next_offset in outcome.next_offsets.items():
+        try:
+            highwater = app.consumer.highwater(TP(tp.topic, tp.partition))
+        except Exception:  # not assigned any more, or no fetch yet
+            continue
+        if highwater is not None and highwater >= 0:
+            metrics.CONSUMER_LAG.labels(name, tp.topic, str(tp.partition)).set(
+                max(highwater - next_offset, 0)
+            )

@@ -1,0 +1,151 @@
+"""The pure half of the exactly-once-effect machinery: which records of a batch to apply.
+
+PostgreSQL's ``processor_offsets`` holds, per (consumer group, topic, partition),
+the next offset whose effect is not yet in the database. A record below it was
+applied before (Kafka redelivers after a crash, because its own committed offset
+lags behind), so it is skipped; every other record is applied once, in order, and
+the batch stores ``last applied offset + 1``. The I/O that wraps this rule (row
+locks, one transaction per batch, publishing) lives in :mod:`processors.base`.
+
+Also here: deterministic ids for derived events, and the shape of a dead-letter
+record, both pure functions of the record that caused them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from learnstream.kafka import (
+    DEADLETTER_ERROR_HEADER,
+    DEADLETTER_ORIGIN_HEADER,
+    DEADLETTER_PROCESSOR_HEADER,
+    OutgoingRecord,
+)
+
+# Fixed namespace of derived event ids; changing it would change every derived id.
+DERIVED_EVENT_NAMESPACE = uuid.UUID("5b7f3c1e-2a4d-5e6f-8a9b-0c1d2e3f4a5b")
+
+# Dead-letter error text is cut to this many characters (a header, not a log file).
+MAX_ERROR_CHARS = 2_000
+
+
+class TopicPartition(NamedTuple):
+    """One partition of one topic."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One consumed Kafka record, as the processors see it (raw key and value bytes)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    @property
+    def origin(self) -> str:
+        """Where the record came from, ``topic[partition]@offset``."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetGap:
+    """A partition whose first record lies beyond the stored next offset.
+
+    Harmless when the topic itself has holes (compaction, transaction markers,
+    retention); otherwise it means records were consumed past what PostgreSQL
+    holds, which the design rules out, so it is logged loudly.
+    """
+
+    tp: TopicPartition
+    expected: int
+    received: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """What to do with one batch: apply ``fresh``, skip ``redelivered``, store ``next_offsets``."""
+
+    fresh: tuple[SourceRecord, ...]
+    redelivered: tuple[SourceRecord, ...]
+    # Per partition that advanced: the offset to store (last applied + 1).
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    gaps: tuple[OffsetGap, ...] = ()
+
+
+def partitions_of(records: Iterable[SourceRecord]) -> list[TopicPartition]:
+    """The distinct partitions of ``records``, sorted (a fixed lock order avoids deadlocks)."""
+    return sorted({record.tp for record in records})
+
+
+def plan_batch(
+    records: Sequence[SourceRecord], stored_next: Mapping[TopicPartition, int]
+) -> BatchPlan:
+    """Split a batch into records to apply and records already applied.
+
+    ``stored_next`` maps a partition to its stored next offset; a partition with no
+    stored row starts at 0 and is not checked for gaps. A record is fresh when its
+    offset is at least the partition's running next offset, which starts at the
+    stored value and moves past every fresh record, so a record delivered twice in
+    one batch is also applied once. Order within a partition is kept.
+    """
+    running = dict(stored_next)
+    fresh: list[SourceRecord] = []
+    redelivered: list[SourceRecord] = []
+    gaps: list[OffsetGap] = []
+    for record in records:
+        tp = record.tp
+        expected = running.get(tp, 0)
+        if record.offset < expected:
+            redelivered.append(record)
+            continue
+        if record.offset > expected and tp in stored_next:
+            gaps.append(OffsetGap(tp, expected, record.offset))
+        fresh.append(record)
+        running[tp] = record.offset + 1
+    next_offsets = {tp: offset for tp, offset in running.items() if offset != stored_next.get(tp)}
+    return BatchPlan(tuple(fresh), tuple(redelivered), next_offsets, tuple(gaps))
+
+
+def derived_event_id(cause_event_id: str, kind: str) -> str:
+    """The event_id of the ``kind`` event derived from ``cause_event_id`` (a UUID string).
+
+    A pure function of its arguments: reprocessing the cause after a crash emits
+    a record with the same id, so consumers drop the duplicate by event_id.
+    """
+    return str(uuid.uuid5(DERIVED_EVENT_NAMESPACE, f"{kind}:{cause_event_id}"))
+
+
+def deadletter_record(
+    record: SourceRecord, *, error: str, processor: str, deadletter_topic: str
+) -> OutgoingRecord:
+    """The dead-letter copy of ``record``: same key, value and headers, plus why and where.
+
+    Headers added: error text (at most MAX_ERROR_CHARS), origin ``topic[partition]@offset``
+    and the processor's name. An absent key or value becomes empty bytes.
+    """
+    reason = error[:MAX_ERROR_CHARS]
+    headers = (
+        *record.headers,
+        (DEADLETTER_ERROR_HEADER, reason.encode()),
+        (DEADLETTER_ORIGIN_HEADER, record.origin.encode()),
+        (DEADLETTER_PROCESSOR_HEADER, processor.encode()),
+    )
+    return OutgoingRecord(
+        topic=deadletter_topic,
+        key=record.key or b"",
+        value=record.value or b"",
+        headers=headers,
+    )
