@@ -67,8 +67,8 @@ class FSRSState:
 class FSRSConfig:
     """A tenant's FSRS settings.
 
-    ``parameters`` are the 21 FSRS-6 weights (default: the package's, which are
-    srs-benchmark's medians over 10k users); ``desired_retention`` the recall
+    ``parameters`` are the 21 FSRS-6 weights (default: the ``fsrs`` package's
+    defaults; per-learner ones come from ``fsrs.Optimizer``); ``desired_retention`` the recall
     probability in (0, 1) reviews are scheduled at; steps are the short (re)learning
     intervals; ``maximum_interval_days`` caps any interval.
     """
