@@ -14,8 +14,8 @@ The spec, step by step, and where each step lives here:
 4. "If the quality response was lower than 3 then start repetitions for the item from
    the beginning *without changing the E-Factor*": a failed recall resets the
    repetition count (the next interval is ``I(1) = 1`` day, and the next successful
-   repetition is again the first) and leaves EF as it was. Wikipedia's pseudo-code and
-   the srs-benchmark ``sm2`` function lower EF on failures too; the original does not.
+   repetition is again the first) and leaves EF as it was. Many ports (and srs-benchmark's
+   ``sm2`` function) lower EF on failures too; the original text does not.
 5. "After each repetition session of a given day repeat again all items that scored
    below four": :attr:`SM2State.repeat_same_day` flags them; same-day drills are
    session logic and do not change the schedule.
