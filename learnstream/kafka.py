@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -235,7 +236,7 @@ class AsyncProducer:
         return Producer({**self._config, "error_cb": self._on_error})
 
     def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
+        if _is_fatal(error):
             log.error("kafka producer fatal error", extra={"kafka_error": str(error)})
             self._fatal = str(error)
         else:
@@ -245,7 +246,16 @@ class AsyncProducer:
         while not self._closed:
             with self._lock:
                 producer = self._producer
-            producer.poll(0.05)
+            try:
+                producer.poll(0.05)
+            except KafkaException as exc:
+                # poll() raises an idempotent producer's fatal error (e.g. UNKNOWN_PRODUCER_ID
+                # after a broker restart). The thread must live on, or no delivery is ever
+                # reported again; the next publish replaces the producer.
+                if _is_fatal(exc.args[0]):
+                    self._fatal = str(exc)
+                log.error("kafka producer poll failed", extra={"kafka_error": str(exc)})
+                time.sleep(0.05)
 
     def _replace_if_fatal(self) -> None:
         if self._fatal is None:
@@ -255,8 +265,11 @@ class AsyncProducer:
             self._fatal = None
             self.replacements += 1
         log.warning("replaced kafka producer after a fatal error")
-        old.purge()  # its queued messages are failed; their callers already got errors
-        old.flush(0)
+        try:
+            old.purge()  # its queued messages are failed; their callers already got errors
+            old.flush(0)
+        except KafkaException as exc:  # a fatal producer may raise its error again here
+            log.warning("discarding the fatal producer", extra={"kafka_error": str(exc)})
 
     def queue_depth(self) -> int:
         """Messages waiting in the local queue (not yet acknowledged)."""
@@ -275,7 +288,7 @@ class AsyncProducer:
         def callback_for(future: asyncio.Future[Delivery]) -> Any:
             def on_delivery(error: KafkaError | None, message: Message) -> None:
                 if error is not None:
-                    if error.fatal():
+                    if _is_fatal(error):
                         self._fatal = str(error)
                     result = Delivery(error=str(error))
                 else:
@@ -305,6 +318,8 @@ class AsyncProducer:
             if queued == 0:
                 raise ProducerQueueFull("producer queue is full") from exc
         except KafkaException as exc:
+            if _is_fatal(exc.args[0]):
+                self._fatal = str(exc)
             for future in futures[queued:]:
                 future.set_result(Delivery(error=str(exc)))
         # librdkafka fails each message after message.timeout.ms; the margin covers polling.
@@ -318,6 +333,12 @@ class AsyncProducer:
         self._closed = True
         self._poller.join(timeout=1.0)
         return int(self._producer.flush(timeout_s))
+
+
+def _is_fatal(error: KafkaError) -> bool:
+    # error_cb announces a fatal error with code _FATAL while error.fatal() stays
+    # False, and produce() then raises _FATAL; checking only fatal() missed both.
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
 
 
 def _resolve(future: asyncio.Future[Delivery], result: Delivery) -> None:
