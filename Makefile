@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml infra/constraints.txt package.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c infra/constraints.txt -e '.[dev,ref,ml]'
+	# pyBKT (group ref-compiled): compiled C++ build; needs numpy visible while building.
+	$(PY) -c 'import pyBKT.fit.E_step' 2>/dev/null || { \
+		$(PY) -m pip install --quiet -c infra/constraints.txt setuptools && \
+		$(PY) -m pip install --quiet --no-cache-dir --no-build-isolation --no-binary pybkt \
+			--force-reinstall --no-deps -c infra/constraints.txt pybkt; }
+	$(PY) -c 'import pyBKT.fit.E_step'
 	npm install --no-audit --no-fund --silent
 	touch $(STAMP)
 
