@@ -36,7 +36,9 @@ def main(argv: list[str]) -> int:
         print(f"=== bench.{name}: exit {code} after {time.perf_counter() - started:.1f} s")
         if code != 0:
             failed.append(name)
-    print(f"\n{len(names) - len(failed)} of {len(names)} benchmarks ran; failed: {failed or 'none'}")
+    print(
+        f"\n{len(names) - len(failed)} of {len(names)} benchmarks ran; failed: {failed or 'none'}"
+    )
     return 1 if failed else 0
 
 

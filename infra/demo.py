@@ -180,7 +180,9 @@ async def run_demo(settings: Settings) -> None:
     tenant_id = settings.demo_tenant
     conn = await db.connect(settings)
     try:
-        api_key = (await create_api_key(conn, tenant_id=tenant_id, app_name="demo-replay")).plaintext
+        api_key = (
+            await create_api_key(conn, tenant_id=tenant_id, app_name="demo-replay")
+        ).plaintext
     finally:
         await conn.close()
 
