@@ -119,9 +119,11 @@ def test_pandas_and_duckdb_read_the_lake(tmp_path: Path) -> None:
     assert len(frame) == pq.ParquetFile(written[0]).metadata.num_rows
     assert str(frame["occurred_at"].dt.tz) == "UTC"
     pattern = f"{tmp_path}/attempts/**/*.parquet"
-    rows = duckdb.sql(
+    relation = duckdb.sql(
         f"SELECT tenant_id, count(*) AS n, sum(len(skill_ids)) AS skills "
         f"FROM read_parquet('{pattern}', hive_partitioning = true) GROUP BY tenant_id ORDER BY 1"
-    ).fetchall()
+    )
+    assert relation is not None
+    rows = relation.fetchall()
     # Offsets not divisible by 3 are acme (8 rows), 0/3/6/9 school/7; odd offsets have 2 skills.
     assert rows == [("acme", 8, 12), ("school/7", 4, 6)]

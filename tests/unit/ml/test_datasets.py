@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from ml.datasets import (
-    DatasetFormatError,
     LearnerSequence,
     cut_windows,
     encode,
@@ -18,6 +17,7 @@ from ml.datasets import (
     read_kt_file,
     split_by_learner,
 )
+from ml.exceptions import DatasetFormatError
 from tests.unit.ml.synthetic import alternating_sequences
 
 THREE_LINE = "3\n5,5,12,\n1,0,1,\n\n2\n12,7\n0,0\n1\n7,\n1,\n"

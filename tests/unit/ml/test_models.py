@@ -49,7 +49,7 @@ def test_model_overfits_a_tiny_pattern(kind: str) -> None:
                 logits[targets], batch.correct[:, 1:][targets]
             )
             optimizer.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             optimizer.step()
             losses.append(float(loss.detach()))
     predicted = predict_model(model, windows, device=CPU)

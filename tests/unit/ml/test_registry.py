@@ -72,6 +72,7 @@ def test_a_run_logs_params_metrics_snapshot_and_model(
 ) -> None:
     version = _log(registry, name, tmp_path, 0.70)
     model_version = registry.client.get_model_version(name, version)
+    assert model_version.run_id is not None
     run = registry.client.get_run(model_version.run_id)
     assert run.data.params["model_kind"] == "dkt_lstm"
     assert run.data.params["data_test_rows"] == "4"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ml.datasets import cut_windows
+from ml.datasets import Window, cut_windows
 from ml.exceptions import CheckpointError
 from ml.models import ModelConfig
 from ml.train import LAST_CHECKPOINT, EpochLog, TrainConfig, train
@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 MODEL = ModelConfig(kind="dkt_lstm", num_skills=4, embedding_dim=8, hidden_dim=8, dropout=0.3)
 
 
-def _windows() -> tuple[list, list]:
+def _windows() -> tuple[list[Window], list[Window]]:
     sequences = alternating_sequences(24, 10, 4)
     return cut_windows(sequences[:18], 10), cut_windows(sequences[18:], 10)
 
