@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -59,6 +60,7 @@ def start_process(settings: Settings, name: str, module_args: list[str]) -> int:
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", *module_args],
+            env={**os.environ, **settings.as_env()},  # children see exactly these settings
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
