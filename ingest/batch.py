@@ -123,7 +123,8 @@ class BatchIngestor:
             ingest_pb2.EventResult(index=i, event_id=decoded.event_id)
             for i, decoded in enumerate(events)
         ]
-        kinds = ["event"] * len(events)
+        # Metrics label: the event's kind when it parsed far enough to have one.
+        kinds = [(d.event.WhichOneof("event") if d.event else None) or "event" for d in events]
         candidates: list[_Candidate] = []
         first_index: dict[DedupKey, int] = {}
         for i, decoded in enumerate(events):
@@ -131,7 +132,6 @@ class BatchIngestor:
             if isinstance(candidate, Violation):
                 self._reject(results[i], i, candidate)
                 continue
-            kinds[i] = candidate.kind
             earlier = first_index.get(candidate.dedup_key)
             if earlier is not None:
                 results[i].status = _Status.EVENT_STATUS_DUPLICATE
