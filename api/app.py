@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from api.problems import install_problem_handlers
-from api.routes import api_keys, audit, auth, classes, health, learners, users
+from api.routes import api_keys, audit, auth, classes, content, health, learners, skills, users
 from api.services.email import EmailSender, SmtpEmailSender
 from learnstream import db
 from learnstream.settings import Settings, get_settings
@@ -60,6 +60,8 @@ def create_app(
         api_keys.router,
         classes.router,
         learners.router,
+        skills.router,
+        content.router,
         audit.router,
     ):
         app.include_router(router)

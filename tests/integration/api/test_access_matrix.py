@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.services import accounts
-from api.services.principals import Role
+from api.services import accounts, content, skills
+from api.services.principals import Principal, PrincipalKind, Role
 from learnstream import apikeys, db
 from learnstream.settings import Settings
 from tests.integration.api.conftest import Mailbox, make_user, sign_in
@@ -42,6 +42,8 @@ class Action:
     # True for tenant-wide collections: every tenant has its own, so an allowed role of
     # another tenant succeeds, on its own tenant's rows.
     collection: bool = False
+    # Sent by the same caller after a success, so the world is as before for the next case.
+    undo_body: dict[str, object] | None = None
 
 
 ACTIONS = {
@@ -63,6 +65,29 @@ ACTIONS = {
     "get_class": Action("GET", "/v1/classes/{C}", None, frozenset({"teacher", "admin"})),
     "class_mastery": Action(
         "GET", "/v1/classes/{C}/mastery", None, frozenset({"teacher", "admin"})
+    ),
+    "create_content": Action(
+        "POST",
+        "/v1/content",
+        {"kind": "lesson", "title": "t", "payload": {"body_markdown": "b"}},
+        frozenset({"author", "admin"}),
+        collection=True,
+    ),
+    "read_draft_item": Action(
+        "GET", "/v1/content/{D}", None, frozenset({"author", "reviewer", "admin"})
+    ),
+    "item_versions": Action(
+        "GET", "/v1/content/{D}/versions", None, frozenset({"author", "reviewer", "admin"})
+    ),
+    "submit_for_review": Action(
+        "POST",
+        "/v1/content/{D}/transitions",
+        {"to_status": "in_review"},
+        frozenset({"author", "admin"}),
+        undo_body={"to_status": "draft"},
+    ),
+    "edit_skill": Action(
+        "PUT", "/v1/skills/{S}", {"name": "Fractions"}, frozenset({"author", "admin"})
     ),
     "enrol_in_class": Action(
         "POST",
@@ -160,7 +185,43 @@ async def world(
                 datetime.now(UTC),
             )
             assert teacher_id
-            ids = {"L": learner.id, "L2": second_learner, "C": class_id}
+            author = await make_user(
+                pool,
+                settings,
+                tenant_id="acme",
+                roles={Role.AUTHOR},
+                email_address="writer@example.org",
+            )
+            author_principal = Principal(
+                "acme", author.id, PrincipalKind.USER, frozenset({Role.AUTHOR})
+            )
+            skill_id = f"skill-{uuid.uuid4().hex[:8]}"
+            await skills.create_skill(
+                pool,
+                tenant_id="acme",
+                skill_id=skill_id,
+                name="F",
+                description="",
+                prerequisites=[],
+                now=datetime.now(UTC),
+            )
+            draft = await content.create_item(
+                pool,
+                author_principal,
+                item_id=f"draft-{uuid.uuid4().hex[:8]}",
+                kind=content.ContentKind.LESSON,
+                title="Draft",
+                skill_ids=[skill_id],
+                payload={"body_markdown": "secret draft"},
+                now=datetime.now(UTC),
+            )
+            ids = {
+                "L": learner.id,
+                "L2": second_learner,
+                "C": class_id,
+                "D": draft.item_id,
+                "S": skill_id,
+            }
             yield World(client, headers, ids, key_ids["acme"], subjects)
     await pool.close()
 
@@ -192,6 +253,14 @@ async def test_access_matrix(world: World, caller: str, action_name: str) -> Non
         assert response.status_code == 401, response.text
     elif tenant == "acme" and who in action.allowed:
         assert 200 <= response.status_code < 300, response.text
+        if action.undo_body is not None:
+            undone = await world.client.request(
+                action.method,
+                str(_fill(action.path, world.ids)),
+                json=action.undo_body,
+                headers=world.headers[caller],
+            )
+            assert undone.status_code == 200, undone.text
     elif action.collection and who in action.allowed:
         assert 200 <= response.status_code < 300, response.text
         acme_marks = (".acme@example.org", *world.ids.values(), world.acme_key_id)
@@ -216,3 +285,4 @@ async def test_access_matrix(world: World, caller: str, action_name: str) -> Non
             "set_roles",
             "unlock_user",
         }
+        assert "secret draft" not in response.text
