@@ -6,6 +6,7 @@ Examples::
     python -m ml rollback --name dkt
     python -m ml show --name dkt
     python -m ml build-lake --dataset assistments2009_dkvmn --tenant demo --max-learners 200
+    python -m ml train --model sakt --dataset lake --lake-start 2024-01-01 --tenant demo
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import torch
 
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--validation-fraction", type=float, default=0.1)
     run.add_argument("--max-learners", type=int, default=None, help="quick runs on a slice")
+    run.add_argument("--lake-start", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
+    run.add_argument("--lake-end", type=date.fromisoformat, default=None, help="inclusive")
+    run.add_argument("--tenant", action="append", default=None, help="lake tenant (repeatable)")
     run.add_argument("--no-register", action="store_true", help="skip MLflow logging")
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -82,7 +86,13 @@ def main(argv: list[str]) -> int:
             torch.set_num_threads(args.threads)
             outcome = run_training(
                 settings,
-                DataChoice(args.dataset, max_learners=args.max_learners),
+                DataChoice(
+                    args.dataset,
+                    lake_start=args.lake_start,
+                    lake_end=args.lake_end,
+                    lake_tenants=tuple(args.tenant) if args.tenant else None,
+                    max_learners=args.max_learners,
+                ),
                 ModelConfig(
                     kind=args.model,
                     num_skills=1,  # set from the data

@@ -52,7 +52,7 @@ import hashlib
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -364,8 +364,8 @@ def load_lake(
     root: Path,
     *,
     name: str = "lake",
-    start_date: datetime | None = None,
-    end_date: datetime | None = None,
+    start_date: date | None = None,
+    end_date: date | None = None,
     tenant_ids: Sequence[str] | None = None,
     vocabulary: Sequence[str] | None = None,
 ) -> KTData:
@@ -374,16 +374,16 @@ def load_lake(
     ``vocabulary`` fixes the skill index (a trained model's); skills outside it are
     dropped. Without it the vocabulary is built from the rows read.
     """
-    start = start_date.date() if start_date is not None else None
-    end = end_date.date() if end_date is not None else None
     table = lake.read_attempts(
-        root, start_date=start, end_date=end, tenant_ids=tenant_ids, columns=_LAKE_COLUMNS
+        root, start_date=start_date, end_date=end_date, tenant_ids=tenant_ids, columns=_LAKE_COLUMNS
     )
     raw = lake_raw_sequences(table)
     skills = tuple(vocabulary) if vocabulary is not None else build_vocabulary(raw)
     parts = tuple(
         SourcePart(f"{p.event_date.isoformat()}/{p.tenant_id}", p.rows)
-        for p in lake.list_partitions(root, start_date=start, end_date=end, tenant_ids=tenant_ids)
+        for p in lake.list_partitions(
+            root, start_date=start_date, end_date=end_date, tenant_ids=tenant_ids
+        )
     )
     sequences = encode(raw, skills, drop_unknown=vocabulary is not None)
     return KTData(name, tuple(sequences), skills, parts)

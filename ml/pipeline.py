@@ -10,8 +10,8 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,10 @@ from ml.datasets import (
 )
 from ml.evaluate import EvaluationReport, fit_bkt, predict_bkt, predict_model, report
 from ml.metrics import score
-from ml.models import ModelConfig
+from ml.models import KnowledgeTracer, ModelConfig
 from ml.registry import LoadedModel, ModelRegistry, PromotionDecision, save_model
 from ml.train import EpochLog, TrainConfig, train
+from scheduler.bkt import BKTParamArrays
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ class DataChoice:
     """Which data to train on: a shared benchmark name or ``lake`` (with a date range)."""
 
     dataset: str
-    lake_start: datetime | None = None
-    lake_end: datetime | None = None
+    lake_start: date | None = None  # inclusive UTC event dates
+    lake_end: date | None = None
     lake_tenants: tuple[str, ...] | None = None
     lake_test_fraction: float = 0.2  # learners held out when the lake is the source
     max_learners: int | None = None  # keep the first N learners of train and of test (quick runs)
@@ -61,10 +62,12 @@ class TrainingOutcome:
     fingerprint: str
     train_answers: int
     test_answers: int
+    model: KnowledgeTracer
+    skill_vocabulary: tuple[str, ...]
+    bkt_params: BKTParamArrays
     run_id: str | None = None
     version: str | None = None
     decision: PromotionDecision | None = None
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def load_split(settings: Settings, choice: DataChoice, seed: int) -> tuple[KTData, KTData]:
@@ -181,6 +184,9 @@ def run_training(
         fingerprint,
         train_data.num_answers,
         test_data.num_answers,
+        result.model,
+        train_data.skill_vocabulary,
+        bkt_params,
     )
     if not register:
         return outcome

@@ -22,9 +22,9 @@ class SAKT(KnowledgeTracer):
         self.embedding = nn.Embedding(2 * k, e)
         self.question = nn.Embedding(k, e)
         self.position = nn.Embedding(config.max_length, e)
-        self.attention = nn.MultiheadAttention(
-            e, config.num_heads, dropout=config.dropout, batch_first=True
-        )
+        # No dropout on the attention weights: on CPU, drawing the [B, heads, T, T] mask
+        # took as long as the attention itself; dropout stays in the feed-forward block.
+        self.attention = nn.MultiheadAttention(e, config.num_heads, dropout=0.0, batch_first=True)
         self.attention_norm = nn.LayerNorm(e)
         self.feed_forward = nn.Sequential(
             nn.Linear(e, config.hidden_dim),
@@ -48,14 +48,16 @@ class SAKT(KnowledgeTracer):
         keys: torch.Tensor,
         attn_mask: torch.Tensor | None,
         key_padding_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # Returning the weights forces the slow attention path: only explain asks.
         attended, weights = self.attention(
             queries,
             keys,
             keys,
             attn_mask=attn_mask,
             key_padding_mask=key_padding_mask,
-            need_weights=True,
+            need_weights=need_weights,
             average_attn_weights=True,
         )
         x = self.attention_norm(attended + queries)
@@ -101,6 +103,7 @@ class SAKT(KnowledgeTracer):
     ) -> torch.Tensor:
         queries = self.question(query_skills).unsqueeze(1)  # [N, 1, E]
         _, weights = self._block(
-            queries, self._keys(skills, correct), None, self._padding(skills, lengths)
+            queries, self._keys(skills, correct), None, self._padding(skills, lengths), True
         )
+        assert weights is not None  # asked for above
         return weights.squeeze(1).detach()
