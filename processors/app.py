@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 from faust.tables import TableManager
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from learnstream.kafka import faust_broker_kwargs
 from learnstream.settings import Settings
@@ -77,4 +77,5 @@ class TablelessTableManager(TableManager):
 def _add_metrics_page(app: faust.App) -> None:
     @app.page("/metrics")
     async def metrics(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        # The Prometheus text format; aiohttp adds the charset itself and refuses one here.
+        return view.bytes(generate_latest(), content_type="text/plain; version=0.0.4")

@@ -24,20 +24,23 @@ loop asks for the next batch, i.e. after step 6 committed; Faust then commits
 those offsets to Kafka every ``broker_commit_interval``. Kafka's committed offset
 therefore never passes PostgreSQL's: after a ``kill -9`` Kafka redelivers from an
 older offset and step 2 drops what was already applied, so nothing is lost or
-counted twice. A batch that fails for good (the process is stopping, or a bug)
-has its messages marked acked without recording their offsets
-(:func:`_withhold_acks`), because ``take_events`` acks its buffer in a ``finally``
-even when the loop body raised; a bug then crashes the worker on purpose, since a
-restarted worker resumes from committed offsets while Faust's agent supervisor
-would resume past the failed batch.
+counted twice. SIGTERM is graceful: Faust waits (``Consumer.wait_empty``) until
+the batch in flight has committed, however long PostgreSQL takes to come back.
+``take_events`` acks its buffer in a ``finally`` even when the loop body raised,
+so a batch that fails for good (a bug in this machinery, or the task cancelled)
+first has its messages marked acked without recording their offsets
+(:func:`_withhold_acks`); a bug then crashes the worker on purpose, because a
+restarted worker resumes from the committed offsets, while Faust's agent
+supervisor would restart the agent past the failed batch.
 
 Why no seek to PostgreSQL's offsets on assignment: Faust sends the
 ``on_partitions_assigned`` signal *before* its recovery step, which ends with
 ``Consumer.perform_seek()`` (seek to Kafka's committed offsets) and restarts the
 fetcher; a seek made in the signal is overwritten, and the hooks after it are
 synchronous and run once fetching has resumed. Since Kafka's committed offset
-never passes PostgreSQL's, seeking would only save re-reading the records of the
-last, unacknowledged batch; the skip rule makes that re-read harmless, and a
+never passes PostgreSQL's, seeking would only save re-reading what was applied
+since Faust's last offset commit (at most ``broker_commit_interval``, 2.8 s, of
+records plus the batch in flight); the skip rule makes that re-read harmless, and a
 record beyond the stored offset (which the rule above excludes, short of holes in
 the topic) is logged as an offset gap.
 
@@ -71,7 +74,7 @@ from learnstream.exceptions import ServiceUnavailableError
 from learnstream.kafka import AsyncProducer, OutgoingRecord, Stream
 from learnstream.settings import Settings
 from processors import metrics
-from processors.exceptions import DeliveryFailed, PoisonEvent
+from processors.exceptions import DeliveryFailed
 from processors.offsets import (
     BatchPlan,
     SourceRecord,
@@ -358,7 +361,9 @@ class BatchRunner(Generic[EventT]):
         for record in records:
             try:
                 decoded.append(Decoded(record, self.processor.decode(record)))
-            except PoisonEvent as exc:
+            except Exception as exc:
+                # PoisonEvent, or a decoder bug that this record triggers: either way the
+                # record is kept on the dead-letter topic and the partition moves on.
                 deadletters.append(self._deadletter(record, exc, event_id=None))
         return decoded, deadletters
 

@@ -140,9 +140,17 @@ async def stored_mastery(pool: asyncpg.Pool) -> dict[tuple[str, str, str], Maste
 
 
 def produce(
-    settings: Settings, topic: str, records: Sequence[tuple[bytes, bytes]]
+    settings: Settings,
+    topic: str,
+    records: Sequence[tuple[bytes, bytes]],
+    *,
+    chunk: int = 0,
+    pause_s: float = 0.0,
 ) -> dict[int, int]:
-    """Produce ``(key, value)`` records in order; returns partition -> last offset + 1."""
+    """Produce ``(key, value)`` records in order; returns partition -> last offset + 1.
+
+    With ``chunk``, pauses ``pause_s`` after every ``chunk`` records (a live stream).
+    """
     producer = Producer(producer_config(settings))
     ends: dict[int, int] = {}
     errors: list[str] = []
@@ -154,7 +162,10 @@ def produce(
             partition, offset = message.partition(), message.offset()
             ends[partition] = max(ends.get(partition, 0), offset + 1)
 
-    for key, value in records:
+    for number, (key, value) in enumerate(records, start=1):
+        if chunk and number % chunk == 0:
+            producer.flush(10)
+            time.sleep(pause_s)
         while True:
             try:
                 producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
@@ -216,6 +227,20 @@ async def applied_count(pool: asyncpg.Pool, group: str, topic: str) -> int:
         topic,
     )
     return int(total)
+
+
+async def partitions_advanced_since(
+    pool: asyncpg.Pool, group: str, topic: str, since: datetime, partitions: int
+) -> bool:
+    """True once every one of ``partitions`` stored a new offset after ``since``."""
+    advanced = await pool.fetchval(
+        "SELECT count(*) FROM processor_offsets WHERE consumer_group = $1 AND topic = $2 "
+        "AND updated_at > $3",
+        group,
+        topic,
+        since,
+    )
+    return int(advanced) >= partitions
 
 
 def worker_env(settings: Settings, **overrides: Any) -> dict[str, str]:

@@ -1,14 +1,20 @@
 """kill -9 recovery of the mastery worker: nothing lost, nothing counted twice.
 
-A few thousand real ASSISTments attempts are produced; the worker subprocess is
-SIGKILLed at two random points mid-stream and stopped once with SIGTERM (the
-graceful path) in between, restarted each time, and run to the end. skill_mastery
-must then equal a plain scheduler.bkt replay exactly, and the mastery topic must
-hold a MasteryUpdated for every attempt, repeats (at-least-once) being identical.
+Real ASSISTments attempts are produced as a live stream while mastery workers
+(subprocesses, ``python -m processors mastery``) come and go:
 
-The random seed is in every failure message; figures (seconds from process start
-to the first applied batch, events/s) are logged at INFO: run with
-``-o log_cli=true --log-cli-level=INFO`` to see them.
+1. two workers share the partitions (a rebalance, offset rows locked by both);
+2. the first is SIGKILLed at a random point; the second takes its partitions over
+   (every partition stores a new offset after the kill);
+3. the second is stopped with SIGTERM (graceful) at a random point;
+4. a third starts and is SIGKILLed at a random point;
+5. a fourth runs to the end.
+
+skill_mastery must then equal a plain scheduler.bkt replay exactly, and the
+mastery topic must hold a MasteryUpdated for every attempt, repeats
+(at-least-once) being identical copies. The random seed is in every failure
+message; figures (seconds from process start to first progress, events/s) are
+logged at INFO: run with ``-o log_cli=true --log-cli-level=INFO`` to see them.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from learnstream.events.v1 import derived_pb2
 from learnstream.kafka import Stream
@@ -34,6 +41,7 @@ from tests.integration.processors.support import (
     consume_all,
     expected_mastery,
     offsets_reached,
+    partitions_advanced_since,
     produce,
     read_attempts,
     stored_mastery,
@@ -43,16 +51,13 @@ from tests.integration.processors.support import (
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 4000
-# How each run ends, and between which fractions of the records applied it happens.
-STOPS = (
-    (signal.SIGKILL, 0.10, 0.30),
-    (signal.SIGTERM, 0.40, 0.55),
-    (signal.SIGKILL, 0.65, 0.85),
-)
+ATTEMPTS = 8000
+# Produced in chunks of 200 every 0.4 s: about 16 s of live stream.
+CHUNK, PAUSE_S = 200, 0.4
 
 
-async def test_killed_worker_resumes_without_loss_or_double_counting(
+@pytest.mark.slow
+async def test_killed_workers_resume_without_loss_or_double_counting(
     topics: Settings, db_pool: asyncpg.Pool, shared_data: Path, tmp_path: Path
 ) -> None:
     seed = random.randrange(2**32)
@@ -61,60 +66,79 @@ async def test_killed_worker_resumes_without_loss_or_double_counting(
     settings = topics.model_copy(update={"processor_web_port": 0, "processor_batch_max": 100})
     attempts_topic = settings.topic(Stream.ATTEMPTS)
     group = app_id(settings, "mastery")
-    specs = read_attempts(shared_data / DATASET, students=80, limit=ATTEMPTS)
-    ends = produce(settings, attempts_topic, [(spec.key(), spec.value()) for spec in specs])
-    total = sum(ends.values())
+    specs = read_attempts(shared_data / DATASET, students=100, limit=ATTEMPTS)
+    records = [(spec.key(), spec.value()) for spec in specs]
+    producing = asyncio.create_task(
+        asyncio.to_thread(produce, settings, attempts_topic, records, chunk=CHUNK, pause_s=PAUSE_S)
+    )
+    env = worker_env(settings)
+    workers = [WorkerProcess("mastery", env, tmp_path / f"worker{n}.log") for n in range(4)]
+    startups: list[float] = []
 
     async def applied_beyond(threshold: int) -> bool:
         return await applied_count(db_pool, group, attempts_topic) > threshold
 
-    worker = WorkerProcess("mastery", worker_env(settings), tmp_path / "worker.log")
-    startups: list[float] = []
-    try:
-        for sig, low, high in STOPS:
-            before = await applied_count(db_pool, group, attempts_topic)
-            worker.start()
-            first = await wait_for(
-                functools.partial(applied_beyond, before),
-                what=f"progress after start #{worker.starts} (seed {seed})",
-                timeout_s=60,
-                worker=worker,
-            )
-            startups.append(first - worker.started_at)
-            target = int(total * rng.uniform(low, high))
-            await wait_for(
-                functools.partial(applied_beyond, target),
-                what=f"{target} records applied (seed {seed})",
-                timeout_s=60,
-                worker=worker,
-            )
-            await asyncio.sleep(rng.uniform(0.0, 0.05))
-            worker.kill(sig)
+    async def start(worker: WorkerProcess) -> None:
         before = await applied_count(db_pool, group, attempts_topic)
         worker.start()
-        started = await wait_for(
+        first = await wait_for(
             functools.partial(applied_beyond, before),
-            what=f"progress after the last start (seed {seed})",
+            what=f"progress after starting {worker.log_path.name} (seed {seed})",
             timeout_s=60,
             worker=worker,
         )
-        startups.append(started - worker.started_at)
+        startups.append(first - worker.started_at)
+
+    async def stop_at(worker: WorkerProcess, low: float, high: float, sig: int) -> None:
+        target = int(ATTEMPTS * rng.uniform(low, high))
+        await wait_for(
+            functools.partial(applied_beyond, target),
+            what=f"{target} records applied (seed {seed})",
+            timeout_s=60,
+            worker=worker,
+        )
+        await asyncio.sleep(rng.uniform(0.0, 0.05))
+        worker.kill(sig)
+
+    first, second, third, last = workers
+    try:
+        first.start()
+        await start(second)
+        await stop_at(first, 0.15, 0.30, signal.SIGKILL)
+        killed_at = await db_pool.fetchval("SELECT now()")
+        await wait_for(
+            lambda: partitions_advanced_since(
+                db_pool, group, attempts_topic, killed_at, settings.topic_partitions
+            ),
+            what=f"the survivor taking every partition over (seed {seed})",
+            timeout_s=60,
+            worker=second,
+        )
+        await stop_at(second, 0.40, 0.55, signal.SIGTERM)
+        await start(third)
+        await stop_at(third, 0.65, 0.80, signal.SIGKILL)
+        await start(last)
         resumed_at = await applied_count(db_pool, group, attempts_topic)
-        done = await wait_for(
+        started = asyncio.get_running_loop().time()
+        ends = await asyncio.wait_for(producing, timeout=60)
+        await wait_for(
             lambda: offsets_reached(db_pool, group, attempts_topic, ends),
             what=f"all offsets stored (seed {seed})",
             timeout_s=120,
-            worker=worker,
+            worker=last,
         )
+        elapsed = asyncio.get_running_loop().time() - started
     finally:
-        worker.kill(signal.SIGKILL)
+        producing.cancel()
+        for worker in workers:
+            worker.kill(signal.SIGKILL)
     log.info(
         "kill test figures: seed=%d records=%d first_progress_after_start_s=%s "
-        "last_run_events_per_s=%.0f",
+        "last_worker_events_per_s=%.0f (paced by the producer)",
         seed,
-        total,
+        ATTEMPTS,
         [round(s, 2) for s in startups],
-        (total - resumed_at) / (done - started),
+        (ATTEMPTS - resumed_at) / elapsed,
     )
 
     assert await stored_mastery(db_pool) == expected_mastery(specs), f"seed {seed}"

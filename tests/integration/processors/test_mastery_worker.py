@@ -5,7 +5,7 @@ Proves: real ASSISTments attempts give exactly the skill_mastery rows of a plain
 scheduler.bkt replay (float equality) and one MasteryUpdated per attempt, with the
 replay's before/after values and a deterministic event_id; poison records (garbage
 bytes, an AttemptEvent without skills) go to the dead-letter topic with error, origin
-and processor headers while every other record is processed.
+and processor headers while every other record is processed; /metrics counts both.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import httpx
 
+from infra.services import free_port
 from learnstream.events.v1 import derived_pb2
 from learnstream.kafka import (
     DEADLETTER_ERROR_HEADER,
@@ -49,7 +51,7 @@ from tests.integration.processors.support import (
 async def test_worker_applies_real_attempts_and_deadletters_poison(
     topics: Settings, db_pool: asyncpg.Pool, shared_data: Path, tmp_path: Path
 ) -> None:
-    settings = topics.model_copy(update={"processor_web_port": 0})
+    settings = topics.model_copy(update={"processor_web_port": free_port()})
     attempts_topic = settings.topic(Stream.ATTEMPTS)
     specs = read_attempts(shared_data / DATASET, students=25, limit=1500)
     no_skills = AttemptSpec(
@@ -74,6 +76,14 @@ async def test_worker_applies_real_attempts_and_deadletters_poison(
             timeout_s=90,
             worker=worker,
         )
+        async with httpx.AsyncClient(timeout=10) as client:
+            metrics = await client.get(f"http://127.0.0.1:{settings.processor_web_port}/metrics")
+    assert metrics.status_code == 200
+    counted = {
+        outcome: _sample(metrics.text, f'outcome="{outcome}",processor="mastery"')
+        for outcome in ("applied", "deadlettered", "redelivered")
+    }
+    assert counted == {"applied": len(specs), "deadlettered": 2, "redelivered": 0}
     assert await applied_count(db_pool, group, attempts_topic) == len(records)
     assert await stored_mastery(db_pool) == expected_mastery(specs)
 
@@ -116,3 +126,10 @@ async def test_worker_applies_real_attempts_and_deadletters_poison(
             p_after,
         )
         p_by_learner_skill[(spec.user_id, step.skill_id)] = p_after
+
+
+def _sample(exposition: str, labels: str) -> float:
+    """The value of learnstream_processor_events_total{<labels>} in a Prometheus text page."""
+    prefix = f"learnstream_processor_events_total{{{labels}}} "
+    (line,) = [line for line in exposition.splitlines() if line.startswith(prefix)]
+    return float(line.removeprefix(prefix))
