@@ -18,13 +18,14 @@ def may_read_learner(principal: Principal, learner_id: str, *, teaches_learner: 
     """True if ``principal`` may read learner ``learner_id``'s views in its tenant.
 
     A client app may (it posted the events); a learner only themself; a teacher
-    the learners of their classes (``teaches_learner``); an admin anyone.
+    the learners of their classes (``teaches_learner``); an admin (signed in
+    with MFA) anyone.
     """
     if principal.is_client_app:
         return True
     if principal.subject_id == learner_id:
         return True
-    if principal.has_role(Role.ADMIN):
+    if role_refusal(principal, frozenset({Role.ADMIN})) is None:  # admin, MFA-verified
         return True
     return principal.has_role(Role.TEACHER) and teaches_learner
 
@@ -97,3 +98,25 @@ def role_refusal(principal: Principal, allowed: frozenset[Role]) -> str | None:
             "with a code"
         )
     return None
+
+
+def may_manage_learner(principal: Principal, learner_id: str) -> bool:
+    """True if ``principal`` may change, export or erase learner ``learner_id``'s data.
+
+    The learner themself, an admin signed in with MFA, or the tenant's client app;
+    teachers only read.
+    """
+    if principal.is_client_app or principal.subject_id == learner_id:
+        return True
+    return role_refusal(principal, frozenset({Role.ADMIN})) is None  # admin, MFA-verified
+
+
+async def ensure_can_manage_learner(db: Any, principal: Principal, learner_id: str) -> None:
+    """Return if allowed; else audit the denial and raise ForbiddenError (403)."""
+    if not may_manage_learner(principal, learner_id):
+        await deny(db, principal, target_id=learner_id, what="manage learner")
+        raise ForbiddenError(
+            "only the learner, an MFA-signed-in admin or the tenant's app may do this",
+            field="path.user_id",
+            reason="not permitted for this caller",
+        )

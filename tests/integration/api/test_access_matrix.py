@@ -53,6 +53,15 @@ ACTIONS = {
         None,
         frozenset({"teacher", "admin", "client_app"}),
     ),
+    "read_learner_profile": Action(
+        "GET", "/v1/learners/{L}/profile", None, frozenset({"teacher", "admin", "client_app"})
+    ),
+    "write_learner_profile": Action(
+        "PUT", "/v1/learners/{L}/profile", {"display_name": "L"}, frozenset({"admin", "client_app"})
+    ),
+    "privacy_export": Action(
+        "GET", "/v1/learners/{L}/privacy/export", None, frozenset({"admin", "client_app"})
+    ),
     "list_users": Action("GET", "/v1/users", None, frozenset({"admin"}), collection=True),
     "get_user": Action("GET", "/v1/users/{L}", None, frozenset({"admin"})),
     "set_roles": Action("PUT", "/v1/users/{L}/roles", {"roles": ["learner"]}, frozenset({"admin"})),
@@ -281,6 +290,9 @@ async def test_access_matrix(world: World, caller: str, action_name: str) -> Non
         assert world.ids["L"] not in response.text or action_name in {
             # these paths name L themselves; the problem's "instance" echoes the path
             "read_class_learner_mastery",
+            "read_learner_profile",
+            "write_learner_profile",
+            "privacy_export",
             "get_user",
             "set_roles",
             "unlock_user",

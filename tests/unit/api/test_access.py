@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.services.access import may_read_learner, role_refusal
+from api.services.access import may_manage_learner, may_read_learner, role_refusal
 from api.services.classes import MemberRole, may_manage_class, membership_problem
 from api.services.principals import Principal, PrincipalKind, Role
 
@@ -25,7 +25,8 @@ CLIENT_APP = Principal("acme", "lsk_0011aabb", PrincipalKind.CLIENT_APP)
         (user(Role.TEACHER), "other", False, False),
         (user(Role.TEACHER), "other", True, True),
         (user(Role.AUTHOR, Role.REVIEWER, Role.OPERATOR), "other", True, False),
-        (user(Role.ADMIN), "other", False, True),
+        (user(Role.ADMIN, mfa=True), "other", False, True),
+        (user(Role.ADMIN), "other", False, False),
     ],
 )
 def test_may_read_learner(principal: Principal, learner: str, teaches: bool, allowed: bool) -> None:
@@ -82,3 +83,18 @@ def test_membership_needs_the_matching_role(
     member_role: MemberRole, roles: set[Role], ok: bool
 ) -> None:
     assert (membership_problem(member_role, frozenset(roles)) is None) is ok
+
+
+@pytest.mark.parametrize(
+    ("principal", "learner", "allowed"),
+    [
+        (CLIENT_APP, "anyone", True),
+        (user(Role.LEARNER), "me", True),
+        (user(Role.LEARNER), "other", False),
+        (user(Role.TEACHER), "other", False),
+        (user(Role.ADMIN), "other", False),
+        (user(Role.ADMIN, mfa=True), "other", True),
+    ],
+)
+def test_may_manage_learner(principal: Principal, learner: str, allowed: bool) -> None:
+    assert may_manage_learner(principal, learner) is allowed

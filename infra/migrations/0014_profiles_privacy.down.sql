@@ -1,0 +1,3 @@
+DROP TABLE privacy_tombstones;
+DROP TABLE onboarding_progress;
+DROP TABLE learner_profiles;
