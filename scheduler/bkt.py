@@ -565,16 +565,16 @@ def fit_em(
     packed = _pack(sequences, row_sequence, row_unit)
     packed_answers = len(packed.unit)
 
-    for _ in range(max_iter):
+    for iteration in range(max_iter):
         if not active.any():
             break
-        unit = _Unit(**params)
-        counts = _e_step(packed, unit, forgets)
+        counts = _e_step(packed, _Unit(**params), forgets)
         iterations[active] += 1
         change = np.abs(counts.log_likelihood - log_likelihood)
         log_likelihood = np.where(active, counts.log_likelihood, log_likelihood)
-        done = active & (change <= tol)
-        active &= ~done
+        active &= change > tol
+        if iteration == max_iter - 1:
+            break  # keep the parameters whose log-likelihood was just measured
         for name in PARAM_NAMES:
             if name == "forget" and not forgets:
                 continue

@@ -127,22 +127,20 @@ def parse_pybkt_csv(
     it too), else kept in file order. Learners are grouped by ``user_column``
     exactly as pyBKT groups them, whatever that column holds.
     """
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    rows = _csv_rows(text)
+    header = [name.strip() for name in rows[0]] if rows else []
     for column in (user_column, skill_column, correct_column):
         if column not in header:
             raise DatasetFormatError(f"{source}: missing column {column!r} in header {header}")
-    users: list[str] = []
-    names: list[str] = []
-    flags: list[str] = []
-    orders: list[str] = []
+    body = [row for row in rows[1:] if row]
+    if any(len(row) != len(header) for row in body):
+        raise DatasetFormatError(f"{source}: a row's field count differs from the header's")
+    columns = list(zip(*body, strict=True)) if body else [() for _ in header]
+    users = list(columns[header.index(user_column)])
+    names = [name.strip() for name in columns[header.index(skill_column)]]
+    flags = list(columns[header.index(correct_column)])
     has_order = order_column in header
-    for row in reader:
-        users.append(row[user_column])
-        names.append(row[skill_column].strip())
-        flags.append(row[correct_column])
-        if has_order:
-            orders.append(row[order_column])
+    orders = list(columns[header.index(order_column)]) if has_order else []
     try:
         correct = np.array(flags, dtype=np.int64)
     except ValueError:
@@ -160,6 +158,13 @@ def parse_pybkt_csv(
     rank[np.argsort(first_seen, kind="stable")] = np.arange(len(first_seen))
     learner = rank[codes].astype(np.int64)
     return _responses(learner, [names[i] for i in order], correct[order], source)
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    if '"' in text:
+        return list(csv.reader(io.StringIO(text)))
+    # No quoting anywhere: a plain split is the same parse, several times faster.
+    return [line.split(",") for line in text.splitlines()]
 
 
 def read_pybkt_csv(path: Path) -> Responses:
