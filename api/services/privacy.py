@@ -242,7 +242,7 @@ async def learners_past_retention(db: Any, *, tenant_id: str, now: datetime) -> 
                     (SELECT max(issued_at) FROM refresh_tokens r WHERE r.user_id = u.id),
                     (SELECT max(updated_at) FROM skill_mastery m
                       WHERE m.tenant_id = u.tenant_id AND m.user_id = u.id::text)
-                  ) < $2 - make_interval(days => t.retention_days)
+                  ) < $2::timestamptz - make_interval(days => t.retention_days)
             ORDER BY u.id
             """,
             tenant_id,

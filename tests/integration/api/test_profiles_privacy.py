@@ -244,3 +244,41 @@ async def test_client_app_erases_a_learner_known_only_by_events(
         headers={"X-API-Key": key.plaintext},
     )
     assert unconfirmed.status_code == 422
+
+
+async def test_retention_finds_only_learners_inactive_past_the_tenant_window(
+    db_pool: asyncpg.Pool, api_settings: Settings, tenants: tuple[str, str]
+) -> None:
+    from datetime import timedelta
+
+    from api.services import privacy
+    from tests.integration.api.conftest import make_user
+
+    idle = await make_user(
+        db_pool,
+        api_settings,
+        tenant_id="acme",
+        roles={Role.LEARNER},
+        email_address="idle@example.org",
+    )
+    active = await make_user(
+        db_pool,
+        api_settings,
+        tenant_id="acme",
+        roles={Role.LEARNER},
+        email_address="active@example.org",
+    )
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(days=400)
+    await db_pool.execute("UPDATE users SET updated_at = $1", long_ago)
+    await add_mastery(db_pool, "acme", active.id, "fractions")  # recent activity
+
+    assert await privacy.learners_past_retention(db_pool, tenant_id="acme", now=now) == []
+    await db_pool.execute("UPDATE tenants SET retention_days = 365 WHERE tenant_id = 'acme'")
+    assert await privacy.learners_past_retention(db_pool, tenant_id="acme", now=now) == [idle.id]
+    assert (
+        await privacy.learners_past_retention(
+            db_pool, tenant_id="acme", now=now - timedelta(days=60)
+        )
+        == []
+    )
