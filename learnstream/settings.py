@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     api_port: int = 8001
     api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
     api_host: str = "127.0.0.1"
+    # Requests per minute per API key or user (Redis fixed window); 429 + Retry-After above.
+    api_rate_limit_per_minute: int = Field(default=600, ge=1)
+    # Unauthenticated auth requests (login, register, reset ...) per minute per client IP.
+    api_auth_rate_limit_per_minute: int = Field(default=30, ge=1)
 
     # --- API accounts and authentication -----------------------------------------
     # Signs user access tokens (HS256). The default only serves local runs and
