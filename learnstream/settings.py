@@ -95,6 +95,18 @@ class Settings(BaseSettings):
     processor_batch_max: int = Field(default=500, ge=1)
     processor_batch_within_s: float = Field(default=0.2, gt=0)
     processor_web_port: int = Field(default=6066, ge=0)
+    # Fitted parameters and tenant settings are re-read from PostgreSQL this often.
+    processor_cache_ttl_s: float = Field(default=60.0, ge=0)
+    # Consumer lag and partition liveness are sampled this often; a partition with lag
+    # and no progress for processor_stall_after_s counts as stalled.
+    processor_lag_interval_s: float = Field(default=5.0, gt=0)
+    processor_stall_after_s: float = Field(default=60.0, gt=0)
+    # Redis hot cache of each learner's state (learner_state): key lifetime.
+    learner_cache_ttl_s: int = Field(default=24 * 3600, ge=1)
+    # Lake sink: one batch (one file per Kafka partition, day and tenant) holds at most
+    # lake_batch_max records or what arrived within lake_batch_within_s.
+    lake_batch_max: int = Field(default=20_000, ge=1)
+    lake_batch_within_s: float = Field(default=10.0, gt=0)
 
     # --- HTTP services -------------------------------------------------------------
     ingest_port: int = 8000
