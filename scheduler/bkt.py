@@ -79,7 +79,10 @@ def update(p_mastery: float, score: float, params: BKTParams) -> float:
     p_wrong = 1.0 - p_correct
     known_if_wrong = p_mastery * params.slip / p_wrong if p_wrong > 0 else p_mastery
     posterior = score * known_if_right + (1.0 - score) * known_if_wrong
-    return posterior * (1.0 - params.forget) + (1.0 - posterior) * params.learn
+    p_next = posterior * (1.0 - params.forget) + (1.0 - posterior) * params.learn
+    # Rounding can land one ulp outside [0, 1]; stored states must stay probabilities.
+    # (Comparisons, not min/max calls: this runs once per event.)
+    return 1.0 if p_next > 1.0 else (0.0 if p_next < 0.0 else p_next)
 
 
 # --------------------------------------------------------------------------- arrays
@@ -157,7 +160,8 @@ def update_many(
         if_right = np.where(p_correct > 0, known_right / p_correct, p_mastery)
         if_wrong = np.where(p_wrong > 0, known_wrong / p_wrong, p_mastery)
     posterior = score * if_right + (1.0 - score) * if_wrong
-    return posterior * (1.0 - params.forget[skill]) + (1.0 - posterior) * params.learn[skill]
+    p_next = posterior * (1.0 - params.forget[skill]) + (1.0 - posterior) * params.learn[skill]
+    return np.clip(p_next, 0.0, 1.0)
 
 
 def simulate_answers(
