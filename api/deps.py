@@ -6,6 +6,7 @@ Callers authenticate in one of two ways, both in the Authorization header:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,7 +17,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from redis.asyncio import Redis
 
 from api.exceptions import ForbiddenError, NotAuthenticatedError
-from api.services import access, audit, sessions, tokens
+from api.services import access, audit, rate_limits, sessions, tokens
 from api.services.email import EmailSender
 from api.services.principals import Principal, PrincipalKind, Role
 from learnstream import apikeys
@@ -123,11 +124,46 @@ async def _current_principal(
     return (await _user_claims(bearer, redis, settings)).principal()
 
 
-CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
+async def _limited_principal(
+    principal: Annotated[Principal, Depends(_current_principal)],
+    redis: RedisDep,
+    settings: SettingsDep,
+) -> Principal:
+    kind = "API key" if principal.is_client_app else "user"
+    decision = await rate_limits.hit(
+        redis,
+        namespace=settings.redis_namespace,
+        bucket=f"{principal.kind.value}:{principal.tenant_id}:{principal.subject_id}",
+        limit=settings.api_rate_limit_per_minute,
+        now_s=time.time(),
+    )
+    if not decision.allowed:
+        raise rate_limits.refuse(decision, bucket_kind=kind)
+    return principal
 
 
-async def _current_user(claims: UserClaims) -> Principal:
-    return claims.principal()
+CurrentPrincipal = Annotated[Principal, Depends(_limited_principal)]
+
+
+async def _limit_by_ip(request: Request, redis: RedisDep, settings: SettingsDep) -> None:
+    decision = await rate_limits.hit(
+        redis,
+        namespace=settings.redis_namespace,
+        bucket=f"ip:{_client_ip(request) or 'unknown'}",
+        limit=settings.api_auth_rate_limit_per_minute,
+        now_s=time.time(),
+    )
+    if not decision.allowed:
+        raise rate_limits.refuse(decision, bucket_kind="client address")
+
+
+# For unauthenticated endpoints that check secrets (login, reset, verification):
+# per-IP limits slow credential stuffing that per-account lockout cannot see.
+LimitedByIp = Depends(_limit_by_ip)
+
+
+async def _current_user(claims: UserClaims, redis: RedisDep, settings: SettingsDep) -> Principal:
+    return await _limited_principal(claims.principal(), redis, settings)
 
 
 CurrentUser = Annotated[Principal, Depends(_current_user)]

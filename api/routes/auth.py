@@ -11,6 +11,7 @@ from api.deps import (
     ClientIp,
     CurrentUser,
     EmailSenderDep,
+    LimitedByIp,
     Now,
     PoolDep,
     RedisDep,
@@ -20,7 +21,8 @@ from api.deps import (
 from api.exceptions import InvalidInputError, NotAuthenticatedError
 from api.services import accounts, mfa, sessions
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+# Every auth endpoint is also limited per client IP (credential stuffing, mail bombing).
+router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[LimitedByIp])
 
 TenantId = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
 Password = Field(min_length=1, max_length=1024)

@@ -94,6 +94,8 @@ def api_settings(settings: Settings, smtp_receiver: tuple[Mailbox, int]) -> Sett
             "smtp_port": smtp_receiver[1],
             "login_max_failures": 3,
             "login_lockout_s": 600,
+            # Tests sign in many users from one address; the limit has its own test.
+            "api_auth_rate_limit_per_minute": 10_000,
         }
     )
 

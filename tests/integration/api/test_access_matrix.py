@@ -137,6 +137,7 @@ async def world(
         update={
             "password_hash_profile": "cheapest",
             "smtp_port": smtp_receiver[1],
+            "api_auth_rate_limit_per_minute": 10_000,
             "redis_namespace": f"{migrated_database.redis_namespace}:{uuid.uuid4().hex[:8]}",
         }
     )

@@ -1,0 +1,66 @@
+"""Request rate limits in Redis: a fixed one-minute window per API key, user or client IP.
+
+A fixed window (INCR + EXPIRE on a key named after the window) costs one round
+trip and is shared by every API process. Its known weakness, up to twice the
+limit across a window edge, is acceptable for abuse protection; it is not a
+billing meter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from api.exceptions import ApiError
+
+WINDOW_S = 60
+
+
+class TooManyRequestsError(ApiError):
+    """The caller used up its window; ``Retry-After`` says when the next one opens."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Outcome of one counted request: the count in this window and seconds to the next."""
+
+    allowed: bool
+    count: int
+    limit: int
+    retry_after_s: int
+
+
+def window_of(now_s: float, window_s: int = WINDOW_S) -> tuple[int, int]:
+    """``(window index, whole seconds until it ends, at least 1)`` for Unix time ``now_s``."""
+    index = int(now_s // window_s)
+    remaining = (index + 1) * window_s - now_s
+    return index, max(1, int(remaining + 0.999))
+
+
+async def hit(
+    redis: Redis, *, namespace: str, bucket: str, limit: int, now_s: float
+) -> RateDecision:
+    """Count one request against ``bucket`` (e.g. ``key:lsk_...``, ``ip:1.2.3.4``)."""
+    index, retry_after = window_of(now_s)
+    key = f"{namespace}:api:rate:{bucket}:{index}"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, WINDOW_S * 2)
+        count, _ = await pipe.execute()
+    return RateDecision(int(count) <= limit, int(count), limit, retry_after)
+
+
+def refuse(decision: RateDecision, *, bucket_kind: str) -> TooManyRequestsError:
+    """The 429 for a decision that was not allowed."""
+    return TooManyRequestsError(
+        f"more than {decision.limit} requests per minute for this {bucket_kind}; "
+        f"retry in {decision.retry_after_s} s",
+        field="header.Authorization" if bucket_kind != "client address" else "client",
+        reason="rate limit exceeded",
+        headers={"Retry-After": str(decision.retry_after_s)},
+    )
