@@ -1,6 +1,6 @@
 """Knowledge tracing on the shared ASSISTments splits: DKT-LSTM (and SAKT) next to BKT.
 
-Run: ``.venv/bin/python -m bench.ml_dkt [--quick] [--threads 2] [--epochs 20]``.
+Run: ``.venv/bin/python -m bench.ml_dkt [--quick] [--threads 1] [--epochs 15]``.
 Prints a table and writes ``bench/results/ml_dkt.json``.
 
 Every model is trained on the published train split (10 % of its learners held out to
@@ -136,8 +136,8 @@ def _serving_rate(outcome: TrainingOutcome, settings: Settings, window: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20, help="DKT epochs on ASSIST2009")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=15, help="DKT epochs on ASSIST2009")
+    parser.add_argument("--threads", type=int, default=1, help="2 thrash when others run")
     parser.add_argument("--hidden", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="1 epoch, two jobs (smoke test)")
     args = parser.parse_args()

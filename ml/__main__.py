@@ -146,6 +146,11 @@ def main(argv: list[str]) -> int:
         elif args.command == "show":
             name = args.name or settings.ml_model_name
             registry = ModelRegistry(settings)
+            if registry.version_by_alias(name, "champion") is None and not list(
+                registry.client.search_registered_models(f"name='{name}'")
+            ):
+                print(f"no registered model {name!r} in {registry.uri}")
+                return 1
             model = registry.client.get_registered_model(name)
             aliases = {v: k for k, v in model.aliases.items()}
             for version in registry.client.search_model_versions(f"name='{name}'"):

@@ -172,6 +172,11 @@ class ModelTracer:
             )
         return results
 
+    def evict(self, learner_ids: Sequence[str]) -> None:
+        """Drop learners' state (memory grows with active learners until evicted)."""
+        for learner_id in learner_ids:
+            self._learners.pop(learner_id, None)
+
     def explain(self, learner_id: str, skill_id: str, top_k: int = 5) -> tuple[Evidence, ...]:
         """The ``top_k`` answers in the learner's window that mattered most for ``skill_id``.
 

@@ -93,3 +93,14 @@ def test_no_registered_model_falls_back_to_bkt(tmp_path: Path) -> None:
     assert isinstance(tracer, BKTTracer)
     (result,) = tracer.observe([AttemptInput("t:a", ("x",), False)])
     assert 0.0 <= result.p_correct["x"] <= 1.0
+
+
+def test_an_evicted_learner_starts_afresh() -> None:
+    tracer = _tracer("dkt_lstm")
+    attempt = AttemptInput("t:a", ("s1",), True)
+    (fresh,) = tracer.observe([attempt])
+    (later,) = tracer.observe([attempt])
+    tracer.evict(["t:a"])
+    (again,) = tracer.observe([attempt])
+    assert again.p_correct == pytest.approx(fresh.p_correct)
+    assert later.p_correct != pytest.approx(fresh.p_correct)
