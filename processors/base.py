@@ -63,7 +63,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 import asyncpg
 import faust
@@ -74,7 +74,8 @@ from learnstream.exceptions import ServiceUnavailableError
 from learnstream.kafka import AsyncProducer, OutgoingRecord, Stream
 from learnstream.settings import Settings
 from processors import metrics
-from processors.exceptions import DeliveryFailed
+from processors.exceptions import DeliveryFailed, StaleWrite
+from processors.lag import PartitionMonitor, end_offset
 from processors.offsets import (
     BatchPlan,
     SourceRecord,
@@ -97,6 +98,8 @@ _SELECT_OFFSETS = """
     ORDER BY o.topic, o.partition
     FOR UPDATE OF o
 """
+# The same rows, unlocked: what the lag sampler reads.
+_READ_OFFSETS = _SELECT_OFFSETS.replace("FOR UPDATE OF o", "")
 _INSERT_MISSING_OFFSETS = """
     INSERT INTO processor_offsets (consumer_group, topic, partition, next_offset)
     SELECT $1, wanted.topic, wanted.partition, 0
@@ -158,6 +161,21 @@ class Processor(Protocol[EventT]):
         ...
 
 
+@runtime_checkable
+class CommitListener(Protocol):
+    """A processor that also wants to act once a batch has committed (e.g. refresh a cache).
+
+    ``committed`` gets the batch's decoded events (dead-lettered ones may be among
+    them) and a connection outside any transaction, so it reads committed state. It
+    runs at most once per committed batch, not at all after a crash, and its errors
+    are logged, never retried: keep it to best-effort side effects such as caches.
+    """
+
+    async def committed(self, conn: asyncpg.Connection, events: Sequence[Any]) -> None:
+        """React to a committed batch."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     """What one committed batch did."""
@@ -177,7 +195,8 @@ def is_transient(exc: BaseException) -> bool:
     Data errors (a constraint violated, a bad value) are not transient: retrying
     the same statement fails the same way.
     """
-    if isinstance(exc, ServiceUnavailableError | OSError | TimeoutError):
+    # StaleWrite: another writer changed a row since it was read; a fresh read fixes it.
+    if isinstance(exc, ServiceUnavailableError | OSError | TimeoutError | StaleWrite):
         return True
     if isinstance(
         exc,
@@ -221,6 +240,10 @@ class BatchRunner(Generic[EventT]):
         self._producer: AsyncProducer | None = None
         self._known_rows: set[TopicPartition] = set()
         self._first_batch_done = False
+        # Told of every commit; attach() samples it for the lag and liveness gauges.
+        self.monitor = PartitionMonitor(
+            processor.name, stall_after_s=settings.processor_stall_after_s
+        )
 
     async def process(self, records: Sequence[SourceRecord]) -> BatchOutcome:
         """Apply ``records`` (a consumed batch, in order) and commit; retry transient errors.
@@ -297,6 +320,9 @@ class BatchRunner(Generic[EventT]):
                 await self._store_offsets(conn, plan.next_offsets)
         # Only now, after the commit, are the rows certain to exist.
         self._known_rows.update(tps)
+        self.monitor.committed(plan.next_offsets)
+        if decoded and isinstance(self.processor, CommitListener):
+            await self._notify_committed(pool, [item.event for item in decoded])
         return BatchOutcome(
             applied=len(plan.fresh) - len(deadletters),
             redelivered=len(plan.redelivered),
@@ -305,6 +331,28 @@ class BatchRunner(Generic[EventT]):
             next_offsets={**stored, **plan.next_offsets},
             retries=retry,
         )
+
+    async def stored_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The next offsets stored in ``processor_offsets`` for ``tps`` (no lock taken)."""
+        pool = await self._ensure_pool()
+        rows = await pool.fetch(
+            _READ_OFFSETS,
+            self.consumer_group,
+            [tp.topic for tp in tps],
+            [tp.partition for tp in tps],
+        )
+        return {TopicPartition(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
+
+    async def _notify_committed(self, pool: asyncpg.Pool, events: list[EventT]) -> None:
+        assert isinstance(self.processor, CommitListener)
+        try:
+            async with pool.acquire() as conn:
+                await self.processor.committed(conn, events)
+        except Exception as exc:
+            log.warning(
+                "after-commit step failed (the batch itself is committed)",
+                extra={"processor": self.processor.name, "error": f"{type(exc).__name__}: {exc}"},
+            )
 
     async def _ensure_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -522,7 +570,7 @@ def attach(
             async for events in batches:
                 committed = False
                 try:
-                    outcome = await runner.process([source_record(e.message) for e in events])
+                    await runner.process([source_record(e.message) for e in events])
                     committed = True
                 except Exception as exc:
                     log.critical(
@@ -536,23 +584,37 @@ def attach(
                 finally:
                     if not committed:
                         _withhold_acks(events)
-                _update_lag(app, processor.name, outcome)
         finally:
             await runner.close()
 
+    async def sample_partitions() -> None:
+        await _sample_partitions(app, runner)
+
     app.agent(topic, name=f"{app.conf.id}.batches")(consume)
+    app.timer(settings.processor_lag_interval_s, name=f"{app.conf.id}.lag")(sample_partitions)
     return runner
 
 
-def _update_lag(app: faust.App, name: str, outcome: BatchOutcome) -> None:
-    # Cheap: the high watermark is what the last fetch response reported. Tansu
-    # reports a wrong one, so on the local broker this gauge is not meaningful.
-    for tp, next_offset in outcome.next_offsets.items():
-        try:
-            highwater = app.consumer.highwater(TP(tp.topic, tp.partition))
-        except Exception:  # not assigned any more, or no fetch yet
-            continue
-        if highwater is not None and highwater >= 0:
-            metrics.CONSUMER_LAG.labels(name, tp.topic, str(tp.partition)).set(
-                max(highwater - next_offset, 0)
-            )
+async def _sample_partitions(app: faust.App, runner: BatchRunner[Any]) -> None:
+    """One lag and liveness sample of this worker's partitions (processors.lag)."""
+    name = runner.processor.name
+    try:
+        assigned = sorted(
+            TopicPartition(tp.topic, tp.partition) for tp in app.consumer.assignment()
+        )
+        stored, ends = {}, {}
+        if assigned:
+            tps = [TP(tp.topic, tp.partition) for tp in assigned]
+            listed = await app.consumer.highwaters(*tps)  # ListOffsets(latest)
+            for tp, faust_tp in zip(assigned, tps, strict=True):
+                # From the last fetch response; None before the first fetch.
+                fetched = app.consumer.highwater(faust_tp)
+                ends[tp] = end_offset(fetched, listed.get(faust_tp))
+            stored = await runner.stored_offsets(assigned)
+    except Exception as exc:  # broker or database unreachable: keep the old values
+        metrics.LAG_SAMPLE_FAILURES.labels(name).inc()
+        log.warning(
+            "lag sample failed", extra={"processor": name, "error": f"{type(exc).__name__}: {exc}"}
+        )
+        return
+    runner.monitor.observe(assigned, ends, stored)

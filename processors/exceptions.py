@@ -25,3 +25,12 @@ class PoisonEvent(ProcessorError):
 
 class DeliveryFailed(ServiceUnavailableError, ProcessorError):
     """The broker did not acknowledge derived or dead-letter records; retried."""
+
+
+class StaleWrite(ProcessorError):
+    """A view row changed between this writer's read and its write (optimistic version).
+
+    Another writer got there first, outside the per-partition locking discipline. The
+    batch is rolled back and retried from a fresh read, like a serialization failure
+    (:func:`processors.base.is_transient`); the error is logged and counted.
+    """

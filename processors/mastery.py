@@ -96,6 +96,14 @@ class Attempt:
     correct: bool
     score: float  # in [0, 1]: the partial credit, or 1/0 from ``correct``
     occurred_at: datetime  # UTC
+    # The rest of the event, for processors that keep more than mastery (learner_state).
+    item_id: str = ""
+    item_version: int | None = None  # None when not given (0 on the wire)
+    response_time_ms: int | None = None  # >= 0; None when not reported (0 on the wire)
+    hint_count: int = 0
+    attempt_number: int | None = None  # None when not given (0 on the wire)
+    context: str | None = None  # AttemptContext name without prefix, e.g. "PRACTICE"
+    received_at: datetime | None = None  # UTC, set by ingest
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +159,9 @@ def decode_attempt(record: SourceRecord) -> Attempt:
             raise PoisonEvent(f"event {event_id}: score {score} is outside [0, 1]")
     else:
         score = 1.0 if event.correct else 0.0
+    if event.response_time_ms < 0 or event.hint_count < 0:
+        raise PoisonEvent(f"event {event_id}: response_time_ms and hint_count must be >= 0")
+    context = attempt_pb2.AttemptContext.Name(event.context).removeprefix("ATTEMPT_CONTEXT_")
     return Attempt(
         event_id=event_id,
         tenant_id=envelope.tenant_id,
@@ -160,6 +171,17 @@ def decode_attempt(record: SourceRecord) -> Attempt:
         correct=event.correct,
         score=score,
         occurred_at=envelope.occurred_at.ToDatetime(tzinfo=UTC),
+        item_id=event.item_id,
+        item_version=event.item_version or None,
+        response_time_ms=event.response_time_ms or None,
+        hint_count=event.hint_count,
+        attempt_number=event.attempt_number or None,
+        context=None if context == "UNSPECIFIED" else context,
+        received_at=(
+            envelope.received_at.ToDatetime(tzinfo=UTC)
+            if envelope.HasField("received_at")
+            else None
+        ),
     )
 
 
@@ -178,6 +200,8 @@ def chain_updates(
     attempts: Sequence[Attempt],
     states: Mapping[MasteryKey, MasteryState],
     params: BKTParams = DEFAULT_PARAMS,
+    *,
+    skill_params: Mapping[tuple[str, str], BKTParams] | None = None,
 ) -> tuple[dict[MasteryKey, MasteryState], list[AttemptUpdate]]:
     """Apply ``attempts`` in order to ``states``; pure.
 
@@ -185,8 +209,11 @@ def chain_updates(
     state left by the previous ones, so a learner's consecutive attempts in one
     batch chain exactly as if applied one by one. An attempt whose event_id is the
     skill's ``last_event_id`` (a duplicate delivered right after itself) changes
-    nothing. Returns the new state of every key touched, and per attempt its steps.
+    nothing. ``skill_params`` maps ``(tenant_id, skill_id)`` to fitted parameters;
+    skills not in it use ``params``. Returns the new state of every key touched, and
+    per attempt its steps.
     """
+    fitted = skill_params or {}
     touched: dict[MasteryKey, MasteryState] = {}
     updates: list[AttemptUpdate] = []
     for attempt in attempts:
@@ -196,8 +223,9 @@ def chain_updates(
             state = touched.get(key) or states.get(key)
             if state is not None and state.last_event_id == attempt.event_id:
                 continue
-            p_before = params.prior if state is None else state.p_mastery
-            p_after = clamp_probability(update(p_before, attempt.score, params))
+            skill = fitted.get((attempt.tenant_id, skill_id), params)
+            p_before = skill.prior if state is None else state.p_mastery
+            p_after = clamp_probability(update(p_before, attempt.score, skill))
             new_state = MasteryState(
                 p_mastery=p_after,
                 attempts=(0 if state is None else state.attempts) + 1,
@@ -211,7 +239,7 @@ def chain_updates(
                     skill_id=skill_id,
                     p_mastery_before=p_before,
                     p_mastery=p_after,
-                    p_correct_predicted=predict_correct(p_before, params),
+                    p_correct_predicted=predict_correct(p_before, skill),
                     attempts=new_state.attempts,
                 )
             )

@@ -34,9 +34,78 @@ RETRIES = Counter(
 )
 CONSUMER_LAG = Gauge(
     "learnstream_processor_consumer_lag",
-    "Broker high watermark minus the next offset to apply, per partition, in records. "
-    "Only as good as the broker's high watermark (wrong on the local Tansu broker)",
+    "Records of an assigned partition not yet applied: the broker's end offset minus the "
+    "next offset stored in PostgreSQL (processors.lag explains the end offset on Tansu)",
     ["processor", "topic", "partition"],
+)
+END_OFFSET = Gauge(
+    "learnstream_processor_end_offset",
+    "End offset (next offset to be written) of an assigned partition, as the broker reports it",
+    ["processor", "topic", "partition"],
+)
+PARTITION_IDLE_SECONDS = Gauge(
+    "learnstream_processor_partition_idle_seconds",
+    "Seconds since an assigned partition last committed a record (or since it was "
+    "assigned to this worker); growing with lag > 0 means the partition is stuck",
+    ["processor", "topic", "partition"],
+)
+PARTITION_STALLED = Gauge(
+    "learnstream_processor_partition_stalled",
+    "1 when an assigned partition has lag and committed nothing for "
+    "LEARNSTREAM_PROCESSOR_STALL_AFTER_S seconds, else 0",
+    ["processor", "topic", "partition"],
+)
+ASSIGNED_PARTITIONS = Gauge(
+    "learnstream_processor_assigned_partitions",
+    "Partitions currently assigned to this worker",
+    ["processor"],
+)
+LAG_SAMPLE_FAILURES = Counter(
+    "learnstream_processor_lag_sample_failures_total",
+    "Lag samples that failed (broker or PostgreSQL unreachable); the gauges keep old values",
+    ["processor"],
+)
+
+# --- learner state -------------------------------------------------------------------
+ABILITY_SKIPPED = Counter(
+    "learnstream_learner_ability_skipped_total",
+    "Attempts whose IRT ability update was skipped, by reason (no_item_parameters: the "
+    "item is not calibrated yet; no_item: the attempt names no item). Re-counted when a "
+    "batch is retried",
+    ["reason"],
+)
+SCHEDULE_RESETS = Counter(
+    "learnstream_review_schedule_resets_total",
+    "Review schedules restarted because the tenant's algorithm changed (state of another "
+    "algorithm found). Re-counted when a batch is retried",
+)
+STALE_WRITES = Counter(
+    "learnstream_processor_stale_writes_total",
+    "Writes refused because a view row's version changed since it was read (another "
+    "writer); the batch is retried",
+    ["processor", "view"],
+)
+HOT_CACHE_FAILURES = Counter(
+    "learnstream_learner_cache_refresh_failures_total",
+    "Redis hot-cache refreshes that failed after a commit (entries expire by TTL)",
+)
+
+# --- code submissions and the lake ------------------------------------------------------
+CODE_SUBMISSIONS = Counter(
+    "learnstream_code_submissions_total",
+    "Code submissions recorded, by status (analyzed, tests_only, unparsable, no_tests). "
+    "Re-counted when a batch is retried",
+    ["status"],
+)
+LAKE_ROWS = Counter(
+    "learnstream_lake_rows_written_total",
+    "Rows written to Parquet files by the lake sink (rewrites after a crash included)",
+    ["table"],
+)
+LAKE_FILES = Counter(
+    "learnstream_lake_files_written_total",
+    "Parquet files written (renamed into place) by the lake sink",
+    ["table"],
 )
 NEXT_OFFSET = Gauge(
     "learnstream_processor_next_offset",
