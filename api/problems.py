@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.exceptions import ApiError, FieldProblem
@@ -133,9 +135,33 @@ async def _service_unavailable(request: Request, exc: Exception) -> JSONResponse
     )
 
 
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+    return problem_response(
+        request,
+        status=500,
+        slug="internal",
+        title="Internal error",
+        detail="the server failed to answer; the error is logged",
+    )
+
+
+# A backing service that drops or refuses connections is a 503 to retry, not a 500.
+_BACKING_SERVICE_ERRORS: tuple[type[Exception], ...] = (
+    ServiceUnavailableError,
+    RedisError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error the app can raise to a problem+json answer."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(ServiceUnavailableError, _service_unavailable)
+    for error in _BACKING_SERVICE_ERRORS:
+        app.add_exception_handler(error, _service_unavailable)
+    app.add_exception_handler(Exception, _unexpected)
