@@ -560,10 +560,18 @@ def iterate_batches(
         yield collate([windows[i] for i in order[start : start + batch_size]], device)
 
 
-def data_fingerprint(parts: Sequence[SourcePart], window_length: int) -> str:
-    """A short stable id of an evaluation set: its sources, row counts and windowing."""
-    text = ";".join(f"{p.source}={p.rows}" for p in parts) + f";window={window_length}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def data_fingerprint(data: KTData, window_length: int) -> str:
+    """A short stable id of an evaluation set: sources, row counts, learners, answers, windows.
+
+    Two sets with the same fingerprint score the same answers, so AUCs on them compare.
+    """
+    digest = hashlib.sha256()
+    for part in data.sources:
+        digest.update(f"{part.source}={part.rows};".encode())
+    for sequence in sorted(data.sequences, key=lambda s: s.learner_id):
+        digest.update(f"{sequence.learner_id}:{len(sequence)};".encode())
+    digest.update(f"window={window_length}".encode())
+    return digest.hexdigest()[:16]
 
 
 def raw_benchmark_sequences(name: str, dataset_dir: Path) -> list[RawSequence]:

@@ -155,9 +155,7 @@ def run_training(
         cut_windows(validation_data.sequences, config.window_length) if validation_data else []
     )
     test_windows = cut_windows(test_data.sequences, config.window_length)
-    fingerprint = data_fingerprint(test_data.sources, config.window_length) + (
-        f"-n{choice.max_learners}" if choice.max_learners else ""
-    )
+    fingerprint = data_fingerprint(test_data, config.window_length)
 
     result = train(
         fit_windows,

@@ -73,9 +73,11 @@ def test_lake_to_served_champion_and_rollback(tmp_path: Path, shared_data: Path)
         bkt_restarts=1,
     )
     assert second.decision is not None
-    # Same learners split with another seed: another evaluation set, so the champion
-    # is re-scored on the candidate's test learners before comparing.
+    # Another seed splits the lake's learners differently: another evaluation set, so
+    # the champion was re-scored on the candidate's test learners before comparing.
+    assert second.fingerprint != first.fingerprint
     assert second.decision.champion_auc is not None
+    assert second.decision.champion_version == first.version
 
     tracer = load_tracer(settings, CPU, explain_top_k=2)
     assert isinstance(tracer, ModelTracer)

@@ -151,3 +151,16 @@ def test_lake_round_trip_keeps_order_and_unscores_multi_skill_copies(tmp_path: P
     assert first.scored.tolist() == [True, False, True, True]
     assert by_learner["t1:901"].correct.tolist() == [0, 1, 1, 0, 1]
     assert {p.source.split("/")[0] for p in data.sources} == {"2024-01-01", "2024-01-02"}
+
+
+def test_fingerprint_changes_with_the_learners_and_the_windowing() -> None:
+    from ml.datasets import KTData, SourcePart, data_fingerprint
+
+    sequences = tuple(alternating_sequences(10, 6, 3))
+    parts = (SourcePart("lake/2024-01-01/t", 60),)
+    data = KTData("d", sequences, ("a", "b", "c"), parts)
+    same = KTData("renamed", tuple(reversed(sequences)), ("a", "b", "c"), parts)
+    fewer = KTData("d", sequences[:9], ("a", "b", "c"), parts)
+    assert data_fingerprint(data, 200) == data_fingerprint(same, 200)
+    assert data_fingerprint(data, 200) != data_fingerprint(fewer, 200)
+    assert data_fingerprint(data, 200) != data_fingerprint(data, 100)
