@@ -338,7 +338,11 @@ class AsyncProducer:
 def _is_fatal(error: KafkaError) -> bool:
     # error_cb announces a fatal error with code _FATAL while error.fatal() stays
     # False, and produce() then raises _FATAL; checking only fatal() missed both.
-    return bool(error.fatal()) or error.code() == KafkaError._FATAL
+    # PRODUCER_FENCED is not flagged fatal either, yet the producer never recovers: after
+    # messages time out (broker unreachable) librdkafka bumps the idempotent epoch, Tansu
+    # answers PRODUCER_FENCED, and every later delivery fails the same way
+    # (tests/integration/faults/test_broker_outage.py). Only a new producer gets out.
+    return bool(error.fatal()) or error.code() in (KafkaError._FATAL, KafkaError.PRODUCER_FENCED)
 
 
 def _resolve(future: asyncio.Future[Delivery], result: Delivery) -> None:
