@@ -1,4 +1,8 @@
-"""Run one processor as a Faust worker: ``python -m processors mastery``.
+"""Run one processor as a Faust worker: ``python -m processors learner_state``.
+
+``mastery`` is the earlier name of ``learner_state`` (same processor, which keeps
+skill_mastery and more) under its own consumer group ``<namespace>.mastery``: run one
+of the two names, never both, or every attempt is applied twice.
 
 Configuration comes from ``LEARNSTREAM_*`` (learnstream.settings); logs are JSON
 lines on stderr (learnstream.logging). SIGTERM or Ctrl-C stops the worker
@@ -14,6 +18,7 @@ import time
 PROCESS_STARTED_AT = time.monotonic()
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -21,21 +26,37 @@ import faust  # noqa: E402
 
 from learnstream.logging import configure_logging  # noqa: E402
 from learnstream.settings import Settings, get_settings  # noqa: E402
+from processors.aggregates import AggregatesProcessor  # noqa: E402
 from processors.app import create_app  # noqa: E402
 from processors.base import Processor, attach  # noqa: E402
-from processors.mastery import MasteryProcessor  # noqa: E402
+from processors.fraud import FraudProcessor  # noqa: E402
+from processors.gaps import GapsProcessor  # noqa: E402
+from processors.learner_state import LearnerStateProcessor  # noqa: E402
 
 # Processor name -> factory; later processors register here.
 PROCESSORS: dict[str, Callable[[Settings], Processor[Any]]] = {
-    "mastery": MasteryProcessor,
+    "learner_state": LearnerStateProcessor,
+    "mastery": functools.partial(LearnerStateProcessor, name="mastery"),
+    "gaps": GapsProcessor,
+    "fraud": FraudProcessor,
+    "aggregates": AggregatesProcessor,
 }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m processors", description=__doc__)
     parser.add_argument("processor", choices=sorted(PROCESSORS), help="which processor to run")
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        help="port of /metrics (default LEARNSTREAM_PROCESSOR_WEB_PORT; 0 disables); "
+        "several processors on one host need one port each",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
+    if args.web_port is not None:
+        settings = settings.model_copy(update={"processor_web_port": args.web_port})
     configure_logging(settings.log_level, json_lines=settings.log_json)
     app = create_app(settings, args.processor)
     attach(app, PROCESSORS[args.processor](settings), settings, started_at=PROCESS_STARTED_AT)

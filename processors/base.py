@@ -176,6 +176,15 @@ class CommitListener(Protocol):
         ...
 
 
+@runtime_checkable
+class ClosableProcessor(Protocol):
+    """A processor holding its own resources (a Redis pool, a connection)."""
+
+    async def close(self) -> None:
+        """Release them; called once when the worker stops."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     """What one committed batch did."""
@@ -295,7 +304,9 @@ class BatchRunner(Generic[EventT]):
             )
 
     async def close(self) -> None:
-        """Release the pool and flush the producer."""
+        """Release the pool, flush the producer, and close the processor's own resources."""
+        if isinstance(self.processor, ClosableProcessor):
+            await self.processor.close()
         if self._producer is not None:
             unsent = await asyncio.to_thread(self._producer.close, 5.0)
             if unsent:

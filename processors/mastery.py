@@ -205,7 +205,8 @@ def chain_updates(
 ) -> tuple[dict[MasteryKey, MasteryState], list[AttemptUpdate]]:
     """Apply ``attempts`` in order to ``states``; pure.
 
-    A skill without a state starts from ``params.prior``. Each attempt sees the
+    A skill without a state starts from ``params.prior``; every step is
+    :func:`scheduler.bkt.update` clamped to [0, 1]. Each attempt sees the
     state left by the previous ones, so a learner's consecutive attempts in one
     batch chain exactly as if applied one by one. An attempt whose event_id is the
     skill's ``last_event_id`` (a duplicate delivered right after itself) changes

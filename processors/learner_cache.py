@@ -1,0 +1,186 @@
+"""The Redis hot cache of each learner's current state, refreshed after every commit.
+
+One hash per learner, ``<redis_namespace>:learner:<tenant_id>:<user_id>``, with fields
+
+* ``ability`` → ``{"ability", "ability_se", "n_responses", "version"}`` (logits);
+* ``mastery:<skill_id>`` → ``{"p_mastery", "attempts", "correct", "last_attempt_at",
+  "version"}`` (p_mastery in [0, 1], time ISO-8601 UTC);
+* ``review:<item_id>`` → ``{"algorithm", "due_at", "reviews", "version"}``,
+
+each value JSON carrying the ``version`` of its PostgreSQL row. Readers (the API)
+read a field and fall back to PostgreSQL on a miss; PostgreSQL stays the truth.
+
+Refresh, not delete-then-wait: after a batch commits, the rows it touched are read
+back from PostgreSQL (committed state, so never a value a rollback could undo) and
+written with a Lua script that replaces a field only when the incoming version is
+newer. Two writers refreshing one learner around a rebalance therefore cannot put an
+older value over a newer one. The key's TTL (``learner_cache_ttl_s``) is renewed on
+every refresh; if Redis is down the refresh is logged and counted, and entries that
+missed it expire with the TTL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from learnstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] the learner's hash; ARGV[1] TTL in seconds, then (field, version, json) triples.
+_WRITE_NEWER = """
+local written = 0
+for i = 2, #ARGV, 3 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  local current_version = -1
+  if current then current_version = tonumber(cjson.decode(current)['version']) end
+  if tonumber(ARGV[i + 1]) > current_version then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    written = written + 1
+  end
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return written
+"""
+
+_READ_MASTERY = """
+    SELECT s.tenant_id, s.user_id, s.skill_id, s.p_mastery, s.attempts, s.correct,
+           s.last_attempt_at, s.version
+    FROM skill_mastery AS s
+    JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, user_id, skill_id)
+      USING (tenant_id, user_id, skill_id)
+"""
+_READ_ABILITY = """
+    SELECT a.tenant_id, a.user_id, a.ability, a.ability_se, a.n_responses, a.version
+    FROM learner_ability AS a
+    JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, user_id) USING (tenant_id, user_id)
+"""
+_READ_REVIEWS = """
+    SELECT r.tenant_id, r.user_id, r.item_id, r.algorithm, r.due_at, r.reviews, r.version
+    FROM review_schedule AS r
+    JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, user_id, item_id)
+      USING (tenant_id, user_id, item_id)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """What one committed attempt may have changed for its learner."""
+
+    tenant_id: str
+    user_id: str
+    skill_ids: tuple[str, ...]
+    item_id: str  # "" when the attempt named no item
+
+
+def learner_cache_key(settings: Settings, tenant_id: str, user_id: str) -> str:
+    """The Redis key of one learner's hot-cache hash."""
+    return f"{settings.redis_namespace}:learner:{tenant_id}:{user_id}"
+
+
+class LearnerCache:
+    """Refreshes learners' hot-cache hashes from committed PostgreSQL rows."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._redis: Redis | None = None
+
+    async def refresh(self, conn: asyncpg.Connection, touched: Iterable[Touched]) -> int:
+        """Re-read the touched rows through ``conn`` and write them; returns fields written."""
+        items = list(touched)
+        if not items:
+            return 0
+        fields = await self._read_fields(conn, items)
+        redis = self._ensure_redis()
+        script = redis.register_script(_WRITE_NEWER)
+        async with redis.pipeline(transaction=False) as pipe:
+            for (tenant_id, user_id), triples in sorted(fields.items()):
+                args: list[Any] = [self.settings.learner_cache_ttl_s]
+                for field, version, value in triples:
+                    args.extend((field, version, value))
+                await script(
+                    keys=[learner_cache_key(self.settings, tenant_id, user_id)],
+                    args=args,
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        return sum(int(r) for r in results)
+
+    async def read(self, tenant_id: str, user_id: str) -> dict[str, dict[str, Any]]:
+        """One learner's cached fields, decoded (empty when nothing is cached)."""
+        raw = await self._ensure_redis().hgetall(
+            learner_cache_key(self.settings, tenant_id, user_id)
+        )
+        return {
+            field.decode() if isinstance(field, bytes) else field: json.loads(value)
+            for field, value in raw.items()
+        }
+
+    async def close(self) -> None:
+        """Close the Redis connection pool."""
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    def _ensure_redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=5)
+        return self._redis
+
+    async def _read_fields(
+        self, conn: asyncpg.Connection, touched: list[Touched]
+    ) -> dict[tuple[str, str], list[tuple[str, int, str]]]:
+        learners = sorted({(t.tenant_id, t.user_id) for t in touched})
+        skills = sorted({(t.tenant_id, t.user_id, s) for t in touched for s in t.skill_ids})
+        items = sorted({(t.tenant_id, t.user_id, t.item_id) for t in touched if t.item_id})
+        fields: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
+
+        def add(row: asyncpg.Record, field: str, value: dict[str, Any]) -> None:
+            value["version"] = row["version"]
+            fields.setdefault((row["tenant_id"], row["user_id"]), []).append(
+                (field, int(row["version"]), json.dumps(value, sort_keys=True))
+            )
+
+        for row in await conn.fetch(_READ_MASTERY, *_columns(skills, 3)):
+            add(
+                row,
+                f"mastery:{row['skill_id']}",
+                {
+                    "p_mastery": row["p_mastery"],
+                    "attempts": row["attempts"],
+                    "correct": row["correct"],
+                    "last_attempt_at": row["last_attempt_at"].isoformat(),
+                },
+            )
+        for row in await conn.fetch(_READ_ABILITY, *_columns(learners, 2)):
+            add(
+                row,
+                "ability",
+                {
+                    "ability": row["ability"],
+                    "ability_se": row["ability_se"],
+                    "n_responses": row["n_responses"],
+                },
+            )
+        for row in await conn.fetch(_READ_REVIEWS, *_columns(items, 3)):
+            add(
+                row,
+                f"review:{row['item_id']}",
+                {
+                    "algorithm": row["algorithm"],
+                    "due_at": row["due_at"].isoformat(),
+                    "reviews": row["reviews"],
+                },
+            )
+        return fields
+
+
+def _columns(rows: Sequence[tuple[str, ...]], width: int) -> list[list[str]]:
+    return [[row[i] for row in rows] for i in range(width)]
