@@ -8,6 +8,8 @@ from learnstream.settings import Settings
 SCHEMA_QUERY = """
     SELECT table_name, column_name, data_type, is_nullable
     FROM information_schema.columns WHERE table_schema = 'public'
+      -- Partitions (attempts_pYYYYMM) are created at run time, not by migrations.
+      AND table_name NOT IN (SELECT relname FROM pg_class WHERE relispartition)
     ORDER BY table_name, column_name
 """
 
