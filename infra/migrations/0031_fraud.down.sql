@@ -1,0 +1,9 @@
+DROP TABLE fraud_device_sessions;
+DROP TABLE fraud_learner_history;
+DROP TABLE fraud_collusion_partners;
+DROP TABLE fraud_group_wrong_answers;
+DROP TABLE fraud_wrong_answer_counts;
+DROP TABLE fraud_reference_stats;
+DROP VIEW flagged_sessions;
+DROP VIEW flagged_attempts;
+DROP TABLE fraud_signals;

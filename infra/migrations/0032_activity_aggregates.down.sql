@@ -1,0 +1,2 @@
+DROP TABLE activity_window_learners;
+DROP TABLE activity_aggregates;
