@@ -24,8 +24,11 @@ loop asks for the next batch, i.e. after step 6 committed; Faust then commits
 those offsets to Kafka every ``broker_commit_interval``. Kafka's committed offset
 therefore never passes PostgreSQL's: after a ``kill -9`` Kafka redelivers from an
 older offset and step 2 drops what was already applied, so nothing is lost or
-counted twice. SIGTERM is graceful: Faust waits (``Consumer.wait_empty``) until
-the batch in flight has committed, however long PostgreSQL takes to come back.
+counted twice. On SIGTERM Faust drains the records it already delivered
+(``Consumer.wait_empty``): the batch in flight commits if it can, a batch
+retrying against an unreachable service gives up (:class:`BatchAbandoned`), and
+later batches are not applied; none of those is acked, so the next worker gets
+them, and a stop never hangs on a database that is down.
 ``take_events`` acks its buffer in a ``finally`` even when the loop body raised,
 so a batch that fails for good (a bug in this machinery, or the task cancelled)
 first has its messages marked acked without recording their offsets
@@ -61,7 +64,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
@@ -220,6 +223,10 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
 
 
+class BatchAbandoned(Exception):
+    """The worker is stopping while a batch waits for a service; nothing was committed."""
+
+
 class BatchRunner(Generic[EventT]):
     """Applies batches of one processor with exactly-once effect (see the module docstring).
 
@@ -236,6 +243,7 @@ class BatchRunner(Generic[EventT]):
         retry_initial_s: float = 0.1,
         retry_max_s: float = 5.0,
         started_at: float | None = None,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.processor = processor
         self.settings = settings
@@ -244,6 +252,8 @@ class BatchRunner(Generic[EventT]):
         self.retry_max_s = retry_max_s
         # time.monotonic() when the process started; the first batch logs the delay.
         self.started_at = started_at
+        # True once the worker is stopping: transient retries give up (BatchAbandoned).
+        self.stopping = stopping
         self._deadletter_topic = settings.topic(Stream.DEADLETTER)
         self._pool: asyncpg.Pool | None = None
         self._producer: AsyncProducer | None = None
@@ -269,6 +279,9 @@ class BatchRunner(Generic[EventT]):
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                if self.stopping():
+                    # Nothing of this batch is committed; the next worker redoes it.
+                    raise BatchAbandoned(f"stopping after {retries + 1} failed tries") from exc
                 retries += 1
                 delay = min(self.retry_initial_s * 2 ** (retries - 1), self.retry_max_s)
                 metrics.RETRIES.labels(self.processor.name).inc()
@@ -564,7 +577,13 @@ def attach(
     Batches are at most ``processor_batch_max`` records, or what arrived within
     ``processor_batch_within_s`` seconds. Returns the runner (for tests and metrics).
     """
-    runner = BatchRunner(processor, settings, consumer_group=app.conf.id, started_at=started_at)
+    runner = BatchRunner(
+        processor,
+        settings,
+        consumer_group=app.conf.id,
+        started_at=started_at,
+        stopping=lambda: bool(app.should_stop),
+    )
     topic = app.topic(
         *(settings.topic(stream) for stream in processor.sources),
         key_serializer="raw",
@@ -580,9 +599,20 @@ def attach(
         try:
             async for events in batches:
                 committed = False
+                if app.should_stop:
+                    # Faust drains delivered records before it stops (wait_empty). Left
+                    # unapplied and unacked, they go to the next worker, and a stop
+                    # never waits on a database that is down.
+                    _withhold_acks(events)
+                    continue
                 try:
                     await runner.process([source_record(e.message) for e in events])
                     committed = True
+                except BatchAbandoned:
+                    log.warning(
+                        "stopping: the batch in flight is left to the next worker",
+                        extra={"processor": processor.name, "batch_origin": events[0].message.tp},
+                    )
                 except Exception as exc:
                     log.critical(
                         "processor failed outside any single record; stopping the worker so "
