@@ -2,5 +2,5 @@
 datasets (shared KT logs and the Parquet lake), training, evaluation next to BKT,
 the MLflow registry and batched serving with a BKT fallback.
 
-``python -m ml --help`` lists the commands (train, evaluate, rollback, promote).
+``python -m ml --help`` lists the commands (train, rollback, show, build-lake).
 """
