@@ -5,7 +5,7 @@ pyarrow can read it directly.
 
 Layout (hive partitioning, one folder per UTC day and tenant)::
 
-    <root>/attempts/event_date=2024-03-01/tenant_id=acme/part-<topic>-<partition>-<first offset>.parquet
+    <root>/attempts/event_date=2024-03-01/tenant_id=acme/part-<topic>-<partition>-<offset>.parquet
 
 * ``event_date`` is the UTC calendar date of ``occurred_at`` (``YYYY-MM-DD``);
   ``tenant_id`` is percent-encoded (``urllib.parse.quote``, so ``a/b`` becomes
@@ -131,9 +131,7 @@ def default_root(settings: Settings) -> Path:
 def attempts_table(attempts: Iterable[LakeAttempt]) -> pa.Table:
     """Rows to an Arrow table with :data:`ATTEMPT_SCHEMA`."""
     rows = list(attempts)
-    columns = {
-        name: [getattr(row, name) for row in rows] for name in ATTEMPT_SCHEMA.names
-    }
+    columns = {name: [getattr(row, name) for row in rows] for name in ATTEMPT_SCHEMA.names}
     columns["skill_ids"] = [list(row.skill_ids) for row in rows]
     return pa.table(columns, schema=ATTEMPT_SCHEMA)
 
@@ -171,7 +169,9 @@ def write_attempts(root: Path, table: pa.Table, *, topic: str, partition: int) -
         return []
     partitions = pc.unique(table["kafka_partition"]).to_pylist()
     if partitions != [partition]:
-        raise LakeError(f"rows of {topic} must all come from partition {partition}, got {partitions}")
+        raise LakeError(
+            f"rows of {topic} must all come from partition {partition}, got {partitions}"
+        )
     offsets = table["kafka_offset"]
     first_offset = int(pc.min(offsets).as_py())
     last_offset = int(pc.max(offsets).as_py())
@@ -257,7 +257,7 @@ def date_tenant_filter(
     end_date: date | None = None,
     tenant_ids: Sequence[str] | None = None,
 ) -> ds.Expression | None:
-    """A dataset filter: ``start_date <= event_date <= end_date`` (inclusive, UTC) and tenant in list."""
+    """Dataset filter: ``start_date <= event_date <= end_date`` (inclusive, UTC), tenant in list."""
     conditions: list[ds.Expression] = []
     if start_date is not None:
         conditions.append(ds.field("event_date") >= pa.scalar(start_date, pa.date32()))
