@@ -217,6 +217,26 @@ def ensure_redis(settings: Settings) -> None:
     wait_for_port(host, port, timeout_s=15, what="Redis")
 
 
+async def forget_consumed_offsets(settings: Settings) -> int:
+    """Delete the processors' stored offsets for this namespace's topics; rows deleted.
+
+    The local broker keeps records in memory only: a freshly started one has empty
+    topics whose offsets start again at 0, and offsets stored for the old topics
+    would make the processors skip the new records as already applied.
+    """
+    from learnstream import db
+
+    conn = await db.connect(settings)
+    try:
+        status = await conn.execute(
+            "DELETE FROM processor_offsets WHERE topic LIKE $1",
+            f"{settings.kafka_topic_namespace}.%",
+        )
+    finally:
+        await conn.close()
+    return int(status.split()[-1])
+
+
 async def prepare_storage(settings: Settings) -> list[int]:
     """Create the database if missing and apply every migration; returns versions applied."""
     from learnstream import db
@@ -242,6 +262,10 @@ def up(settings: Settings) -> Broker | None:
         print(f"started Tansu on {broker.bootstrap} (pid {broker.pid})", file=sys.stderr)
     applied = asyncio.run(prepare_storage(settings))
     print(f"migrations applied: {applied or 'none (up to date)'}", file=sys.stderr)
+    if broker is not None:
+        forgotten = asyncio.run(forget_consumed_offsets(settings))
+        if forgotten:
+            print(f"fresh broker: forgot {forgotten} stored processor offsets", file=sys.stderr)
     created = ensure_topics(settings)
     print(f"topics created: {len(created)}", file=sys.stderr)
     return broker
