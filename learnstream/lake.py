@@ -330,3 +330,24 @@ def list_partitions(
 def utc_from_ms(epoch_ms: int) -> datetime:
     """A UTC datetime from milliseconds since the Unix epoch."""
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+def parse_part_file_name(name: str) -> tuple[str, int, int] | None:
+    """``(topic, partition, first offset)`` of a lake file name, ``None`` for other files.
+
+    The topic is the sanitised one the name carries (see :func:`part_file_name`).
+    """
+    match = _PART_NAME.match(name)
+    if match is None:
+        return None
+    return match["topic"], int(match["partition"]), int(match["offset"])
+
+
+def write_table_atomically(table: pa.Table, target: Path) -> None:
+    """Write ``table`` to ``target`` (Parquet, zstd) so readers see the old file or the new one.
+
+    The lake's own write path (temporary hidden name, fsync, rename, folder fsync), for
+    jobs that rewrite lake files (compaction) or write derived tables beside the lake.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(table, target)

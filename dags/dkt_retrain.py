@@ -1,0 +1,135 @@
+"""Retrain the DKT model from the lake and promote it when it beats the champion.
+
+Daily, for the interval that just ended, on the lake's ``lookback_days`` before its
+end: snapshot the partitions and row counts → train (resumable) → evaluate the saved
+model on held-out learners next to BKT → score the champion on the same learners →
+log the MLflow run with its data snapshot, register a version and give it
+``champion`` (beats the champion by ``LEARNSTREAM_ML_PROMOTION_MIN_AUC_GAIN``) or
+``challenger``. With fewer than ``min_rows`` attempts in the window the run is skipped.
+See :mod:`ml.jobs.dkt_retrain`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+
+
+@dag(
+    dag_id="dkt_retrain",
+    schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
+    start_date=datetime(2024, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=15)},
+    params={
+        "lookback_days": Param(28, type="number", exclusiveMinimum=0),
+        "min_rows": Param(1000, type="integer", minimum=1),
+        "model_kind": Param("dkt_lstm", enum=["dkt_lstm", "sakt"]),
+        "epochs": Param(10, type="integer", minimum=1),
+        "batch_size": Param(64, type="integer", minimum=1),
+        "learning_rate": Param(1e-3, type="number", exclusiveMinimum=0),
+        "window_length": Param(200, type="integer", minimum=2),
+        "embedding_dim": Param(100, type="integer", minimum=1),
+        "hidden_dim": Param(100, type="integer", minimum=1),
+        "num_layers": Param(1, type="integer", minimum=1),
+        "num_heads": Param(5, type="integer", minimum=1),
+        "dropout": Param(0.2, type="number", minimum=0, exclusiveMaximum=1),
+        "test_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1),
+        "validation_fraction": Param(0.1, type="number", minimum=0, exclusiveMaximum=1),
+        "max_learners": Param(None, type=["null", "integer"]),
+        "bkt_restarts": Param(3, type="integer", minimum=1),
+        "seed": Param(0, type="integer"),
+        "device": Param("cpu", type="string"),
+    },
+    tags=["learnstream", "ml"],
+    doc_md=__doc__,
+)
+def dkt_retrain() -> None:
+    @task
+    def snapshot(
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        from learnstream.settings import get_settings
+        from ml.jobs.common import Interval, options_from_params
+        from ml.jobs.dkt_retrain import RetrainOptions, snapshot_lake
+
+        options = options_from_params(RetrainOptions, params or {})
+        interval = Interval.of(data_interval_start, data_interval_end)
+        return snapshot_lake(get_settings(), interval, options)
+
+    @task
+    def train(
+        lake_snapshot: dict[str, Any],
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from learnstream.settings import get_settings
+        from ml.jobs.common import Interval, options_from_params
+        from ml.jobs.dkt_retrain import RetrainOptions, train_candidate
+
+        options = options_from_params(RetrainOptions, params or {})
+        if lake_snapshot["rows"] < options.min_rows:
+            raise AirflowSkipException(
+                f"{lake_snapshot['rows']} attempts in the window, fewer than {options.min_rows}"
+            )
+        interval = Interval.of(data_interval_start, data_interval_end)
+        return train_candidate(get_settings(), interval, options)
+
+    @task
+    def evaluate(
+        trained: dict[str, Any],
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        from learnstream.settings import get_settings
+        from ml.jobs.common import Interval, options_from_params
+        from ml.jobs.dkt_retrain import RetrainOptions, evaluate_candidate
+
+        options = options_from_params(RetrainOptions, params or {})
+        interval = Interval.of(data_interval_start, data_interval_end)
+        return evaluate_candidate(get_settings(), interval, options)
+
+    @task
+    def compare(
+        evaluation: dict[str, Any],
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        from learnstream.settings import get_settings
+        from ml.jobs.common import Interval, options_from_params
+        from ml.jobs.dkt_retrain import RetrainOptions, compare_with_champion
+
+        options = options_from_params(RetrainOptions, params or {})
+        interval = Interval.of(data_interval_start, data_interval_end)
+        return compare_with_champion(get_settings(), interval, options)
+
+    @task
+    def register(
+        comparison: dict[str, Any],
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+        params: dict[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        from learnstream.settings import get_settings
+        from ml.jobs.common import Interval, options_from_params
+        from ml.jobs.dkt_retrain import RetrainOptions, register_candidate
+
+        options = options_from_params(RetrainOptions, params or {})
+        interval = Interval.of(data_interval_start, data_interval_end)
+        return register_candidate(get_settings(), interval, options, run_id or "")
+
+    register(compare(evaluate(train(snapshot()))))
+
+
+dkt_retrain()
