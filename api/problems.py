@@ -113,12 +113,17 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
+    errors = None
+    if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+        # FastAPI's answer to a body that does not decode as JSON: name it like every 4xx.
+        errors = [FieldProblem(field="body", reason="not valid JSON (or not UTF-8)")]
     return problem_response(
         request,
         status=exc.status_code,
         slug=title.lower().replace(" ", "-"),
         title=title,
         detail=str(exc.detail),
+        errors=errors,
         headers=dict(exc.headers or {}),
     )
 
