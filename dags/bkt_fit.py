@@ -17,7 +17,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 @dag(
     dag_id="bkt_fit",
-    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=datetime(2024, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

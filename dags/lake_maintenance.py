@@ -18,7 +18,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 @dag(
     dag_id="lake_maintenance",
-    schedule=CronDataIntervalTimetable("0 1 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=datetime(2024, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
