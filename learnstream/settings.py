@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     processor_batch_max: int = Field(default=500, ge=1)
     processor_batch_within_s: float = Field(default=0.2, gt=0)
     processor_web_port: int = Field(default=6066, ge=0)
+    # A fraud score (in [0, 1]) at or above this raises an alert and flags the attempt
+    # or session, so analyses can leave it out (processors/fraud.py).
+    fraud_alert_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
     # Fitted parameters and tenant settings are re-read from PostgreSQL this often.
     processor_cache_ttl_s: float = Field(default=60.0, ge=0)
     # Consumer lag and partition liveness are sampled this often; a partition with lag

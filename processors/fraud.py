@@ -428,6 +428,43 @@ _DEVICE_SESSIONS_NEAR = """
 # --- scoring ----------------------------------------------------------------------------
 
 
+def individual_evidence(
+    scored: ScoredAttempt,
+    *,
+    history: LearnerHistory,
+    item: ResponseReference,
+    skill: ResponseReference,
+    calibrated: tuple[float, float, float] | None,
+    config: FraudConfig = DEFAULT_FRAUD_CONFIG,
+) -> tuple[list[FraudEvidence | None], LearnerHistory]:
+    """The signals of one attempt that need only its learner and item; pure.
+
+    Rapid response (against ``item``/``skill`` *before* this answer), person misfit
+    over the history with this answer pushed (``calibrated`` item parameters, or the
+    Rasch proxy), and velocity. Returns the evidence (None where a signal is silent)
+    and the learner's history after the answer. Collusion needs other learners and
+    is added by the processor; the false-positive bench replays logs through this too.
+    """
+    attempt = scored.attempt
+    evidence: list[FraudEvidence | None] = [
+        rapid_response(
+            response_time_ms=scored.response_time_ms,
+            correct=attempt.correct,
+            item=item,
+            skill=skill,
+            config=config,
+        )
+    ]
+    params = calibrated or (1.0, difficulty_proxy(item, skill), 0.0)
+    history = history.push(
+        attempt.event_id, attempt.occurred_at, attempt.score, params, config.history_size
+    )
+    evidence.append(person_misfit(history.a, history.b, history.c, history.scores, config))
+    times = [t.timestamp() for t in history.occurred_at]
+    evidence.append(velocity(times, attempt.occurred_at.timestamp(), config))
+    return evidence, history
+
+
 class FraudProcessor:
     """Fraud scores per attempt and per session; see the module docstring."""
 
@@ -491,27 +528,15 @@ class FraudProcessor:
         skill_keys = [ReferenceKey(attempt.tenant_id, "skill", s) for s in attempt.skill_ids]
         item_ref = state.references.get(item_key, EMPTY_REFERENCE)
         skill_ref = state.references.get(skill_keys[0], EMPTY_REFERENCE)
-        evidence: list[FraudEvidence | None] = [
-            rapid_response(
-                response_time_ms=scored.response_time_ms,
-                correct=attempt.correct,
-                item=item_ref,
-                skill=skill_ref,
-                config=config,
-            )
-        ]
-        params = state.item_params.get((attempt.tenant_id, scored.item_id)) or (
-            1.0,
-            difficulty_proxy(item_ref, skill_ref),
-            0.0,
-        )
-        history = history.push(
-            attempt.event_id, attempt.occurred_at, attempt.score, params, config.history_size
+        evidence, history = individual_evidence(
+            scored,
+            history=history,
+            item=item_ref,
+            skill=skill_ref,
+            calibrated=state.item_params.get((attempt.tenant_id, scored.item_id)),
+            config=config,
         )
         state.histories[learner] = history
-        evidence.append(person_misfit(history.a, history.b, history.c, history.scores, config))
-        times = [t.timestamp() for t in history.occurred_at]
-        evidence.append(velocity(times, attempt.occurred_at.timestamp(), config))
         out: list[OutgoingRecord] = []
         if not attempt.correct and scored.response is not None:
             found, rescored = await self._collusion(conn, state, scored, item_ref)

@@ -14,8 +14,9 @@ The signals:
   time histogram per item (:func:`add_response_time`, :func:`histogram_quantile`);
   cold start: an item with fewer than ``reference_min_answers`` answers uses its
   skill's histogram, and with neither only answers faster than ``rapid_floor_ms``
-  (too fast to read any item) count. A rapid *wrong* answer is mostly disengaged
-  guessing, not cheating, so its weight is scaled by ``rapid_wrong_factor``.
+  (too fast to read any item) count. The weight stays below the alert threshold
+  (one answer known in advance proves little); a rapid *wrong* answer is mostly
+  disengaged guessing, not cheating, so its weight is scaled by ``rapid_wrong_factor``.
 * **Person misfit** (:func:`lz_star`, :func:`person_misfit`): Snijders' (2001)
   lz* on the learner's last ``misfit_window`` answers, with the ability estimated by
   MAP under a N(0, 1) prior (lz* corrects lz for the estimated ability). Item
@@ -72,14 +73,22 @@ class FraudConfig:
 
     # Rapid response.
     reference_min_answers: int = 20  # answers before an item's (or skill's) median is used
-    rapid_ratio: float = 0.2  # rapid: response time below this fraction of the median
+    # Rapid: response time below this fraction of the median. At 0.2 it fired on 7 % of
+    # the ASSISTments answers and 4.5 % of the Cognitive Tutor steps (mostly fast
+    # guesses and easy items); at 0.1 on 2.1 % and 0.6 % (bench/fraud_false_positives.py).
+    rapid_ratio: float = 0.1
     rapid_floor_ms: int = 400  # cold start: faster than this is rapid whatever the item
     rapid_wrong_factor: float = 0.5  # a rapid wrong answer weighs this much of a right one
+    rapid_min_weight: float = 0.4  # weight just under rapid_ratio (and for the cold-start floor)
+    rapid_max_weight: float = 0.75  # weight of an instant answer: alone, below a 0.8 alert
     histogram_cap: float = 5_000.0  # counts are halved when they reach this (a rolling store)
     # Person misfit.
     misfit_window: int = 30  # the learner's last answers the statistic looks at
     misfit_min_answers: int = 10  # fewer: no verdict
-    misfit_threshold: float = -2.33  # lz* below this (one-sided 1 % under the model)
+    # lz* below this; -3 is one-sided 0.13 % under the model. Practice data breaks the
+    # model's fixed ability (learners learn), so -2.33 (1 %) fired on 1.9 % / 4.6 % of
+    # honest answers; -3 on 0.4 % / 1.9 % (bench/fraud_false_positives.py).
+    misfit_threshold: float = -3.0
     misfit_max_weight: float = 0.6  # misfit alone never reaches a 0.8 alert
     # Collusion.
     collusion_window_s: float = 600.0
@@ -93,7 +102,14 @@ class FraudConfig:
     device_max_accounts: int = 3
 
     def __post_init__(self) -> None:
-        shares = ("rapid_ratio", "rapid_wrong_factor", "misfit_max_weight", "uncommon_share")
+        shares = (
+            "rapid_ratio",
+            "rapid_wrong_factor",
+            "rapid_min_weight",
+            "rapid_max_weight",
+            "misfit_max_weight",
+            "uncommon_share",
+        )
         for name in shares:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
@@ -108,6 +124,8 @@ class FraudConfig:
         for name in counts:
             if getattr(self, name) < 1:
                 raise ValueError(f"fraud {name} must be >= 1")
+        if self.rapid_min_weight > self.rapid_max_weight:
+            raise ValueError("rapid_min_weight cannot exceed rapid_max_weight")
         if self.misfit_min_answers > self.misfit_window:
             raise ValueError("misfit_min_answers cannot exceed misfit_window")
 
@@ -239,10 +257,13 @@ def rapid_response(
         ratio = response_time_ms / median
         if ratio >= config.rapid_ratio:
             return None
-        weight = 0.6 + 0.4 * (1.0 - ratio / config.rapid_ratio)
+        speed = 1.0 - ratio / config.rapid_ratio
+        weight = (
+            config.rapid_min_weight + (config.rapid_max_weight - config.rapid_min_weight) * speed
+        )
         detail = f"{response_time_ms} ms vs {scope} median {median:.0f} ms"
     elif response_time_ms < config.rapid_floor_ms:
-        weight = 0.6
+        weight = config.rapid_min_weight
         detail = f"{response_time_ms} ms, under the {config.rapid_floor_ms} ms floor (cold start)"
     else:
         return None
@@ -362,8 +383,12 @@ def person_misfit(
 
 
 def normalize_response(response: str) -> str | None:
-    """The answer as compared between learners: trimmed, lower case, one space; None if empty."""
-    normalized = " ".join(response.split()).casefold()
+    """The answer as compared between learners: lower case, no white space; None if empty.
+
+    ``"X = 7"`` and ``"x=7"`` are one answer; two texts that differ only in spacing are
+    as telling as identical ones.
+    """
+    normalized = "".join(response.split()).casefold()
     return normalized or None
 
 

@@ -109,33 +109,93 @@ class LoggedAttempt:
 
 
 def read_logged_attempts(path: Path, *, tenant_id: str, limit: int) -> list[LoggedAttempt]:
-    """The first ``limit`` rows of as.csv in order_id order (its only clock).
+    """The first ``limit`` answers of as.csv in event-time order.
 
-    The file has no timestamps: order_id orders answers system-wide, so event times
-    are spread 0.5 s apart in that order, which keeps each learner's pace realistic
-    (several seconds between their own answers) while learners interleave.
+    The file has no timestamps; event time is rebuilt as bench/fraud_false_positives.py
+    does: ``order_id / 2`` seconds, pushed forward so that a learner never answers
+    sooner than their own response time after their previous answer.
     """
     with path.open(encoding="latin-1", newline="") as handle:
-        rows = sorted(csv.DictReader(handle), key=lambda r: int(r["order_id"]))[:limit]
-    start = datetime(2009, 10, 1, 8, 0, tzinfo=UTC)
-    attempts = []
-    for index, row in enumerate(rows):
-        ms = int(float(row["ms_first_response"] or 0))
-        attempts.append(
-            LoggedAttempt(
-                event_id=stable_uuid("as.csv", row["order_id"]),
-                tenant_id=tenant_id,
-                user_id=stable_uuid("user", row["user_id"]),
-                class_id=stable_uuid("class", row["student_class_id"]),
-                item_id=row["problem_id"],
-                skill_id=row["skill_name"],
-                correct=row["correct"] == "1",
-                response=row["answer_text"],
-                response_time_ms=max(ms, 0),
-                occurred_at=start + timedelta(seconds=index * 0.5),
-            )
+        rows = list(csv.DictReader(handle))
+    first_order = min(int(r["order_id"]) for r in rows)
+    start = datetime(2009, 9, 1, tzinfo=UTC)
+    clock: dict[str, datetime] = {}
+    timed: list[tuple[datetime, int, dict[str, str]]] = []
+    for row in sorted(rows, key=lambda r: (r["user_id"], int(r["order_id"]))):
+        ms = max(int(float(row["ms_first_response"] or 0)), 0)
+        at = start + timedelta(seconds=(int(row["order_id"]) - first_order) / 2)
+        if row["user_id"] in clock:
+            at = max(at, clock[row["user_id"]] + timedelta(milliseconds=ms))
+        clock[row["user_id"]] = at
+        timed.append((at, int(row["order_id"]), row))
+    timed.sort(key=lambda entry: (entry[0], entry[1]))
+    return [
+        LoggedAttempt(
+            event_id=stable_uuid("as.csv", row["order_id"]),
+            tenant_id=tenant_id,
+            user_id=stable_uuid("user", row["user_id"]),
+            class_id=stable_uuid("class", row["student_class_id"]),
+            item_id=row["problem_id"],
+            skill_id=row["skill_name"],
+            correct=row["correct"] == "1",
+            response=row["answer_text"],
+            response_time_ms=max(int(float(row["ms_first_response"] or 0)), 0),
+            occurred_at=at,
         )
-    return attempts
+        for at, _, row in timed[:limit]
+    ]
+
+
+def collusion_ring(attempts: Sequence[LoggedAttempt], *, size: int = 3) -> list[LoggedAttempt]:
+    """``size`` learners of one class copying one odd wrong answer, a minute apart.
+
+    Placed after the last answer, on the most-answered item, by the first class with
+    ``size`` learners; twelve varied wrong answers of learners of other classes come
+    first, so the item has the wrong answers an "uncommon" verdict needs.
+    """
+    by_class: dict[str, list[str]] = {}
+    for attempt in attempts:
+        members = by_class.setdefault(attempt.class_id, [])
+        if attempt.user_id not in members:
+            members.append(attempt.user_id)
+    class_id, members = next((c, m) for c, m in by_class.items() if len(m) >= size)
+    others = [a for a in attempts if a.class_id != class_id]
+    answered: dict[str, int] = {}
+    for attempt in attempts:
+        answered[attempt.item_id] = answered.get(attempt.item_id, 0) + 1
+    item = max(sorted(answered), key=lambda i: answered[i])
+    skill = next(a.skill_id for a in attempts if a.item_id == item)
+    end = max(a.occurred_at for a in attempts)
+    warm_up = [
+        LoggedAttempt(
+            event_id=stable_uuid("ring-warm-up", n),
+            tenant_id=other.tenant_id,
+            user_id=other.user_id,
+            class_id=other.class_id,
+            item_id=item,
+            skill_id=skill,
+            correct=False,
+            response=str(n),
+            response_time_ms=25_000,
+            occurred_at=end + timedelta(minutes=n),
+        )
+        for n, other in enumerate(others[:12])
+    ]
+    return warm_up + [
+        LoggedAttempt(
+            event_id=stable_uuid("ring", n),
+            tenant_id=attempts[0].tenant_id,
+            user_id=user,
+            class_id=class_id,
+            item_id=item,
+            skill_id=skill,
+            correct=False,
+            response="-31.5",
+            response_time_ms=20_000,
+            occurred_at=end + timedelta(minutes=20 + n),
+        )
+        for n, user in enumerate(members[:size])
+    ]
 
 
 async def write_classes(
