@@ -128,6 +128,21 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unstorable_text(request: Request, exc: Exception) -> JSONResponse:
+    # Valid JSON and valid per the model, but PostgreSQL text cannot hold it (a NUL
+    # character): the client's input, so a 422 naming it, not a 500.
+    return problem_response(
+        request,
+        status=422,
+        slug="validation",
+        title="Request validation failed",
+        detail=f"a text value cannot be stored: {exc}",
+        errors=[
+            FieldProblem(field="body", reason="contains a NUL (U+0000) or unencodable character")
+        ],
+    )
+
+
 async def _service_unavailable(request: Request, exc: Exception) -> JSONResponse:
     logger.warning("backing service unavailable", extra={"path": request.url.path, "err": str(exc)})
     return problem_response(
@@ -162,6 +177,13 @@ _BACKING_SERVICE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# PostgreSQL refusing a character of a text value (SQLSTATE 22021, 22P05).
+_UNSTORABLE_TEXT_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error the app can raise to a problem+json answer."""
     app.add_exception_handler(ApiError, _api_error)
@@ -169,4 +191,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for error in _BACKING_SERVICE_ERRORS:
         app.add_exception_handler(error, _service_unavailable)
+    for error in _UNSTORABLE_TEXT_ERRORS:
+        app.add_exception_handler(error, _unstorable_text)
     app.add_exception_handler(Exception, _unexpected)
