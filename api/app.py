@@ -16,8 +16,24 @@ from redis.asyncio import Redis
 
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from api.problems import install_problem_handlers
-from api.routes import api_keys, audit, auth, classes, content, health, learners, skills, users
+from api.routes import (
+    api_keys,
+    audit,
+    auth,
+    classes,
+    content,
+    dashboards,
+    health,
+    learner_ids,
+    learners,
+    operator,
+    placement,
+    skills,
+    users,
+    web,
+)
 from api.services.email import EmailSender, SmtpEmailSender
+from api.services.events import EventPublisher
 from learnstream import db
 from learnstream.settings import Settings, get_settings
 
@@ -37,9 +53,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await db.create_pool(settings)
         app.state.redis = Redis.from_url(settings.redis_url, decode_responses=False)
+        app.state.publisher = EventPublisher(settings)
         try:
             yield
         finally:
+            app.state.publisher.close()
             await app.state.redis.aclose()
             await app.state.pool.close()
 
@@ -63,8 +81,14 @@ def create_app(
         skills.router,
         content.router,
         audit.router,
+        learner_ids.router,
+        placement.router,
+        dashboards.router,
+        operator.router,
+        web.router,
     ):
         app.include_router(router)
+    app.mount("/static", web.static_files(), name="static")
     return app
 
 

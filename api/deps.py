@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from api.exceptions import ForbiddenError, NotAuthenticatedError
 from api.services import access, audit, rate_limits, sessions, tokens
 from api.services.email import EmailSender
+from api.services.events import EventPublisher
 from api.services.principals import Principal, PrincipalKind, Role
 from learnstream import apikeys
 from learnstream.settings import Settings
@@ -47,6 +48,11 @@ def _email_sender(request: Request) -> EmailSender:
     return sender
 
 
+def _publisher(request: Request) -> EventPublisher:
+    publisher: EventPublisher = request.app.state.publisher
+    return publisher
+
+
 def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
@@ -60,6 +66,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 RedisDep = Annotated[Redis, Depends(_redis)]
 EmailSenderDep = Annotated[EmailSender, Depends(_email_sender)]
+PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
 ClientIp = Annotated[str | None, Depends(_client_ip)]
 Now = Annotated[datetime, Depends(utc_now)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]

@@ -121,6 +121,18 @@ class Settings(BaseSettings):
     api_rate_limit_per_minute: int = Field(default=600, ge=1)
     # Unauthenticated auth requests (login, register, reset ...) per minute per client IP.
     api_auth_rate_limit_per_minute: int = Field(default=30, ge=1)
+    # Placement tests (api/services/placement.py): a session lives this long in Redis after
+    # its last step; the CAT stops after placement_max_items answers, or earlier once the
+    # ability's standard error (logits) is at or below placement_se_target.
+    placement_session_ttl_s: int = Field(default=2 * 3600, ge=60)
+    placement_max_items: int = Field(default=20, ge=1)
+    placement_se_target: float = Field(default=0.4, gt=0)
+    # A learner's standing in a class (percentile) is shown only when at least this many
+    # classmates have evidence, so a tiny class cannot reveal one classmate's level.
+    dashboard_min_class_size: int = Field(default=5, ge=2)
+    # Comma-separated /metrics URLs of the processor workers; the operator's pipeline view
+    # adds their lag and stall gauges to what processor_offsets and the broker say.
+    processor_metrics_urls: str = ""
 
     # --- API accounts and authentication -----------------------------------------
     # Signs user access tokens (HS256). The default only serves local runs and

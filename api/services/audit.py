@@ -41,6 +41,8 @@ class Action(StrEnum):
     ROLE_CHANGED = "role_changed"
     PRIVACY_EXPORT = "privacy_export"
     PRIVACY_DELETION = "privacy_deletion"
+    LEARNER_ID_CHANGED = "learner_id_changed"
+    FRAUD_ALERT_REVIEWED = "fraud_alert_reviewed"
 
 
 class Outcome(StrEnum):

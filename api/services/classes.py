@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from api.exceptions import ForbiddenError, InvalidInputError, NotFoundError
-from api.services import access
+from api.services import access, learner_ids
 from api.services.identifiers import is_uuid
 from api.services.mastery import SkillMastery, skill_mastery_from_row
 from api.services.principals import Principal, Role
@@ -236,9 +236,16 @@ async def remove_member(db: Any, principal: Principal, *, class_id: str, user_id
 async def class_mastery(
     db: Any, principal: Principal, *, class_id: str
 ) -> dict[str, list[SkillMastery]]:
-    """Per learner of the class (by user id), their skills' mastery: the heat map's cells."""
+    """Per learner of the class (by account id), their skills' mastery: the heat map's cells.
+
+    Rows are read under each account's learner id (api.services.learner_ids).
+    """
     found = await require_managed_class(db, principal, class_id=class_id)
-    learner_ids = [m.user_id for m in found.members if m.member_role is MemberRole.LEARNER]
+    members = [m.user_id for m in found.members if m.member_role is MemberRole.LEARNER]
+    filed_under = await learner_ids.learner_ids_of(
+        db, tenant_id=principal.tenant_id, user_ids=members
+    )
+    account_of = {learner: account for account, learner in filed_under.items()}
     rows = await db.fetch(
         """
         SELECT user_id, skill_id, p_mastery, attempts, correct, last_attempt_at, updated_at
@@ -246,9 +253,9 @@ async def class_mastery(
         ORDER BY user_id, skill_id
         """,
         principal.tenant_id,
-        learner_ids,
+        list(account_of),
     )
-    by_learner: dict[str, list[SkillMastery]] = {learner: [] for learner in learner_ids}
+    by_learner: dict[str, list[SkillMastery]] = {account: [] for account in members}
     for row in rows:
-        by_learner[row["user_id"]].append(skill_mastery_from_row(row))
+        by_learner[account_of[row["user_id"]]].append(skill_mastery_from_row(row))
     return by_learner

@@ -111,6 +111,15 @@ async def _ensure_known(db: Any, tenant_id: str, subject_id: str, tables: list[s
     )
 
 
+def _filed_under(subject_id: str, account: Any) -> list[str]:
+    """The ids the subject's rows are filed under: the id itself and, for an account with
+    a learner id set by an admin (api.services.learner_ids), that one too."""
+    ids = [subject_id]
+    if account is not None and account["learner_id"] and account["learner_id"] != subject_id:
+        ids.append(account["learner_id"])
+    return ids
+
+
 async def export_learner(
     db: Any, principal: Principal, *, subject_id: str, now: datetime
 ) -> dict[str, Any]:
@@ -148,9 +157,9 @@ async def export_learner(
         ]
     for table in tables:
         rows = await db.fetch(
-            f'SELECT * FROM "{table}" WHERE tenant_id = $1 AND user_id::text = $2',
+            f'SELECT * FROM "{table}" WHERE tenant_id = $1 AND user_id::text = ANY($2::text[])',
             tenant_id,
-            subject_id,
+            _filed_under(subject_id, account),
         )
         exported["tables"][table] = [_row(r) for r in rows]
     exported["security_events"] = [
@@ -175,6 +184,17 @@ async def export_learner(
     return exported
 
 
+def _glob_escaped(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+def redis_key_patterns(namespace: str, tenant_id: str, subject_id: str) -> tuple[str, str]:
+    """SCAN patterns of the keys holding ``<tenant>:<subject>`` as a whole id: at the end
+    of the key or followed by ``:``. Short client ids ("7") must not match "70363"."""
+    exact = f"{_glob_escaped(namespace)}:*{_glob_escaped(tenant_id)}:{_glob_escaped(subject_id)}"
+    return exact, f"{exact}:*"
+
+
 async def erase_learner(
     db: Any,
     redis: Redis,
@@ -189,26 +209,29 @@ async def erase_learner(
     async with transaction(db) as conn:
         tables = await learner_tables(conn)
         account = await _ensure_known(conn, tenant_id, subject_id, tables)
+        filed_under = _filed_under(subject_id, account)
         deleted: dict[str, int] = {}
         for table in tables:
             status = await conn.execute(
-                f'DELETE FROM "{table}" WHERE tenant_id = $1 AND user_id::text = $2',
+                f'DELETE FROM "{table}" WHERE tenant_id = $1 AND user_id::text = ANY($2::text[])',
                 tenant_id,
-                subject_id,
+                filed_under,
             )
             deleted[table] = int(status.split()[-1])
         if account is not None:
             await conn.execute("DELETE FROM users WHERE id = $1", subject_id)
-        await conn.execute(
-            """
-            INSERT INTO privacy_tombstones (tenant_id, subject_id, erased_at, requested_by)
-            VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, subject_id) DO NOTHING
-            """,
-            tenant_id,
-            subject_id,
-            now,
-            requested_by[1],
-        )
+        # Events carry the learner id: processors and the lake drop by every id held.
+        for erased_id in filed_under:
+            await conn.execute(
+                """
+                INSERT INTO privacy_tombstones (tenant_id, subject_id, erased_at, requested_by)
+                VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, subject_id) DO NOTHING
+                """,
+                tenant_id,
+                erased_id,
+                now,
+                requested_by[1],
+            )
         await audit.record(
             conn,
             tenant_id=tenant_id,
@@ -219,9 +242,10 @@ async def erase_learner(
             details={"rows_deleted": deleted, "account": account is not None},
         )
     keys = 0
-    pattern = f"{settings.redis_namespace}:*{tenant_id}:{subject_id}*"
-    async for key in redis.scan_iter(match=pattern, count=500):
-        keys += int(await redis.delete(key))
+    for erased_id in filed_under:
+        for pattern in redis_key_patterns(settings.redis_namespace, tenant_id, erased_id):
+            async for key in redis.scan_iter(match=pattern, count=500):
+                keys += int(await redis.delete(key))
     return ErasureReport(subject_id, deleted, account is not None, keys, now)
 
 

@@ -1,0 +1,153 @@
+"""Operator views: fraud alerts with their review, and pipeline health (operators, MFA)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Now, PoolDep, SettingsDep, require_roles
+from api.exceptions import InvalidInputError
+from api.pagination import Cursor, Limit, Page, decode_cursor
+from api.services import operator
+from api.services.operator import AlertStatus, Decision, SubjectKind
+from api.services.principals import Principal, Role
+
+router = APIRouter(prefix="/v1/operator", tags=["operator"])
+
+Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class FraudReasonPublic(_Public):
+    signal: str = Field(description="rapid_response, person_misfit, collusion, velocity ...")
+    weight: float = Field(ge=0, le=1)
+    detail: str
+
+
+class ReviewPublic(_Public):
+    decision: Decision
+    note: str
+    reviewed_by: str | None
+    reviewed_at: datetime
+
+
+class FraudAlertPublic(_Public):
+    subject_kind: SubjectKind
+    subject_id: str = Field(description="the attempt's event_id or the session_id")
+    user_id: str = Field(description="the learner id the events carry")
+    session_id: str
+    item_id: str
+    device_id: str
+    occurred_at: datetime
+    score: float = Field(ge=0, le=1)
+    reasons: list[FraudReasonPublic]
+    review: ReviewPublic | None
+
+
+class ReviewCreate(BaseModel):
+    decision: Decision
+    note: str = Field(default="", max_length=2000)
+
+
+class TopicLagPublic(_Public):
+    topic: str
+    partitions: int
+    committed: int
+    end_offset: int | None
+    lag: int | None = Field(description="records not yet applied; null if the broker is silent")
+    last_commit_at: datetime
+    seconds_since_commit: float
+
+
+class GroupHealthPublic(_Public):
+    consumer_group: str
+    processor: str
+    topics: list[TopicLagPublic]
+    lag: int | None
+
+
+class WorkerMetricsPublic(_Public):
+    url: str
+    reachable: bool
+    error: str | None
+    lag: dict[str, int] = Field(description='"<processor> <topic>" -> records, from the gauges')
+    stalled_partitions: int
+
+
+class PipelineHealthPublic(_Public):
+    generated_at: datetime
+    broker_reachable: bool
+    broker_error: str | None
+    groups: list[GroupHealthPublic]
+    workers: list[WorkerMetricsPublic]
+
+
+@router.get("/fraud-alerts", summary="Fraud alerts of your tenant, newest first")
+async def fraud_alerts(
+    principal: Operator,
+    pool: PoolDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    alert_status: Annotated[
+        AlertStatus, Query(alias="status", description="open = not reviewed yet")
+    ] = AlertStatus.OPEN,
+) -> Page[FraudAlertPublic]:
+    """Flagged attempts and sessions with the signals behind each score."""
+    after = None
+    key = decode_cursor(cursor)
+    if key is not None:
+        try:
+            after = operator.parse_alert_cursor(key)
+        except ValueError as exc:
+            raise InvalidInputError(
+                "cursor is not one this API issued", field="query.cursor", reason="malformed"
+            ) from exc
+    alerts = await operator.fraud_alerts(
+        pool, tenant_id=principal.tenant_id, status=alert_status, after=after, limit=limit
+    )
+    return Page[FraudAlertPublic](
+        items=[FraudAlertPublic.model_validate(a) for a in alerts],
+        next_cursor=operator.alert_cursor(alerts[-1]) if len(alerts) == limit else None,
+    )
+
+
+@router.post(
+    "/fraud-alerts/{subject_kind}/{subject_id}/review",
+    summary="Confirm or dismiss a fraud alert",
+)
+async def review_fraud_alert(
+    body: ReviewCreate,
+    subject_kind: SubjectKind,
+    principal: Operator,
+    pool: PoolDep,
+    now: Now,
+    subject_id: str = Path(min_length=1, max_length=200),
+) -> FraudAlertPublic:
+    """The latest decision wins; every decision is audited. 404 for an alert that is
+    not a flagged alert of your tenant."""
+    alert = await operator.review_alert(
+        pool,
+        principal,
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        decision=body.decision,
+        note=body.note,
+        now=now,
+    )
+    return FraudAlertPublic.model_validate(alert)
+
+
+@router.get("/pipeline", summary="Pipeline health: consumer lag per processor")
+async def pipeline(
+    principal: Operator, pool: PoolDep, settings: SettingsDep, now: Now
+) -> PipelineHealthPublic:
+    """Deployment-wide (offsets and counts only, no tenant data): committed offsets per
+    processor and topic against the broker's end offsets, plus the workers' gauges."""
+    health = await operator.pipeline_health(pool, settings, now=now)
+    return PipelineHealthPublic.model_validate(health)

@@ -1,0 +1,630 @@
+// Learnstream dashboard page: signs in with /v1/auth, reads the JSON dashboards, draws
+// them with Chart.js (vendored), and polls for updates. No build step, no framework.
+"use strict";
+
+(() => {
+  const params = new URLSearchParams(window.location.search);
+  // Polling interval in ms (?poll=2000 for a faster page); never below one second.
+  const POLL_MS = Math.max(1000, Number(params.get("poll")) || 10000);
+  const TOKENS_KEY = "learnstream.tokens";
+  const LABEL_COLOURS = {
+    "not started": "#e4e7eb",
+    practising: "#f8b4a6",
+    familiar: "#fcd581",
+    proficient: "#9fd5a6",
+    mastered: "#3f9b5a",
+  };
+  const LABEL_ORDER = ["not started", "practising", "familiar", "proficient", "mastered"];
+
+  // What the page last fetched, for people debugging it and for the browser test.
+  const state = {
+    me: null,
+    view: null,
+    learner: null,
+    classes: [],
+    classOverview: null,
+    drilldown: null,
+    fraudAlerts: null,
+    pipeline: null,
+    polls: 0,
+    placementActive: false,
+  };
+  window.learnstream = { state, refresh: () => refresh() };
+
+  // --- small helpers ------------------------------------------------------------------
+  const $ = (selector, root = document) => root.querySelector(selector);
+
+  function el(tag, attributes = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes)) {
+      if (name === "class") node.className = value;
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) {
+        node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+      }
+    }
+    return node;
+  }
+
+  const pct = (p) => (p === null || p === undefined ? "–" : `${Math.round(p * 100)}%`);
+  const fixed = (x, digits = 2) => (x === null || x === undefined ? "–" : x.toFixed(digits));
+  const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+
+  function tokens() {
+    const raw = sessionStorage.getItem(TOKENS_KEY);
+    return raw ? JSON.parse(raw) : null;
+  }
+
+  class ApiError extends Error {
+    constructor(status, problem) {
+      super(problem.detail || problem.title || `HTTP ${status}`);
+      this.status = status;
+      this.problem = problem;
+    }
+  }
+
+  async function call(path, options = {}, retry = true) {
+    const headers = { Accept: "application/json", ...(options.headers || {}) };
+    const current = tokens();
+    if (current) headers.Authorization = `Bearer ${current.access_token}`;
+    if (options.body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(path, {
+      method: options.method || "GET",
+      headers,
+      body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
+    });
+    if (response.status === 401 && retry && current && current.refresh_token) {
+      if (await refreshTokens(current.refresh_token)) return call(path, options, false);
+    }
+    const text = await response.text();
+    const body = text ? JSON.parse(text) : null;
+    if (!response.ok) throw new ApiError(response.status, body || {});
+    return body;
+  }
+
+  async function refreshTokens(refreshToken) {
+    const response = await fetch("/v1/auth/refresh", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: refreshToken }),
+    });
+    if (!response.ok) {
+      signOut();
+      return false;
+    }
+    sessionStorage.setItem(TOKENS_KEY, JSON.stringify(await response.json()));
+    return true;
+  }
+
+  // --- sign in / out --------------------------------------------------------------------
+  let mfaToken = null;
+
+  async function onLogin(event) {
+    event.preventDefault();
+    const form = event.target;
+    const error = $("#login-error");
+    error.textContent = "";
+    try {
+      let body;
+      if (mfaToken) {
+        body = await call("/v1/auth/login/mfa", {
+          method: "POST",
+          body: { mfa_token: mfaToken, code: form.code.value.trim() },
+        });
+      } else {
+        body = await call("/v1/auth/login", {
+          method: "POST",
+          body: {
+            tenant_id: form.tenant_id.value.trim(),
+            email: form.email.value.trim(),
+            password: form.password.value,
+          },
+        });
+      }
+      if (body.mfa_required) {
+        mfaToken = body.mfa_token;
+        $("#mfa-field").hidden = false;
+        form.code.focus();
+        return;
+      }
+      mfaToken = null;
+      sessionStorage.setItem(TOKENS_KEY, JSON.stringify(body));
+      await showApp();
+    } catch (exc) {
+      error.textContent = exc.message;
+    }
+  }
+
+  function signOut() {
+    const current = tokens();
+    sessionStorage.removeItem(TOKENS_KEY);
+    if (current) {
+      fetch("/v1/auth/logout", {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          Authorization: `Bearer ${current.access_token}`,
+        },
+        body: JSON.stringify({ refresh_token: current.refresh_token }),
+      }).catch(() => {});
+    }
+    window.location.reload();
+  }
+
+  // --- charts -------------------------------------------------------------------------------
+  // One Chart per canvas, updated in place on every poll (no flicker, no leak).
+  function drawChart(canvas, config) {
+    const existing = Chart.getChart(canvas);
+    if (existing && existing.config.type === config.type) {
+      existing.data = config.data;
+      existing.options = config.options;
+      existing.update("none");
+      return existing;
+    }
+    if (existing) existing.destroy();
+    return new Chart(canvas, config);
+  }
+
+  function masteryChart(canvas, skills) {
+    drawChart(canvas, {
+      type: "bar",
+      data: {
+        labels: skills.map((s) => s.name),
+        datasets: [
+          {
+            label: "P(mastered)",
+            data: skills.map((s) => s.p_mastery),
+            backgroundColor: skills.map((s) => LABEL_COLOURS[s.label]),
+            borderColor: "#52606d",
+            borderWidth: 1,
+          },
+        ],
+      },
+      options: {
+        indexAxis: "y",
+        maintainAspectRatio: false,
+        animation: false,
+        scales: { x: { min: 0, max: 1, ticks: { callback: (v) => pct(v) } } },
+        plugins: {
+          legend: { display: false },
+          tooltip: {
+            callbacks: {
+              label: (ctx) => {
+                const skill = skills[ctx.dataIndex];
+                return `${pct(skill.p_mastery)} · ${skill.label} · ${skill.correct}/${skill.attempts} right`;
+              },
+            },
+          },
+        },
+      },
+    });
+  }
+
+  function trendChart(canvas, trend) {
+    drawChart(canvas, {
+      type: "bar",
+      data: {
+        labels: trend.days.map((d) => d.day),
+        datasets: [
+          {
+            type: "bar",
+            label: "answers",
+            data: trend.days.map((d) => d.attempts),
+            backgroundColor: "#9fb3c8",
+            yAxisID: "answers",
+          },
+          {
+            type: "line",
+            label: "accuracy",
+            data: trend.days.map((d) => d.accuracy),
+            borderColor: "#2f6fbd",
+            backgroundColor: "#2f6fbd",
+            spanGaps: true,
+            tension: 0.2,
+            yAxisID: "accuracy",
+          },
+        ],
+      },
+      options: {
+        maintainAspectRatio: false,
+        animation: false,
+        scales: {
+          answers: { position: "left", beginAtZero: true, title: { display: true, text: "answers" } },
+          accuracy: {
+            position: "right",
+            min: 0,
+            max: 1,
+            grid: { drawOnChartArea: false },
+            ticks: { callback: (v) => pct(v) },
+          },
+        },
+      },
+    });
+  }
+
+  function classSkillsChart(canvas, overview) {
+    drawChart(canvas, {
+      type: "bar",
+      data: {
+        labels: overview.skills.map((s) => s.name),
+        datasets: LABEL_ORDER.map((label) => ({
+          label,
+          data: overview.skills.map((s) => s.label_counts[label] || 0),
+          backgroundColor: LABEL_COLOURS[label],
+          borderColor: "#9aa5b1",
+          borderWidth: 1,
+        })),
+      },
+      options: {
+        maintainAspectRatio: false,
+        animation: false,
+        scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, title: { display: true, text: "learners" } } },
+      },
+    });
+  }
+
+  // --- learner view ---------------------------------------------------------------------------
+  function renderLearner(root, data, { own }) {
+    if (!root.firstElementChild) root.append($("#learner-template").content.cloneNode(true));
+    const field = (name) => $(`[data-field="${name}"]`, root);
+    const list = (name) => $(`[data-list="${name}"]`, root);
+
+    field("mean").textContent = pct(data.mean_p_mastery);
+    field("labels").textContent = LABEL_ORDER.filter((l) => data.label_counts[l])
+      .map((l) => `${data.label_counts[l]} ${l}`)
+      .join(" · ") || "no skills yet";
+    field("ability").textContent = data.ability ? fixed(data.ability.ability) : "–";
+    field("ability-detail").textContent = data.ability
+      ? `± ${fixed(data.ability.ability_se)} logits after ${data.ability.n_responses} answers`
+      : "no calibrated answers yet";
+    field("streak").textContent = `${data.streak.current_days} d`;
+    field("streak-detail").textContent =
+      `longest ${data.streak.longest_days} d · ${data.streak.active_days} active days`;
+    field("due").textContent = String(data.due_reviews.due_now);
+    field("due-detail").textContent = `${data.due_reviews.due_next_24h} more within 24 h`;
+
+    masteryChart($('[data-chart="mastery"]', root), data.mastery);
+    trendChart($('[data-chart="trend"]', root), data.trend);
+
+    list("gaps").replaceChildren(
+      ...(data.gaps.length
+        ? data.gaps.map((g) =>
+            el(
+              "li",
+              {},
+              el("strong", {}, g.name),
+              " ",
+              el("span", { class: `band-${g.band}` }, `${g.band} (${fixed(g.severity)})`),
+              el("br"),
+              el("span", { class: "note" }, `mastery ${pct(g.p_mastery)} · blocks ${g.blocked_skills} skills`),
+            ),
+          )
+        : [el("li", { class: "note" }, "no open gaps")]),
+    );
+    list("reviews").replaceChildren(
+      ...(data.due_reviews.items.length
+        ? data.due_reviews.items.map((r) =>
+            el("li", {}, r.title || r.item_id, el("br"), el("span", { class: "note" }, `due ${when(r.due_at)}`)),
+          )
+        : [el("li", { class: "note" }, "nothing due")]),
+    );
+    list("milestones").replaceChildren(
+      ...data.milestones.map((m) =>
+        el(
+          "li",
+          { class: m.achieved ? "achieved" : "pending" },
+          m.title,
+          m.achieved ? "" : ` (${m.progress}/${m.target})`,
+        ),
+      ),
+    );
+    list("standing").replaceChildren(
+      ...(data.class_standing.length
+        ? data.class_standing.map((s) =>
+            el(
+              "li",
+              {},
+              el("strong", {}, s.class_name),
+              ": ",
+              s.available ? `ahead of ${Math.round(s.percentile)}% of the class` : s.reason,
+            ),
+          )
+        : [el("li", { class: "note" }, "not in a class")]),
+    );
+    renderUnavailable($('[data-part="recommendations"]', root), data.recommendations);
+    renderUnavailable($('[data-part="notifications"]', root), data.notifications);
+    if (!state.placementActive) renderPlacement($('[data-part="placement"]', root), data.placement, own);
+  }
+
+  function renderUnavailable(node, part) {
+    node.replaceChildren(
+      part.available
+        ? el("ul", { class: "plain" }, ...part.items.map((item) => el("li", {}, JSON.stringify(item))))
+        : el("p", { class: "note" }, `Not available yet: ${part.reason}`),
+    );
+  }
+
+  // --- placement test (own view only) ------------------------------------------------------------
+  function renderPlacement(node, result, own) {
+    if (result) {
+      node.replaceChildren(
+        el(
+          "p",
+          {},
+          `Ability ${fixed(result.ability)} ± ${fixed(result.ability_se)} logits from `,
+          `${result.items_administered} questions (${result.correct} right), ${when(result.completed_at)}.`,
+        ),
+        el(
+          "p",
+          { class: "note" },
+          result.skill_estimates.map((s) => `${s.skill_id}: ${pct(s.p_mastery)}`).join(" · "),
+        ),
+      );
+      return;
+    }
+    if (!own) {
+      node.replaceChildren(el("p", { class: "note" }, "no placement test taken"));
+      return;
+    }
+    node.replaceChildren(
+      el("p", { class: "note" }, "A short adaptive test sets your starting level."),
+      el("button", { type: "button", class: "primary", onclick: () => startPlacement(node) }, "Take the placement test"),
+    );
+  }
+
+  async function startPlacement(node) {
+    state.placementActive = true;
+    try {
+      showQuestion(node, await call("/v1/placement/sessions", { method: "POST" }));
+    } catch (exc) {
+      state.placementActive = false;
+      node.replaceChildren(el("p", { class: "error" }, exc.message));
+    }
+  }
+
+  function showQuestion(node, placement) {
+    if (placement.status === "completed") {
+      state.placementActive = false;
+      renderPlacement(node, placement.result, true);
+      refresh();
+      return;
+    }
+    const question = placement.question;
+    const submit = async (response) => {
+      try {
+        showQuestion(
+          node,
+          await call(`/v1/placement/sessions/${placement.placement_id}/answers`, {
+            method: "POST",
+            body: { item_id: question.item_id, response },
+          }),
+        );
+      } catch (exc) {
+        node.append(el("p", { class: "error" }, exc.message));
+      }
+    };
+    const input = el("input", { name: "response", autocomplete: "off" });
+    node.replaceChildren(
+      el("p", { class: "note" }, `Question ${placement.answered + 1} of at most ${placement.max_items}`),
+      el("p", {}, el("strong", {}, question.title), el("br"), question.prompt),
+      question.choices
+        ? el("div", { class: "choices" }, ...question.choices.map((c) => el("button", { type: "button", onclick: () => submit(c) }, c)))
+        : el(
+            "form",
+            { onsubmit: (e) => { e.preventDefault(); submit(input.value); } },
+            input,
+            el("button", { type: "submit", class: "primary" }, "Answer"),
+          ),
+    );
+  }
+
+  // --- teacher view -----------------------------------------------------------------------------
+  function heatColour(p, label) {
+    return p === null ? LABEL_COLOURS["not started"] : LABEL_COLOURS[label] || LABEL_COLOURS.practising;
+  }
+
+  function renderClass(overview) {
+    const header = el(
+      "tr",
+      {},
+      el("th", { class: "learner" }, "learner"),
+      ...overview.skills.map((s) => el("th", { title: s.skill_id }, s.name)),
+      el("th", {}, "mean"),
+    );
+    const rows = overview.heatmap.map((row) =>
+      el(
+        "tr",
+        {},
+        el(
+          "td",
+          { class: "learner" },
+          el("a", { onclick: () => openDrilldown(row.user_id, row.display_name || row.learner_id) }, row.display_name || row.learner_id),
+        ),
+        ...row.p_mastery.map((p, i) =>
+          el(
+            "td",
+            { class: "cell", style: `background:${heatColour(p, row.labels[i])}`, title: row.labels[i] || "no evidence" },
+            p === null ? "" : pct(p),
+          ),
+        ),
+        el("td", {}, pct(row.mean_p_mastery)),
+      ),
+    );
+    $("#heatmap").replaceChildren(el("thead", {}, header), el("tbody", {}, ...rows));
+    classSkillsChart($("#class-skills-chart"), overview);
+    $("#at-risk").replaceChildren(
+      ...(overview.at_risk.length
+        ? overview.at_risk.map((r) =>
+            el(
+              "li",
+              {},
+              el("a", { onclick: () => openDrilldown(r.user_id, r.display_name) }, el("strong", {}, r.display_name || r.user_id)),
+              el("br"),
+              el("span", { class: "note" }, r.reasons.join("; ")),
+            ),
+          )
+        : [el("li", { class: "note" }, "nobody at risk")]),
+    );
+    $("#common-gaps").replaceChildren(
+      ...(overview.common_gaps.length
+        ? overview.common_gaps.map((g) =>
+            el("li", {}, el("strong", {}, g.name), ` — ${g.learners} learner(s), mean severity ${fixed(g.mean_severity)}`),
+          )
+        : [el("li", { class: "note" }, "no open gaps")]),
+    );
+  }
+
+  let drilldownUser = null;
+
+  async function openDrilldown(userId, name) {
+    drilldownUser = { userId, name };
+    $("#drilldown").hidden = false;
+    $("#drilldown-title").textContent = `Learner: ${name}`;
+    await refreshDrilldown();
+    $("#drilldown").scrollIntoView({ behavior: "smooth" });
+  }
+
+  async function refreshDrilldown() {
+    if (!drilldownUser) return;
+    state.drilldown = await call(`/v1/dashboards/learners/${encodeURIComponent(drilldownUser.userId)}`);
+    renderLearner($("#drilldown-root"), state.drilldown, { own: false });
+  }
+
+  // --- operator view ---------------------------------------------------------------------------
+  function renderOperator() {
+    const alerts = state.fraudAlerts.items;
+    $("#fraud-alerts").replaceChildren(
+      el("thead", {}, el("tr", {}, ...["when", "learner", "what", "score", "reasons", ""].map((h) => el("th", {}, h)))),
+      el(
+        "tbody",
+        {},
+        ...(alerts.length
+          ? alerts.map((a) =>
+              el(
+                "tr",
+                {},
+                el("td", {}, when(a.occurred_at)),
+                el("td", {}, a.user_id),
+                el("td", {}, `${a.subject_kind} ${a.subject_id}`),
+                el("td", {}, fixed(a.score)),
+                el("td", {}, a.reasons.map((r) => `${r.signal} (${fixed(r.weight)}): ${r.detail}`).join("; ")),
+                el(
+                  "td",
+                  {},
+                  el("button", { type: "button", onclick: () => review(a, "confirmed") }, "Confirm"),
+                  " ",
+                  el("button", { type: "button", onclick: () => review(a, "dismissed") }, "Dismiss"),
+                ),
+              ),
+            )
+          : [el("tr", {}, el("td", { colspan: "6", class: "note" }, "no alerts to review"))]),
+      ),
+    );
+    const health = state.pipeline;
+    const rows = health.groups.flatMap((g) =>
+      g.topics.map((t) =>
+        el(
+          "tr",
+          {},
+          el("td", {}, g.processor),
+          el("td", {}, t.topic),
+          el("td", {}, String(t.partitions)),
+          el("td", {}, t.lag === null ? "unknown" : String(t.lag)),
+          el("td", {}, `${Math.round(t.seconds_since_commit)} s ago`),
+        ),
+      ),
+    );
+    $("#pipeline").replaceChildren(
+      el("thead", {}, el("tr", {}, ...["processor", "topic", "partitions", "lag", "last commit"].map((h) => el("th", {}, h)))),
+      el(
+        "tbody",
+        {},
+        ...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "5", class: "note" }, "no processor has committed yet"))]),
+        health.broker_reachable ? null : el("tr", {}, el("td", { colspan: "5", class: "error" }, `broker: ${health.broker_error}`)),
+      ),
+    );
+  }
+
+  async function review(alert, decision) {
+    await call(`/v1/operator/fraud-alerts/${alert.subject_kind}/${encodeURIComponent(alert.subject_id)}/review`, {
+      method: "POST",
+      body: { decision },
+    });
+    await refresh();
+  }
+
+  // --- views and polling -------------------------------------------------------------------------
+  function setView(view) {
+    state.view = view;
+    for (const name of ["learner", "teacher", "operator"]) {
+      $(`#${name}-view`).hidden = name !== view;
+      $(`nav button[data-view="${name}"]`).classList.toggle("active", name === view);
+    }
+    refresh();
+  }
+
+  async function refresh() {
+    if (!tokens() || !state.view) return;
+    try {
+      if (state.view === "learner") {
+        state.learner = await call("/v1/dashboards/learners/me");
+        renderLearner($("#learner-root"), state.learner, { own: true });
+      } else if (state.view === "teacher") {
+        state.classes = await call("/v1/classes");
+        const select = $("#class-select");
+        const chosen = select.value;
+        select.replaceChildren(...state.classes.map((c) => el("option", { value: c.class_id }, c.name)));
+        if (chosen) select.value = chosen;
+        if (select.value) {
+          state.classOverview = await call(`/v1/dashboards/classes/${select.value}`);
+          renderClass(state.classOverview);
+          await refreshDrilldown();
+        }
+      } else if (state.view === "operator") {
+        state.fraudAlerts = await call("/v1/operator/fraud-alerts?status=open&limit=50");
+        state.pipeline = await call("/v1/operator/pipeline");
+        renderOperator();
+      }
+      state.polls += 1;
+      $("#updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    } catch (exc) {
+      $("#updated").textContent = `update failed: ${exc.message}`;
+    }
+  }
+
+  async function showApp() {
+    state.me = await call("/v1/users/me");
+    $("#login-view").hidden = true;
+    $("#session").hidden = false;
+    $("#tabs").hidden = false;
+    $("#who").textContent = `${state.me.display_name || state.me.email} (${state.me.roles.join(", ")})`;
+    const roles = new Set(state.me.roles);
+    const allowed = {
+      learner: roles.has("learner"),
+      teacher: roles.has("teacher") || roles.has("admin"),
+      operator: roles.has("operator"),
+    };
+    for (const [view, ok] of Object.entries(allowed)) $(`nav button[data-view="${view}"]`).hidden = !ok;
+    const first = params.get("view");
+    setView(first && allowed[first] ? first : Object.keys(allowed).find((v) => allowed[v]) || "learner");
+    window.setInterval(refresh, POLL_MS);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("#login-form").addEventListener("submit", onLogin);
+    $("#sign-out").addEventListener("click", signOut);
+    $("#class-select").addEventListener("change", () => refresh());
+    $("#drilldown-close").addEventListener("click", () => {
+      drilldownUser = null;
+      state.drilldown = null;
+      $("#drilldown").hidden = true;
+    });
+    for (const button of document.querySelectorAll("nav button")) {
+      button.addEventListener("click", () => setView(button.dataset.view));
+    }
+    if (tokens()) showApp().catch(() => signOut());
+  });
+})();
