@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     # A new model becomes champion only if its AUC beats the champion's on the same
     # evaluation set by at least this much (AUC points, in [0, 1]).
     ml_promotion_min_auc_gain: float = Field(default=0.001, ge=0.0, le=1.0)
+    # processors/predictions.py: seconds between registry polls for a new champion or
+    # challenger; attempts kept per learner to rebuild state; a learner with fewer
+    # earlier attempts than predictions_short_history is scored in the "short" subgroup.
+    predictions_registry_poll_s: float = Field(default=30.0, gt=0)
+    predictions_history_length: int = Field(default=200, ge=1)
+    predictions_short_history: int = Field(default=10, ge=1)
+    predictions_shadow: bool = True  # also serve the challenger in shadow and score it
 
     # --- Ingest --------------------------------------------------------------
     ingest_max_batch_events: int = Field(default=1000, ge=1)

@@ -5,6 +5,7 @@ Examples::
     python -m ml train --model dkt_lstm --dataset assistments2009_dkvmn --epochs 10
     python -m ml rollback --name dkt
     python -m ml show --name dkt
+    python -m ml shadow-report
     python -m ml build-lake --dataset assistments2009_dkvmn --tenant demo --max-learners 200
     python -m ml train --model sakt --dataset lake --lake-start 2024-01-01 --tenant demo
 """
@@ -60,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="versions, AUCs and aliases of a registered model")
     show.add_argument("--name", default=None)
+
+    commands.add_parser(
+        "shadow-report", help="champion vs challenger scored on live attempts, per subgroup"
+    )
 
     build = commands.add_parser("build-lake", help="write a shared dataset into the lake")
     build.add_argument("--dataset", choices=sorted(BENCHMARKS), required=True)
@@ -160,6 +165,12 @@ def main(argv: list[str]) -> int:
                     f"{aliases.get(version.version, '')}"
                 )
             print(f"earlier champions: {model.tags.get(HISTORY_TAG, '') or 'none'}")
+        elif args.command == "shadow-report":
+            import asyncio
+
+            from processors.predictions import shadow_report
+
+            print(asyncio.run(shadow_report(settings)))
         elif args.command == "build-lake":
             raw = raw_benchmark_sequences(args.dataset, settings.dataset_dir)
             if args.max_learners is not None:

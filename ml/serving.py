@@ -177,6 +177,36 @@ class ModelTracer:
         for learner_id in learner_ids:
             self._learners.pop(learner_id, None)
 
+    def recurrent_state(self, learner_id: str) -> torch.Tensor | None:
+        """The learner's recurrent state (None for window models or an unknown learner)."""
+        state = self._learners.get(learner_id)
+        return None if state is None else state.recurrent
+
+    def restore(
+        self,
+        learner_id: str,
+        history: Sequence[AttemptInput],
+        recurrent: torch.Tensor | None = None,
+    ) -> None:
+        """Set a learner's state from its recent attempts (oldest first), e.g. after a restart.
+
+        With ``recurrent`` (saved by :meth:`recurrent_state` from this same model) the
+        window is refilled from ``history`` and the state is taken as is; without it the
+        history is replayed from a fresh state.
+        """
+        self.evict([learner_id])
+        if recurrent is None:
+            if history:
+                self.observe(history)
+            return
+        state = self._state(learner_id)
+        for attempt in history:
+            for skill in attempt.skill_ids:
+                index = self._skill_index.get(skill)
+                if index is not None:
+                    state.window.append((index, int(attempt.correct)))
+        state.recurrent = recurrent.to(self.device)
+
     def explain(self, learner_id: str, skill_id: str, top_k: int = 5) -> tuple[Evidence, ...]:
         """The ``top_k`` answers in the learner's window that mattered most for ``skill_id``.
 
@@ -240,6 +270,20 @@ class BKTTracer:
     def explain(self, learner_id: str, skill_id: str, top_k: int = 5) -> tuple[Evidence, ...]:
         """BKT's state is one number per skill: there is no per-answer attribution."""
         return ()
+
+    def restore(
+        self,
+        learner_id: str,
+        history: Sequence[AttemptInput],
+        recurrent: torch.Tensor | None = None,
+    ) -> None:
+        """Replay the learner's recent attempts (oldest first) from the priors."""
+        self._mastery.pop(learner_id, None)
+        self.observe(history)
+
+    def recurrent_state(self, learner_id: str) -> torch.Tensor | None:
+        """BKT keeps no recurrent state."""
+        return None
 
 
 def load_tracer(

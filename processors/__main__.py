@@ -32,6 +32,7 @@ from processors.base import Processor, attach  # noqa: E402
 from processors.fraud import FraudProcessor  # noqa: E402
 from processors.gaps import GapsProcessor  # noqa: E402
 from processors.learner_state import LearnerStateProcessor  # noqa: E402
+from processors.predictions import PredictionsProcessor  # noqa: E402
 
 # Processor name -> factory; later processors register here.
 PROCESSORS: dict[str, Callable[[Settings], Processor[Any]]] = {
@@ -40,6 +41,7 @@ PROCESSORS: dict[str, Callable[[Settings], Processor[Any]]] = {
     "gaps": GapsProcessor,
     "fraud": FraudProcessor,
     "aggregates": AggregatesProcessor,
+    "predictions": PredictionsProcessor,
 }
 
 

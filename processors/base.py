@@ -81,9 +81,12 @@ from processors.exceptions import DeliveryFailed, StaleWrite
 from processors.lag import PartitionMonitor, end_offset
 from processors.offsets import (
     BatchPlan,
+    HeldBack,
+    Rewind,
     SourceRecord,
     TopicPartition,
     deadletter_record,
+    hold_back_gaps,
     partitions_of,
     plan_batch,
 )
@@ -199,6 +202,10 @@ class BatchOutcome:
     # Stored next offset of every partition the batch touched.
     next_offsets: Mapping[TopicPartition, int]
     retries: int
+    # Offset gaps: partitions whose records were held back (neither applied nor to be
+    # acked), and the rewinds to start now (seek the consumer back).
+    held_back: frozenset[TopicPartition] = frozenset()
+    seeks: tuple[Rewind, ...] = ()
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -258,6 +265,8 @@ class BatchRunner(Generic[EventT]):
         self._pool: asyncpg.Pool | None = None
         self._producer: AsyncProducer | None = None
         self._known_rows: set[TopicPartition] = set()
+        # Offset gaps waiting for the consumer to re-read (processors.offsets.hold_back_gaps).
+        self._rewinds: dict[TopicPartition, Rewind] = {}
         self._first_batch_done = False
         # Told of every commit; attach() samples it for the lag and liveness gauges.
         self.monitor = PartitionMonitor(
@@ -334,7 +343,8 @@ class BatchRunner(Generic[EventT]):
         tps = partitions_of(records)
         async with pool.acquire() as conn, conn.transaction():
             stored = await self._lock_offsets(conn, tps)
-            plan = plan_batch(records, stored)
+            held = hold_back_gaps(plan_batch(records, stored), self._rewinds)
+            plan = held.plan
             self._log_gaps(plan)
             decoded, deadletters = self._decode(plan.fresh)
             derived, failed = await self._apply(conn, decoded)
@@ -344,6 +354,8 @@ class BatchRunner(Generic[EventT]):
                 await self._store_offsets(conn, plan.next_offsets)
         # Only now, after the commit, are the rows certain to exist.
         self._known_rows.update(tps)
+        self._rewinds = held.pending
+        self._log_rewinds(held)
         self.monitor.committed(plan.next_offsets)
         if decoded and isinstance(self.processor, CommitListener):
             await self._notify_committed(pool, [item.event for item in decoded])
@@ -354,6 +366,8 @@ class BatchRunner(Generic[EventT]):
             derived=len(derived),
             next_offsets={**stored, **plan.next_offsets},
             retries=retry,
+            held_back=held.held_back,
+            seeks=held.seeks,
         )
 
     async def stored_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
@@ -503,6 +517,22 @@ class BatchRunner(Generic[EventT]):
         if failed:
             raise DeliveryFailed(f"{len(failed)} of {len(records)} records not acked: {failed[0]}")
 
+    def _log_rewinds(self, held: HeldBack) -> None:
+        for rewind in held.seeks:
+            log.error(
+                "offset gap: records beyond the stored next offset were received (the consumer "
+                "skipped records); holding them back and rewinding to the stored offset",
+                extra={
+                    "processor": self.processor.name,
+                    "topic": rewind.tp.topic,
+                    "partition": rewind.tp.partition,
+                    "offset": rewind.dropped_through,
+                    "expected_offset": rewind.expected,
+                },
+            )
+        if held.held_records:
+            metrics.EVENTS.labels(self.processor.name, "held_back").inc(held.held_records)
+
     def _log_gaps(self, plan: BatchPlan) -> None:
         for gap in plan.gaps:
             log.error(
@@ -606,8 +636,9 @@ def attach(
                     _withhold_acks(events)
                     continue
                 try:
-                    await runner.process([source_record(e.message) for e in events])
+                    outcome = await runner.process([source_record(e.message) for e in events])
                     committed = True
+                    await _rewind(app, events, outcome)
                 except BatchAbandoned:
                     log.warning(
                         "stopping: the batch in flight is left to the next worker",
@@ -634,6 +665,22 @@ def attach(
     app.agent(topic, name=f"{app.conf.id}.batches")(consume)
     app.timer(settings.processor_lag_interval_s, name=f"{app.conf.id}.lag")(sample_partitions)
     return runner
+
+
+async def _rewind(app: faust.App, events: Sequence[Any], outcome: BatchOutcome) -> None:
+    # Held-back records must not be acked (Faust would commit past them), and the
+    # consumer re-reads their partition from the stored offset.
+    if not outcome.held_back:
+        return
+    _withhold_acks(
+        [
+            e
+            for e in events
+            if TopicPartition(e.message.topic, e.message.partition) in outcome.held_back
+        ]
+    )
+    for rewind in outcome.seeks:
+        await app.consumer.seek(TP(rewind.tp.topic, rewind.tp.partition), rewind.expected)
 
 
 async def _sample_partitions(app: faust.App, runner: BatchRunner[Any]) -> None:

@@ -10,8 +10,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
     "learnstream_processor_events_total",
-    "Consumed records by outcome: applied, deadlettered, or redelivered (skipped, "
-    "already applied before a crash)",
+    "Consumed records by outcome: applied, deadlettered, redelivered (skipped, "
+    "already applied before a crash), or held_back (beyond an offset gap, re-read after "
+    "a rewind)",
     ["processor", "outcome"],
 )
 BATCH_SECONDS = Histogram(

@@ -119,6 +119,90 @@ def plan_batch(
     return BatchPlan(tuple(fresh), tuple(redelivered), next_offsets, tuple(gaps))
 
 
+@dataclass(frozen=True, slots=True)
+class Rewind:
+    """A partition whose records are held back until the consumer re-reads from ``expected``.
+
+    ``dropped_through`` is the highest offset held back so far: records that arrive
+    above it are still the ones fetched before the seek; a record at or below it
+    means the consumer did re-read from ``expected``.
+    """
+
+    tp: TopicPartition
+    expected: int
+    dropped_through: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBack:
+    """What :func:`hold_back_gaps` decided for one batch."""
+
+    plan: BatchPlan  # the plan without the held-back records
+    pending: dict[TopicPartition, Rewind]  # rewinds still waiting for the re-read
+    seeks: tuple[Rewind, ...]  # rewinds to start now (seek the consumer to ``expected``)
+    held_back: frozenset[TopicPartition]  # partitions with records left unapplied, unacked
+    held_records: int = 0  # how many records were held back
+
+
+def hold_back_gaps(plan: BatchPlan, pending: Mapping[TopicPartition, Rewind]) -> HeldBack:
+    """Hold back the records beyond an offset gap instead of applying them.
+
+    A gap (the first record of a partition lies beyond the stored next offset)
+    means the consumer skipped records PostgreSQL never saw: seen on the local
+    broker after a takeover. Applying past it would lose them, so the partition's
+    records from the gap on are held back and the consumer is rewound to the stored
+    offset (one seek per gap; records fetched before the seek keep arriving and
+    are held back too). Once the consumer re-reads, records start at the stored
+    offset and flow again. If the re-read still starts beyond it, the topic really
+    has a hole there (compaction, retention, transaction markers): those records
+    are applied and the gap stays in ``plan.gaps`` to be logged.
+    """
+    still_pending = dict(pending)
+    seeks: list[Rewind] = []
+    held: dict[TopicPartition, int] = {}  # tp -> first offset held back
+    real_holes: list[OffsetGap] = []
+    for gap in plan.gaps:
+        if gap.tp in held or any(h.tp == gap.tp for h in real_holes):
+            continue  # only the first gap of a partition decides
+        waiting = still_pending.get(gap.tp)
+        reread = (
+            waiting is not None
+            and waiting.expected == gap.expected
+            and gap.received <= waiting.dropped_through
+        )
+        if reread:
+            real_holes.append(gap)
+            del still_pending[gap.tp]
+        else:
+            held[gap.tp] = gap.received
+    kept = [r for r in plan.fresh if r.tp not in held or r.offset < held[r.tp]]
+    for tp, first_held in held.items():
+        dropped_through = max(r.offset for r in plan.fresh if r.tp == tp and r.offset >= first_held)
+        expected = next(g.expected for g in plan.gaps if g.tp == tp)
+        waiting = still_pending.get(tp)
+        if waiting is None or waiting.expected != expected:
+            rewind = Rewind(tp, expected, dropped_through)
+            seeks.append(rewind)
+        else:
+            rewind = Rewind(tp, expected, max(waiting.dropped_through, dropped_through))
+        still_pending[tp] = rewind
+    flowing = {r.tp for r in kept} - set(held)
+    for tp in flowing:
+        still_pending.pop(tp, None)  # records came from the stored offset on: rewind done
+    next_offsets = {tp: o for tp, o in plan.next_offsets.items() if tp not in held}
+    for tp in held:
+        applied = [r.offset for r in kept if r.tp == tp]
+        if applied:
+            next_offsets[tp] = max(applied) + 1
+    return HeldBack(
+        plan=BatchPlan(tuple(kept), plan.redelivered, next_offsets, tuple(real_holes)),
+        pending=still_pending,
+        seeks=tuple(seeks),
+        held_back=frozenset(held),
+        held_records=len(plan.fresh) - len(kept),
+    )
+
+
 def derived_event_id(cause_event_id: str, kind: str) -> str:
     """The event_id of the ``kind`` event derived from ``cause_event_id`` (a UUID string).
 
