@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     # A fraud score (in [0, 1]) at or above this raises an alert and flags the attempt
     # or session, so analyses can leave it out (processors/fraud.py).
     fraud_alert_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    # processors/notifications.py: at most one review digest per learner per period (s);
+    # a strategy suggestion after this many sessions in a row without learning gain;
+    # the webhook channel's URL (None: in-app inbox only).
+    notification_digest_period_s: int = Field(default=24 * 3600, ge=60)
+    notification_stall_sessions: int = Field(default=3, ge=1)
+    notification_webhook_url: str | None = None
     # Fitted parameters and tenant settings are re-read from PostgreSQL this often.
     processor_cache_ttl_s: float = Field(default=60.0, ge=0)
     # Consumer lag and partition liveness are sampled this often; a partition with lag

@@ -32,6 +32,8 @@ from processors.base import Processor, attach  # noqa: E402
 from processors.fraud import FraudProcessor  # noqa: E402
 from processors.gaps import GapsProcessor  # noqa: E402
 from processors.learner_state import LearnerStateProcessor  # noqa: E402
+from processors.notifications import NotificationsProcessor  # noqa: E402
+from processors.recommendations import RecommendationsProcessor  # noqa: E402
 from processors.predictions import PredictionsProcessor  # noqa: E402
 
 # Processor name -> factory; later processors register here.
@@ -41,6 +43,8 @@ PROCESSORS: dict[str, Callable[[Settings], Processor[Any]]] = {
     "gaps": GapsProcessor,
     "fraud": FraudProcessor,
     "aggregates": AggregatesProcessor,
+    "recommendations": RecommendationsProcessor,
+    "notifications": NotificationsProcessor,
     "predictions": PredictionsProcessor,
 }
 

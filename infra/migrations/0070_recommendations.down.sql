@@ -1,0 +1,3 @@
+DROP TABLE recommendation_bandit;
+DROP TABLE recommendation_learners;
+DROP TABLE recommendations;

@@ -1,0 +1,3 @@
+DROP TABLE notification_deliveries;
+DROP TABLE notification_learners;
+DROP TABLE notifications;

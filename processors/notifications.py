@@ -1,0 +1,622 @@
+"""The notifications processor: MasteryUpdated in, an inbox and NotificationEvents out.
+
+Input. Stream.MASTERY (``MasteryUpdated``, key ``tenant:user``), like
+:mod:`processors.recommendations`: each one is a learner's answer with its event
+time, which is what every rule here needs. Rules (:mod:`scheduler.notify`), applied
+per event in order, at the event's ``occurred_at`` (event time; never the clock):
+
+* review digest: the learner's items in ``review_schedule`` due at that time, at most
+  one digest per learner per ``notification_digest_period_s`` (settings);
+* milestone: a skill's p_mastery reaching the mastery bar (0.95) for the first time,
+  and the count of mastered skills reaching 1, 5, 10, ...;
+* streak: consecutive UTC days with answers reaching 3, 7, 14, 30, ...;
+* strategy suggestion: ``notification_stall_sessions`` sessions in a row whose
+  learning gain (as in processors.recommendations: mean Δp_mastery of the skills a
+  session practised) is below 0.01.
+
+Due-ness is driven by event time only: a learner who sends no event gets no digest.
+A periodic timer for idle learners would need a clock-driven transaction outside the
+batch machinery, which the kill -9 equality check cannot make deterministic; it is
+left out on purpose (see the report).
+
+Preferences. ``learner_profiles`` (migration 0014; user_id is a UUID there, matched
+as text) gives the channels and quiet hours; a learner without a profile gets the
+in-app inbox only and no quiet hours. A notification decided in quiet hours keeps its
+created_at (event time) and gets ``deliver_after`` = the end of them.
+
+Delivery. Every notification is written to the in-app inbox (``notifications``,
+:class:`InAppInbox`) in the batch's transaction; for the webhook channel an outbox
+row (``notification_deliveries``) is written too, and after the commit
+:class:`WebhookChannel` POSTs what is pending and due (with retries) and marks it
+delivered. A crash between the POST and the mark repeats the POST: the receiver
+dedupes by the ``Idempotency-Key`` header (the notification_id).
+
+Identity. notification_id = NotificationEvent.envelope.event_id, a UUIDv5 of the
+cause: the MasteryUpdated's event_id and the rule (milestones, streaks, stalls), or the
+learner and the digest period (digests). A replay writes the same rows
+(``ON CONFLICT DO NOTHING``, so the API's read_at survives) and the same events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, NamedTuple, Protocol
+
+import asyncpg
+import httpx
+
+from learnstream.events.v1 import envelope_pb2, notification_pb2
+from learnstream.kafka import OutgoingRecord, Stream, learner_key
+from learnstream.settings import Settings
+from processors.base import Decoded
+from processors.offsets import DERIVED_EVENT_NAMESPACE, SourceRecord
+from processors.recommendations import MasteryStep, decode_mastery_step
+from scheduler.notify import (
+    NotifyConfig,
+    advance_stall,
+    advance_streak,
+    count_milestones,
+    deliver_after,
+    due_digest,
+    newly_mastered,
+)
+from scheduler.recommend import session_gain, starts_new_session
+
+log = logging.getLogger(__name__)
+
+IN_APP = "in_app"
+WEBHOOK = "webhook"
+# Channels this processor knows; others in a profile (e.g. email) are kept on the
+# notification for a future adapter but not delivered here.
+_CHANNEL_TO_PROTO = {
+    IN_APP: notification_pb2.NOTIFICATION_CHANNEL_IN_APP,
+    WEBHOOK: notification_pb2.NOTIFICATION_CHANNEL_WEBHOOK,
+    "email": notification_pb2.NOTIFICATION_CHANNEL_EMAIL,
+}
+_KIND_TO_PROTO = {
+    "review_due": notification_pb2.NOTIFICATION_KIND_REVIEW_DUE,
+    "milestone": notification_pb2.NOTIFICATION_KIND_MILESTONE,
+    "streak": notification_pb2.NOTIFICATION_KIND_STREAK,
+    "strategy_suggestion": notification_pb2.NOTIFICATION_KIND_STRATEGY_SUGGESTION,
+}
+
+_LOAD_LEARNERS = """
+    SELECT l.* FROM notification_learners AS l
+    JOIN unnest($1::text[], $2::text[]) AS wanted(tenant_id, user_id)
+      ON l.tenant_id = wanted.tenant_id AND l.user_id = wanted.user_id
+    ORDER BY l.tenant_id, l.user_id
+    FOR UPDATE OF l
+"""
+_LOAD_DUE = """
+    SELECT r.tenant_id, r.user_id, r.item_id, r.due_at
+    FROM review_schedule AS r
+    JOIN unnest($1::text[], $2::text[]) AS wanted(tenant_id, user_id)
+      ON r.tenant_id = wanted.tenant_id AND r.user_id = wanted.user_id
+"""
+_LOAD_PROFILES = """
+    SELECT p.tenant_id, p.user_id::text AS user_id, p.notification_channels,
+           p.quiet_hours_start, p.quiet_hours_end, p.timezone
+    FROM learner_profiles AS p
+    JOIN unnest($1::text[], $2::text[]) AS wanted(tenant_id, user_id)
+      ON p.tenant_id = wanted.tenant_id AND p.user_id::text = wanted.user_id
+"""
+_UPSERT_LEARNERS = """
+    INSERT INTO notification_learners (tenant_id, user_id, mastered_skills, streak_days,
+        last_active_day, last_digest_period, stalled_sessions, session_id, last_event_at,
+        session_start, session_end, last_event_id, updated_at)
+    SELECT r.tenant_id, r.user_id, r.mastered::text[], r.streak_days, r.last_active_day,
+           r.last_digest_period, r.stalled_sessions, r.session_id, r.last_event_at,
+           r.session_start::jsonb, r.session_end::jsonb, r.last_event_id, now()
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::date[], $6::bigint[],
+                $7::int[], $8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::uuid[])
+      AS r(tenant_id, user_id, mastered, streak_days, last_active_day, last_digest_period,
+           stalled_sessions, session_id, last_event_at, session_start, session_end,
+           last_event_id)
+    ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+        mastered_skills = EXCLUDED.mastered_skills, streak_days = EXCLUDED.streak_days,
+        last_active_day = EXCLUDED.last_active_day,
+        last_digest_period = EXCLUDED.last_digest_period,
+        stalled_sessions = EXCLUDED.stalled_sessions, session_id = EXCLUDED.session_id,
+        last_event_at = EXCLUDED.last_event_at, session_start = EXCLUDED.session_start,
+        session_end = EXCLUDED.session_end, last_event_id = EXCLUDED.last_event_id,
+        updated_at = EXCLUDED.updated_at
+"""
+_INSERT_NOTIFICATIONS = """
+    INSERT INTO notifications (notification_id, tenant_id, user_id, kind, title, body,
+        item_ids, channels, cause_event_id, created_at, deliver_after)
+    SELECT n.notification_id, n.tenant_id, n.user_id, n.kind, n.title, n.body,
+           n.item_ids::text[], n.channels::text[], n.cause_event_id, n.created_at,
+           n.deliver_after
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::uuid[], $10::timestamptz[], $11::timestamptz[])
+      AS n(notification_id, tenant_id, user_id, kind, title, body, item_ids, channels,
+           cause_event_id, created_at, deliver_after)
+    ON CONFLICT (notification_id) DO NOTHING
+"""
+_INSERT_DELIVERIES = """
+    INSERT INTO notification_deliveries (notification_id, channel, deliver_after)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[])
+    ON CONFLICT (notification_id, channel) DO NOTHING
+"""
+_PENDING_WEBHOOKS = """
+    SELECT n.notification_id, n.tenant_id, n.user_id, n.kind, n.title, n.body, n.item_ids,
+           n.channels, n.cause_event_id, n.created_at, n.deliver_after
+    FROM notification_deliveries AS d
+    JOIN notifications AS n USING (notification_id)
+    WHERE d.channel = 'webhook' AND d.delivered_at IS NULL AND d.deliver_after <= $1
+    ORDER BY d.deliver_after, d.notification_id
+    LIMIT $2
+"""
+_MARK_DELIVERY = """
+    UPDATE notification_deliveries
+    SET attempts = attempts + 1,
+        delivered_at = CASE WHEN $3 THEN now() ELSE NULL END,
+        last_error = $4
+    WHERE notification_id = $1 AND channel = $2
+"""
+
+
+class LearnerKey(NamedTuple):
+    """One learner."""
+
+    tenant_id: str
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """A learner's notification preferences (learner_profiles); defaults without a profile."""
+
+    channels: tuple[str, ...] = (IN_APP,)
+    quiet_hours: tuple[time, time] | None = None
+    timezone: str = "UTC"
+
+
+@dataclass(slots=True)
+class NotifyRow:
+    """One ``notification_learners`` row (mutable while a batch is applied)."""
+
+    mastered_skills: set[str] = field(default_factory=set)
+    streak_days: int = 0
+    last_active_day: date | None = None
+    last_digest_period: int | None = None
+    stalled_sessions: int = 0
+    session_id: str = ""
+    last_event_at: datetime | None = None
+    session_start: dict[str, float] = field(default_factory=dict)
+    session_end: dict[str, float] = field(default_factory=dict)
+    last_event_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One notification decided for a learner; ``notification_id`` is deterministic."""
+
+    notification_id: str
+    tenant_id: str
+    user_id: str
+    kind: str  # review_due | milestone | streak | strategy_suggestion
+    title: str
+    body: str
+    item_ids: tuple[str, ...]
+    channels: tuple[str, ...]
+    cause_event_id: str
+    session_id: str
+    created_at: datetime  # UTC event time
+    deliver_after: datetime  # UTC
+
+
+def notice_id(*parts: object) -> str:
+    """A UUIDv5 of the parts: the same cause gives the same notification."""
+    return str(
+        uuid.uuid5(DERIVED_EVENT_NAMESPACE, ":".join(str(p) for p in ("notification", *parts)))
+    )
+
+
+def chain_notifications(
+    steps: Sequence[MasteryStep],
+    rows: dict[LearnerKey, NotifyRow],
+    due: Mapping[LearnerKey, Mapping[str, datetime]],
+    preferences: Mapping[LearnerKey, Preferences],
+    config: NotifyConfig,
+) -> list[Notice]:
+    """Apply ``steps`` in order to ``rows`` (changed in place); the notices, in order.
+
+    Pure apart from mutating ``rows``: event time only, no I/O.
+    """
+    notices: list[Notice] = []
+    for step in steps:
+        key = LearnerKey(step.change.tenant_id, step.change.user_id)
+        notices.extend(
+            _step_notices(
+                step,
+                rows.setdefault(key, NotifyRow()),
+                due.get(key, {}),
+                preferences.get(key, Preferences()),
+                config,
+            )
+        )
+    return notices
+
+
+def _step_notices(
+    step: MasteryStep,
+    row: NotifyRow,
+    due: Mapping[str, datetime],
+    prefs: Preferences,
+    config: NotifyConfig,
+) -> list[Notice]:
+    """The notices of one event; updates ``row``."""
+    change = step.change
+    at = change.occurred_at
+    notices: list[Notice] = []
+
+    def notify(kind: str, ident: str, title: str, body: str, items: Sequence[str] = ()) -> None:
+        notices.append(
+            Notice(
+                notification_id=ident,
+                tenant_id=change.tenant_id,
+                user_id=change.user_id,
+                kind=kind,
+                title=title,
+                body=body,
+                item_ids=tuple(items),
+                channels=prefs.channels,
+                cause_event_id=change.event_id,
+                session_id=change.session_id,
+                created_at=at,
+                deliver_after=deliver_after(at, prefs.quiet_hours, prefs.timezone),
+            )
+        )
+
+    previous_session = None if row.last_event_at is None else row.session_id
+    if starts_new_session(previous_session, row.last_event_at, change.session_id, at):
+        if row.session_end:
+            gain = session_gain(row.session_start, row.session_end)
+            row.stalled_sessions, suggest = advance_stall(row.stalled_sessions, gain, config)
+            if suggest:
+                notify(
+                    "strategy_suggestion",
+                    notice_id(change.event_id, "strategy_suggestion"),
+                    "Try another way to practise",
+                    f"Your mastery has barely moved over your last {config.stall_sessions} "
+                    "sessions. A review session or a lesson on your weakest skill may help.",
+                )
+        row.session_id = change.session_id
+        row.session_start, row.session_end = {}, {}
+    for skill in change.skills:
+        row.session_start.setdefault(skill.skill_id, step.before.get(skill.skill_id, 0.0))
+        row.session_end[skill.skill_id] = skill.p_mastery
+    row.last_event_at = at if row.last_event_at is None else max(row.last_event_at, at)
+    row.last_event_id = change.event_id
+
+    day = at.astimezone(UTC).date()
+    row.streak_days, streak_milestone = advance_streak(row.last_active_day, row.streak_days, day)
+    row.last_active_day = day if row.last_active_day is None else max(row.last_active_day, day)
+    if streak_milestone:
+        notify(
+            "streak",
+            notice_id(change.tenant_id, change.user_id, "streak", day.isoformat()),
+            f"{row.streak_days}-day streak!",
+            f"You have practised {row.streak_days} days in a row. Keep it going.",
+        )
+
+    fresh = newly_mastered(
+        row.mastered_skills,
+        {s.skill_id: s.p_mastery for s in change.skills},
+        config.mastered_at,
+    )
+    before = len(row.mastered_skills)
+    row.mastered_skills.update(fresh)
+    for skill_id in fresh:
+        notify(
+            "milestone",
+            notice_id(change.tenant_id, change.user_id, "mastered", skill_id),
+            f"Skill mastered: {skill_id}",
+            f"You have mastered {skill_id}.",
+        )
+    for count in count_milestones(before, len(row.mastered_skills)):
+        notify(
+            "milestone",
+            notice_id(change.tenant_id, change.user_id, "mastered_count", count),
+            f"{count} skills mastered",
+            f"You have now mastered {count} skill{'s' if count > 1 else ''}.",
+        )
+
+    digest = due_digest(due, at, row.last_digest_period, config.digest_period)
+    if digest is not None:
+        period, items = digest
+        row.last_digest_period = period
+        shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+        notify(
+            "review_due",
+            notice_id(change.tenant_id, change.user_id, "review_due", period),
+            f"{len(items)} review{'s' if len(items) > 1 else ''} due",
+            f"Time to review: {shown}.",
+            items,
+        )
+    return notices
+
+
+def notification_event(notice: Notice, *, topic: str) -> OutgoingRecord:
+    """The NotificationEvent record of one notice, keyed by learner; no clock in it."""
+    envelope = envelope_pb2.Envelope(
+        event_id=notice.notification_id,
+        tenant_id=notice.tenant_id,
+        user_id=notice.user_id,
+        session_id=notice.session_id,
+        source=envelope_pb2.Source(app="learnstream-processors", platform="server"),
+    )
+    envelope.occurred_at.FromDatetime(notice.created_at)
+    message = notification_pb2.NotificationEvent(
+        envelope=envelope,
+        kind=_KIND_TO_PROTO[notice.kind],
+        channels=[_CHANNEL_TO_PROTO[c] for c in notice.channels if c in _CHANNEL_TO_PROTO],
+        title=notice.title,
+        body=notice.body,
+        item_ids=notice.item_ids,
+    )
+    message.deliver_after.FromDatetime(notice.deliver_after)
+    return OutgoingRecord(
+        topic=topic,
+        key=learner_key(notice.tenant_id, notice.user_id),
+        value=message.SerializeToString(),
+    )
+
+
+class DeliveryChannel(Protocol):
+    """One way to deliver notifications; returns the ids it delivered."""
+
+    name: str
+
+    async def deliver(self, conn: asyncpg.Connection, notices: Sequence[Notice]) -> list[str]:
+        """Deliver ``notices``; the notification_ids that were delivered."""
+        ...
+
+
+class InAppInbox:
+    """The in-app inbox: rows of ``notifications``, written idempotently through ``conn``."""
+
+    name = IN_APP
+
+    async def deliver(self, conn: asyncpg.Connection, notices: Sequence[Notice]) -> list[str]:
+        """Insert ``notices`` (an existing id is left as is, read_at included)."""
+        if notices:
+            await conn.execute(
+                _INSERT_NOTIFICATIONS,
+                [n.notification_id for n in notices],
+                [n.tenant_id for n in notices],
+                [n.user_id for n in notices],
+                [n.kind for n in notices],
+                [n.title for n in notices],
+                [n.body for n in notices],
+                [_array_literal(n.item_ids) for n in notices],
+                [_array_literal(n.channels) for n in notices],
+                [n.cause_event_id for n in notices],
+                [n.created_at for n in notices],
+                [n.deliver_after for n in notices],
+            )
+        return [n.notification_id for n in notices]
+
+
+class WebhookChannel:
+    """POSTs each notification as JSON to one URL; retries with backoff, then gives up.
+
+    ``Idempotency-Key`` carries the notification_id, so a receiver drops repeats.
+    Any 2xx is delivered; other statuses and transport errors are retried
+    ``attempts`` times in all, waiting ``backoff_s`` doubled each time.
+    """
+
+    name = WEBHOOK
+
+    def __init__(
+        self, url: str, *, attempts: int = 3, backoff_s: float = 0.2, timeout_s: float = 5.0
+    ) -> None:
+        self.url = url
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.timeout_s = timeout_s
+        self.last_errors: dict[str, str] = {}
+
+    async def deliver(self, conn: asyncpg.Connection, notices: Sequence[Notice]) -> list[str]:
+        """POST every notice; the ids answered with a 2xx (errors in ``last_errors``)."""
+        delivered: list[str] = []
+        self.last_errors = {}
+        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+            for notice in notices:
+                error = await self._post(client, notice)
+                if error is None:
+                    delivered.append(notice.notification_id)
+                else:
+                    self.last_errors[notice.notification_id] = error
+        return delivered
+
+    async def _post(self, client: httpx.AsyncClient, notice: Notice) -> str | None:
+        error = "not tried"
+        for attempt in range(self.attempts):
+            if attempt:
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = await client.post(
+                    self.url,
+                    json=webhook_payload(notice),
+                    headers={"Idempotency-Key": notice.notification_id},
+                )
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.is_success:
+                return None
+            error = f"HTTP {response.status_code}"
+        return error
+
+
+def webhook_payload(notice: Notice) -> dict[str, Any]:
+    """The JSON body a webhook receives (timestamps ISO 8601 UTC)."""
+    return {
+        "notification_id": notice.notification_id,
+        "tenant_id": notice.tenant_id,
+        "user_id": notice.user_id,
+        "kind": notice.kind,
+        "title": notice.title,
+        "body": notice.body,
+        "item_ids": list(notice.item_ids),
+        "created_at": notice.created_at.isoformat(),
+        "deliver_after": notice.deliver_after.isoformat(),
+    }
+
+
+def _array_literal(values: Sequence[str]) -> str:
+    # One text[] per row through unnest: a '{"a","b"}' literal cast back in SQL.
+    return "{" + ",".join(json.dumps(v, ensure_ascii=False) for v in values) + "}"
+
+
+class NotificationsProcessor:
+    """Notification inbox, events and webhook outbox per learner; see the module docstring."""
+
+    name = "notifications"
+    sources = (Stream.MASTERY,)
+
+    def __init__(self, settings: Settings) -> None:
+        self.config = NotifyConfig(
+            digest_period=timedelta(seconds=settings.notification_digest_period_s),
+            stall_sessions=settings.notification_stall_sessions,
+        )
+        self._topic = settings.topic(Stream.NOTIFICATIONS)
+        self.inbox = InAppInbox()
+        url = settings.notification_webhook_url
+        self.webhook = WebhookChannel(url) if url else None
+
+    def decode(self, record: SourceRecord) -> MasteryStep:
+        return decode_mastery_step(record)
+
+    def event_id(self, event: MasteryStep) -> str:
+        return event.change.event_id
+
+    async def apply(
+        self, conn: asyncpg.Connection, batch: Sequence[Decoded[MasteryStep]]
+    ) -> list[OutgoingRecord]:
+        """Write the inbox, outbox and learner rows for ``batch``; the NotificationEvents."""
+        steps = [item.event for item in batch]
+        learners = sorted({LearnerKey(s.change.tenant_id, s.change.user_id) for s in steps})
+        tenants, users = [k.tenant_id for k in learners], [k.user_id for k in learners]
+        rows = {
+            LearnerKey(r["tenant_id"], r["user_id"]): _notify_row(r)
+            for r in await conn.fetch(_LOAD_LEARNERS, tenants, users)
+        }
+        due: dict[LearnerKey, dict[str, datetime]] = {}
+        for r in await conn.fetch(_LOAD_DUE, tenants, users):
+            due.setdefault(LearnerKey(r["tenant_id"], r["user_id"]), {})[r["item_id"]] = r["due_at"]
+        preferences = {
+            LearnerKey(r["tenant_id"], r["user_id"]): Preferences(
+                channels=tuple(r["notification_channels"]) or (IN_APP,),
+                quiet_hours=(r["quiet_hours_start"], r["quiet_hours_end"])
+                if r["quiet_hours_start"] is not None
+                else None,
+                timezone=r["timezone"],
+            )
+            for r in await conn.fetch(_LOAD_PROFILES, tenants, users)
+        }
+        notices = chain_notifications(steps, rows, due, preferences, self.config)
+        await self.inbox.deliver(conn, notices)
+        outbox = [n for n in notices if WEBHOOK in n.channels]
+        if outbox:
+            await conn.execute(
+                _INSERT_DELIVERIES,
+                [n.notification_id for n in outbox],
+                [WEBHOOK] * len(outbox),
+                [n.deliver_after for n in outbox],
+            )
+        await _store_rows(conn, {k: rows[k] for k in learners if k in rows})
+        return [notification_event(n, topic=self._topic) for n in notices]
+
+    async def committed(self, conn: asyncpg.Connection, events: Sequence[Any]) -> None:
+        """After a commit: POST the pending webhook deliveries that are due (wall clock)."""
+        if self.webhook is not None:
+            await deliver_pending(conn, self.webhook, now=datetime.now(UTC))
+
+
+async def deliver_pending(
+    conn: asyncpg.Connection, channel: DeliveryChannel, *, now: datetime, limit: int = 100
+) -> int:
+    """Deliver up to ``limit`` outbox rows of ``channel`` due by ``now``; how many succeeded.
+
+    Each row gets ``attempts + 1``; a delivered one gets ``delivered_at``, a failed one
+    its ``last_error`` and stays pending for the next call.
+    """
+    rows = await conn.fetch(_PENDING_WEBHOOKS, now, limit)
+    notices = [
+        Notice(
+            notification_id=str(r["notification_id"]),
+            tenant_id=r["tenant_id"],
+            user_id=r["user_id"],
+            kind=r["kind"],
+            title=r["title"],
+            body=r["body"],
+            item_ids=tuple(r["item_ids"]),
+            channels=tuple(r["channels"]),
+            cause_event_id=str(r["cause_event_id"]),
+            session_id="",
+            created_at=r["created_at"],
+            deliver_after=r["deliver_after"],
+        )
+        for r in rows
+    ]
+    delivered = set(await channel.deliver(conn, notices))
+    errors = getattr(channel, "last_errors", {})
+    await conn.executemany(
+        _MARK_DELIVERY,
+        [
+            (
+                n.notification_id,
+                channel.name,
+                n.notification_id in delivered,
+                errors.get(n.notification_id),
+            )
+            for n in notices
+        ],
+    )
+    return len(delivered)
+
+
+def _notify_row(r: Mapping[str, Any]) -> NotifyRow:
+    return NotifyRow(
+        mastered_skills=set(r["mastered_skills"]),
+        streak_days=r["streak_days"],
+        last_active_day=r["last_active_day"],
+        last_digest_period=r["last_digest_period"],
+        stalled_sessions=r["stalled_sessions"],
+        session_id=r["session_id"],
+        last_event_at=r["last_event_at"],
+        session_start={k: float(v) for k, v in json.loads(r["session_start"]).items()},
+        session_end={k: float(v) for k, v in json.loads(r["session_end"]).items()},
+        last_event_id=str(r["last_event_id"]),
+    )
+
+
+async def _store_rows(conn: asyncpg.Connection, rows: Mapping[LearnerKey, NotifyRow]) -> None:
+    if not rows:
+        return
+    keys = sorted(rows)
+    values = [rows[k] for k in keys]
+    await conn.execute(
+        _UPSERT_LEARNERS,
+        [k.tenant_id for k in keys],
+        [k.user_id for k in keys],
+        [_array_literal(sorted(r.mastered_skills)) for r in values],
+        [r.streak_days for r in values],
+        [r.last_active_day for r in values],
+        [r.last_digest_period for r in values],
+        [r.stalled_sessions for r in values],
+        [r.session_id for r in values],
+        [r.last_event_at for r in values],
+        [json.dumps(r.session_start, sort_keys=True) for r in values],
+        [json.dumps(r.session_end, sort_keys=True) for r in values],
+        [r.last_event_id for r in values],
+    )
