@@ -203,7 +203,7 @@ async def stored_views(pool: asyncpg.Pool) -> tuple[set[ViewRow], dict[tuple[str
     return {_hashable(tuple(r.values())) for r in rows}, bandit
 
 
-def _normalised_bandit(bandit: dict[tuple[str, str], Any]) -> dict[tuple[str, str], Any]:
+def normalised_bandit(bandit: dict[tuple[str, str], Any]) -> dict[tuple[str, str], Any]:
     return {k: (json.loads(json.dumps(v[0], sort_keys=True)), v[1]) for k, v in bandit.items()}
 
 
@@ -237,7 +237,7 @@ async def test_worker_matches_the_replay_and_recommends_only_published_items(
         )
     rows, bandit = await stored_views(db_pool)
     assert rows == expected_rows
-    assert _normalised_bandit(bandit) == _normalised_bandit(expected_bandit)
+    assert normalised_bandit(bandit) == normalised_bandit(expected_bandit)
 
     # Only published items, every learner served, reasons from the scorer.
     assert {row[3] for row in rows} <= published
