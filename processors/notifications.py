@@ -162,6 +162,9 @@ _MARK_DELIVERY = """
 """
 
 
+_PAGE = 100  # outbox rows per delivery round
+
+
 class LearnerKey(NamedTuple):
     """One learner."""
 
@@ -538,14 +541,22 @@ class NotificationsProcessor:
 
     async def committed(self, conn: asyncpg.Connection, events: Sequence[Any]) -> None:
         """After a commit: POST the pending webhook deliveries that are due (wall clock)."""
-        if self.webhook is not None:
-            await deliver_pending(conn, self.webhook, now=datetime.now(UTC))
+        if self.webhook is None:
+            return
+        # Drain the due backlog in pages; stop at a page with a failure (the receiver
+        # is struggling: the rest waits for the next commit rather than hammering it).
+        while True:
+            fetched, delivered = await deliver_pending(
+                conn, self.webhook, now=datetime.now(UTC), limit=_PAGE
+            )
+            if fetched < _PAGE or delivered < fetched:
+                return
 
 
 async def deliver_pending(
     conn: asyncpg.Connection, channel: DeliveryChannel, *, now: datetime, limit: int = 100
-) -> int:
-    """Deliver up to ``limit`` outbox rows of ``channel`` due by ``now``; how many succeeded.
+) -> tuple[int, int]:
+    """Deliver up to ``limit`` outbox rows of ``channel`` due by ``now``: (tried, delivered).
 
     Each row gets ``attempts + 1``; a delivered one gets ``delivered_at``, a failed one
     its ``last_error`` and stays pending for the next call.
@@ -582,7 +593,7 @@ async def deliver_pending(
             for n in notices
         ],
     )
-    return len(delivered)
+    return len(notices), len(delivered)
 
 
 def _notify_row(r: Mapping[str, Any]) -> NotifyRow:
