@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import asyncpg
 import httpx
@@ -56,7 +56,7 @@ from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
 from processors.base import Decoded
 from processors.offsets import DERIVED_EVENT_NAMESPACE, SourceRecord
-from processors.recommendations import MasteryStep, decode_mastery_step
+from processors.recommendations import LearnerKey, MasteryStep, decode_mastery_step
 from scheduler.notify import (
     NotifyConfig,
     advance_stall,
@@ -163,13 +163,6 @@ _MARK_DELIVERY = """
 
 
 _PAGE = 100  # outbox rows per delivery round
-
-
-class LearnerKey(NamedTuple):
-    """One learner."""
-
-    tenant_id: str
-    user_id: str
 
 
 @dataclass(frozen=True, slots=True)

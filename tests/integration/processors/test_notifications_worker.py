@@ -33,13 +33,12 @@ from processors.app import app_id
 from processors.notifications import (
     IN_APP,
     WEBHOOK,
-    LearnerKey,
     Notice,
     NotifyRow,
     Preferences,
     chain_notifications,
 )
-from processors.recommendations import MasteryStep
+from processors.recommendations import LearnerKey, MasteryStep
 from scheduler.notify import NotifyConfig, in_quiet_hours, period_index
 from tests.integration.processors.crash import produce_in_order
 from tests.integration.processors.streams import mastery_records
