@@ -78,10 +78,46 @@ class DueReviewsPublic(_Public):
     items: list[DueReviewPublic]
 
 
-class UnavailablePublic(_Public):
-    available: bool
+class RecommendationPublic(_Public):
+    rank: int = Field(ge=1, description="1 = best")
+    item_id: str
+    title: str | None
+    kind: str
+    skill_ids: list[str]
+    score: float
+    reason: str = Field(description="due_review, gap, difficulty_match, learning_path, variety")
+    reason_detail: str
+    strategy: str
+    computed_at: datetime
+    feedback: str | None = Field(description="your latest verdict on this item")
+
+
+class RecommendationsPublic(_Public):
+    available: bool = Field(description="false until the recommendations view exists")
     reason: str | None
-    items: list[dict[str, str]]
+    items: list[RecommendationPublic]
+
+
+class NotificationPublic(_Public):
+    notification_id: str
+    kind: str
+    title: str
+    body: str
+    item_ids: list[str]
+    created_at: datetime
+    read_at: datetime | None
+
+
+class InboxPublic(_Public):
+    available: bool = Field(description="false until the notifications view exists")
+    reason: str | None
+    unread: int
+    items: list[NotificationPublic]
+
+
+class ReadPublic(BaseModel):
+    notification_id: str
+    read_at: datetime
 
 
 class TrendDayPublic(_Public):
@@ -143,12 +179,12 @@ class LearnerDashboardPublic(_Public):
     ability: AbilityPublic | None
     gaps: list[GapPublic]
     due_reviews: DueReviewsPublic
-    recommendations: UnavailablePublic
+    recommendations: RecommendationsPublic
     trend: TrendPublic
     streak: StreakPublic
     milestones: list[MilestonePublic]
     class_standing: list[StandingPublic]
-    notifications: UnavailablePublic
+    notifications: InboxPublic
     placement: PlacementResultPublic | None
     feedback: list[FeedbackPublic]
 
@@ -282,6 +318,34 @@ async def recommendation_feedback(
         now=now,
     )
     return FeedbackStoredPublic.model_validate(stored, from_attributes=True)
+
+
+@router.post(
+    "/learners/{user_id}/notifications/{notification_id}/read",
+    summary="Mark an inbox notification read",
+)
+async def mark_read(
+    principal: CurrentPrincipal,
+    pool: PoolDep,
+    now: Now,
+    notification_id: str,
+    user_id: str = AccountPath,
+) -> ReadPublic:
+    """Idempotent (the first read time stays); the learner, an MFA-signed-in admin or
+    the tenant's app. 404 for a notification that is not this learner's."""
+    account = _account_id(principal, user_id)
+    await access.ensure_can_manage_learner(pool, principal, account)
+    learner_id = await learner_ids.require_learner_id(
+        pool, tenant_id=principal.tenant_id, user_id=account
+    )
+    read_at = await dashboards.mark_notification_read(
+        pool,
+        tenant_id=principal.tenant_id,
+        learner_id=learner_id,
+        notification_id=notification_id,
+        now=now,
+    )
+    return ReadPublic(notification_id=notification_id, read_at=read_at)
 
 
 @router.get("/classes/{class_id}", summary="Class overview (its teachers, admins)")

@@ -25,8 +25,12 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
+
+from api.exceptions import NotFoundError
 from api.services import learner_ids, placement
 from api.services.classes import MemberRole, SchoolClass
+from api.services.identifiers import is_uuid
 from api.services.mastery import (
     FAMILIAR_AT,
     MasteryLabel,
@@ -346,12 +350,52 @@ class DueReviews:
 
 
 @dataclass(frozen=True, slots=True)
-class Unavailable:
-    """A dashboard part whose view does not exist in this deployment yet."""
+class Recommendation:
+    """One ranked recommendation and why; ``score`` from scheduler.scoring; times UTC."""
+
+    rank: int
+    item_id: str
+    title: str | None  # None when the item is no longer published
+    kind: str
+    skill_ids: list[str]
+    score: float
+    reason: str  # due_review, gap, difficulty_match, learning_path, variety
+    reason_detail: str
+    strategy: str
+    computed_at: datetime
+    feedback: str | None  # the learner's latest verdict on this item
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendations:
+    """The learner's recommendations, or ``available: false`` and why not."""
 
     available: bool
     reason: str | None
-    items: list[Any]
+    items: list[Recommendation]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One inbox entry; ``created_at``/``read_at`` UTC."""
+
+    notification_id: str
+    kind: str  # review_due, milestone, streak, strategy_suggestion
+    title: str
+    body: str
+    item_ids: list[str]
+    created_at: datetime
+    read_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """The notification inbox (delivered entries, newest first), or why it is missing."""
+
+    available: bool
+    reason: str | None
+    unread: int
+    items: list[Notification]
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,12 +427,12 @@ class LearnerDashboard:
     ability: Ability | None
     gaps: list[Gap]
     due_reviews: DueReviews
-    recommendations: Unavailable
+    recommendations: Recommendations
     trend: Trend
     streak: Streak
     milestones: list[Milestone]
     class_standing: list[Standing]
-    notifications: Unavailable
+    notifications: Inbox
     placement: placement.PlacementResult | None
     feedback: list[FeedbackGiven]
 
@@ -411,22 +455,121 @@ async def _view_exists(db: Any, name: str) -> bool:
     return bool(await db.fetchval("SELECT to_regclass($1) IS NOT NULL", f"public.{name}"))
 
 
-async def recommendations_part(db: Any) -> Unavailable:
-    """Recommendations with reasons: not available until the recommendations view exists."""
-    if await _view_exists(db, "recommendations"):
-        reason = "the recommendations view exists but this API version does not read it yet"
-    else:
-        reason = "no recommendations view in this deployment yet (processors/recommend)"
-    return Unavailable(False, reason, [])
+# The recommendation and notification processors own these views; a deployment without
+# them (or with a shape this API does not know) gets "available: false" and the reason.
+_UNREADABLE = (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError)
+
+_RECOMMENDATIONS = """
+    SELECT r.rank, r.item_id, p.title, r.kind, r.skill_ids, r.score, r.reason, r.reason_detail,
+           r.strategy, r.computed_at,
+           (SELECT f.verdict FROM recommendation_feedback f
+            WHERE f.tenant_id = r.tenant_id AND f.learner_id = r.user_id AND f.item_id = r.item_id
+            ORDER BY f.given_at DESC LIMIT 1) AS feedback
+    FROM recommendations r
+    LEFT JOIN published_content p ON p.tenant_id = r.tenant_id AND p.item_id = r.item_id
+    WHERE r.tenant_id = $1 AND r.user_id = $2
+    ORDER BY r.rank LIMIT $3
+"""
 
 
-async def notifications_part(db: Any) -> Unavailable:
-    """The notification inbox: not available until the notifications view exists."""
-    if await _view_exists(db, "notifications"):
-        reason = "the notifications view exists but this API version does not read it yet"
-    else:
-        reason = "no notifications view in this deployment yet (processors/notify)"
-    return Unavailable(False, reason, [])
+async def recommendations_part(db: Any, *, tenant_id: str, learner_id: str) -> Recommendations:
+    """Ranked recommendations with reasons, from the ``recommendations`` view if it exists."""
+    if not await _view_exists(db, "recommendations"):
+        return Recommendations(
+            False, "no recommendations view in this deployment yet (processors/recommend)", []
+        )
+    try:
+        rows = await db.fetch(_RECOMMENDATIONS, tenant_id, learner_id, MAX_LISTED)
+    except _UNREADABLE as exc:
+        return Recommendations(False, f"recommendations view not readable: {exc}", [])
+    return Recommendations(
+        True,
+        None,
+        [
+            Recommendation(
+                r["rank"],
+                r["item_id"],
+                r["title"],
+                r["kind"],
+                list(r["skill_ids"]),
+                r["score"],
+                r["reason"],
+                r["reason_detail"],
+                r["strategy"],
+                r["computed_at"],
+                r["feedback"],
+            )
+            for r in rows
+        ],
+    )
+
+
+_INBOX = """
+    SELECT notification_id, kind, title, body, item_ids, created_at, read_at,
+           count(*) FILTER (WHERE read_at IS NULL) OVER () AS unread
+    FROM notifications
+    WHERE tenant_id = $1 AND user_id = $2 AND deliver_after <= $3
+    ORDER BY created_at DESC, notification_id LIMIT $4
+"""
+
+
+async def notifications_part(db: Any, *, tenant_id: str, learner_id: str, now: datetime) -> Inbox:
+    """The inbox: notifications delivered by ``now`` (quiet hours respected), newest first."""
+    if not await _view_exists(db, "notifications"):
+        return Inbox(
+            False, "no notifications view in this deployment yet (processors/notify)", 0, []
+        )
+    try:
+        rows = await db.fetch(_INBOX, tenant_id, learner_id, now, MAX_LISTED)
+    except _UNREADABLE as exc:
+        return Inbox(False, f"notifications view not readable: {exc}", 0, [])
+    return Inbox(
+        True,
+        None,
+        int(rows[0]["unread"]) if rows else 0,
+        [
+            Notification(
+                str(r["notification_id"]),
+                r["kind"],
+                r["title"],
+                r["body"],
+                list(r["item_ids"]),
+                r["created_at"],
+                r["read_at"],
+            )
+            for r in rows
+        ],
+    )
+
+
+async def mark_notification_read(
+    db: Any, *, tenant_id: str, learner_id: str, notification_id: str, now: datetime
+) -> datetime:
+    """Mark one of the learner's notifications read (idempotent); returns ``read_at``.
+
+    NotFoundError when the learner has no such notification, or the view is missing.
+    """
+    found = None
+    if is_uuid(notification_id) and await _view_exists(db, "notifications"):
+        found = await db.fetchval(
+            """
+            UPDATE notifications SET read_at = coalesce(read_at, $4)
+            WHERE tenant_id = $1 AND user_id = $2 AND notification_id = $3
+            RETURNING read_at
+            """,
+            tenant_id,
+            learner_id,
+            notification_id,
+            now,
+        )
+    if found is None:
+        raise NotFoundError(
+            "no such notification for this learner",
+            field="path.notification_id",
+            reason="not found",
+        )
+    read_at: datetime = found
+    return read_at
 
 
 def _with_names(rows: Sequence[SkillMastery], names: Mapping[str, str]) -> list[NamedSkillMastery]:
@@ -702,7 +845,7 @@ async def learner_dashboard(
         ability=await _ability(db, tenant_id, learner_id),
         gaps=await open_gaps(db, tenant_id=tenant_id, learner_id=learner_id, names=names),
         due_reviews=await due_reviews(db, tenant_id=tenant_id, learner_id=learner_id, now=now),
-        recommendations=await recommendations_part(db),
+        recommendations=await recommendations_part(db, tenant_id=tenant_id, learner_id=learner_id),
         trend=await trend(
             db,
             tenant_id=tenant_id,
@@ -725,7 +868,9 @@ async def learner_dashboard(
             learner_id=learner_id,
             min_class_size=min_class_size,
         ),
-        notifications=await notifications_part(db),
+        notifications=await notifications_part(
+            db, tenant_id=tenant_id, learner_id=learner_id, now=now
+        ),
         placement=await placement.latest_result(db, tenant_id=tenant_id, user_id=user_id),
         feedback=await recent_feedback(db, tenant_id=tenant_id, user_id=user_id),
     )

@@ -148,19 +148,25 @@ def _alert_from_row(row: Any) -> FraudAlert:
     )
 
 
-_ALERTS = """
+_ALERT_ROWS = """
     SELECT f.subject_kind, f.subject_id, f.user_id, f.session_id, f.item_id, f.device_id,
            f.occurred_at, f.score, f.reasons,
            r.decision, r.note, r.reviewed_by, r.reviewed_at
     FROM fraud_signals f
     LEFT JOIN fraud_reviews r USING (tenant_id, subject_kind, subject_id)
     WHERE f.tenant_id = $1 AND f.flagged
+"""
+_ALERTS = (
+    _ALERT_ROWS
+    + """
       AND ($2 = 'all' OR ($2 = 'open' AND r.decision IS NULL) OR r.decision = $2)
       AND ($3::timestamptz IS NULL
            OR (f.occurred_at, f.subject_kind, f.subject_id) < ($3, $4, $5))
     ORDER BY f.occurred_at DESC, f.subject_kind DESC, f.subject_id DESC
     LIMIT $6
 """
+)
+_ALERT = _ALERT_ROWS + " AND f.subject_kind = $2 AND f.subject_id = $3"
 
 
 async def fraud_alerts(
@@ -227,17 +233,7 @@ async def review_alert(
         target_id=subject_id,
         details={"subject_kind": subject_kind.value, "decision": decision.value},
     )
-    row = await db.fetchrow(
-        _ALERTS.replace("LIMIT $6", "AND f.subject_kind = $6 AND f.subject_id = $7"),
-        tenant_id,
-        "all",
-        None,
-        None,
-        None,
-        subject_kind.value,
-        subject_id,
-    )
-    return _alert_from_row(row)
+    return _alert_from_row(await db.fetchrow(_ALERT, tenant_id, subject_kind.value, subject_id))
 
 
 # --- pipeline health --------------------------------------------------------------------------

@@ -334,17 +334,101 @@
           )
         : [el("li", { class: "note" }, "not in a class")]),
     );
-    renderUnavailable($('[data-part="recommendations"]', root), data.recommendations);
-    renderUnavailable($('[data-part="notifications"]', root), data.notifications);
+    renderRecommendations($('[data-part="recommendations"]', root), data.recommendations, data, own);
+    renderInbox($('[data-part="notifications"]', root), data.notifications, data, own);
     if (!state.placementActive) renderPlacement($('[data-part="placement"]', root), data.placement, own);
   }
 
-  function renderUnavailable(node, part) {
+  function renderRecommendations(node, part, data, own) {
+    if (!part.available) {
+      node.replaceChildren(el("p", { class: "note" }, `Not available yet: ${part.reason}`));
+      return;
+    }
+    if (!part.items.length) {
+      node.replaceChildren(el("p", { class: "note" }, "nothing recommended right now"));
+      return;
+    }
+    const verdicts = [["done", "Done"], ["skipped", "Skip"], ["helpful", "Helpful"], ["not_helpful", "Not helpful"]];
     node.replaceChildren(
-      part.available
-        ? el("ul", { class: "plain" }, ...part.items.map((item) => el("li", {}, JSON.stringify(item))))
-        : el("p", { class: "note" }, `Not available yet: ${part.reason}`),
+      el(
+        "ul",
+        { class: "plain" },
+        ...part.items.map((r) =>
+          el(
+            "li",
+            {},
+            el("strong", {}, r.title || r.item_id),
+            ` (${r.kind})`,
+            el("br"),
+            el("span", { class: "note" }, `${r.reason.replace("_", " ")}: ${r.reason_detail}`),
+            own
+              ? el(
+                  "div",
+                  { class: "choices" },
+                  ...verdicts.map(([verdict, text]) =>
+                    el(
+                      "button",
+                      {
+                        type: "button",
+                        class: r.feedback === verdict ? "primary" : "",
+                        onclick: () => giveFeedback(data.user_id, r.item_id, verdict),
+                      },
+                      text,
+                    ),
+                  ),
+                )
+              : null,
+          ),
+        ),
+      ),
     );
+  }
+
+  async function giveFeedback(userId, itemId, verdict) {
+    await call(`/v1/dashboards/learners/${encodeURIComponent(userId)}/recommendations/${encodeURIComponent(itemId)}/feedback`, {
+      method: "POST",
+      body: { verdict },
+    });
+    await refresh();
+  }
+
+  function renderInbox(node, inbox, data, own) {
+    if (!inbox.available) {
+      node.replaceChildren(el("p", { class: "note" }, `Not available yet: ${inbox.reason}`));
+      return;
+    }
+    node.replaceChildren(
+      el("p", { class: "note" }, `${inbox.unread} unread`),
+      el(
+        "ul",
+        { class: "plain" },
+        ...(inbox.items.length
+          ? inbox.items.map((n) =>
+              el(
+                "li",
+                { class: n.read_at ? "note" : "" },
+                el("strong", {}, n.title),
+                el("br"),
+                n.body,
+                own && !n.read_at
+                  ? el(
+                      "button",
+                      { type: "button", onclick: () => markRead(data.user_id, n.notification_id) },
+                      "Mark read",
+                    )
+                  : null,
+              ),
+            )
+          : [el("li", { class: "note" }, "no notifications")]),
+      ),
+    );
+  }
+
+  async function markRead(userId, notificationId) {
+    await call(`/v1/dashboards/learners/${encodeURIComponent(userId)}/notifications/${notificationId}/read`, {
+      method: "POST",
+    });
+    await refresh();
   }
 
   // --- placement test (own view only) ------------------------------------------------------------

@@ -25,8 +25,10 @@ from api.app import create_app
 from api.services import accounts, content, skills
 from api.services.principals import Principal, PrincipalKind, Role
 from learnstream import apikeys, db
+from learnstream.kafka import ensure_topics
 from learnstream.settings import Settings
 from tests.integration.api.conftest import Mailbox, make_user, sign_in
+from tests.integration.api.seeding import publish_question
 
 ROLES = [r.value for r in Role]
 CALLERS = [f"{tenant}:{who}" for tenant in ("acme", "globex") for who in [*ROLES, "client_app"]]
@@ -104,6 +106,38 @@ ACTIONS = {
         {"user_id": "{L2}", "member_role": "learner"},
         frozenset({"teacher", "admin"}),
     ),
+    "learner_dashboard": Action(
+        "GET", "/v1/dashboards/learners/{L}", None, frozenset({"teacher", "admin", "client_app"})
+    ),
+    "recommendation_feedback": Action(
+        "POST",
+        "/v1/dashboards/learners/{L}/recommendations/{P}/feedback",
+        {"verdict": "helpful"},
+        frozenset({"admin", "client_app"}),
+    ),
+    "class_overview": Action(
+        "GET", "/v1/dashboards/classes/{C}", None, frozenset({"teacher", "admin"})
+    ),
+    "set_learner_id": Action(
+        "PUT", "/v1/users/{L}/learner-id", {"learner_id": None}, frozenset({"admin"})
+    ),
+    "fraud_alerts": Action(
+        "GET",
+        "/v1/operator/fraud-alerts?status=all",
+        None,
+        frozenset({"operator"}),
+        collection=True,
+    ),
+    "review_fraud_alert": Action(
+        "POST",
+        "/v1/operator/fraud-alerts/attempt/{F}/review",
+        {"decision": "dismissed"},
+        frozenset({"operator"}),
+    ),
+    # Deployment-wide offsets and counts, no tenant data: every tenant's operators see it.
+    "pipeline_health": Action(
+        "GET", "/v1/operator/pipeline", None, frozenset({"operator"}), collection=True
+    ),
 }
 
 
@@ -139,8 +173,11 @@ async def world(
             "smtp_port": smtp_receiver[1],
             "api_auth_rate_limit_per_minute": 10_000,
             "redis_namespace": f"{migrated_database.redis_namespace}:{uuid.uuid4().hex[:8]}",
+            # Feedback is published: the module's own topics, created below.
+            "kafka_topic_namespace": f"matrix{uuid.uuid4().hex[:8]}",
         }
     )
+    ensure_topics(settings)
     pool = await db.create_pool(settings, max_size=4)
     await _truncate_all(pool)
     app = create_app(settings)
@@ -225,12 +262,34 @@ async def world(
                 payload={"body_markdown": "secret draft"},
                 now=datetime.now(UTC),
             )
+            published = f"pub-{uuid.uuid4().hex[:8]}"
+            await publish_question(
+                pool,
+                tenant_id="acme",
+                item_id=published,
+                skill_id=skill_id,
+                prompt="2 + 2?",
+                choices=None,
+                answer_key=["4"],
+            )
+            fraud_subject = str(uuid.uuid4())
+            await pool.execute(
+                """
+                INSERT INTO fraud_signals (tenant_id, subject_kind, subject_id, user_id,
+                    occurred_at, score, reasons, flagged, last_cause_id)
+                VALUES ('acme', 'attempt', $1, $2, now(), 0.97, '[]', true, 'c')
+                """,
+                fraud_subject,
+                learner.id,
+            )
             ids = {
                 "L": learner.id,
                 "L2": second_learner,
                 "C": class_id,
                 "D": draft.item_id,
                 "S": skill_id,
+                "P": published,
+                "F": fraud_subject,
             }
             yield World(client, headers, ids, key_ids["acme"], subjects)
     await pool.close()
@@ -297,5 +356,8 @@ async def test_access_matrix(world: World, caller: str, action_name: str) -> Non
             "get_user",
             "set_roles",
             "unlock_user",
+            "learner_dashboard",
+            "recommendation_feedback",
+            "set_learner_id",
         }
         assert "secret draft" not in response.text
