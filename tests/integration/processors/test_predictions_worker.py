@@ -9,6 +9,7 @@ learners' state with the new model, and scores the challenger in shadow per subg
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ from tests.integration.processors.support import (
     worker_env,
 )
 
+log = logging.getLogger(__name__)
 CPU = torch.device("cpu")
 Predictions = dict[tuple[str, str, str], tuple[float, str]]
 
@@ -224,6 +226,20 @@ async def test_worker_serves_the_champion_reloads_it_and_scores_the_challenger(
         # The worker polls the registry at its next batch (poll interval 0.5 s).
         ends = produce(settings, topic, [(s.key(), s.value()) for s in second])
         await run_until_applied(settings, db_pool, ends, worker)
+        async with httpx.AsyncClient() as client:
+            page = await client.get(f"http://127.0.0.1:{settings.processor_web_port}/metrics")
+
+    assert metric(page.text, "learnstream_model_in_use", kind="dkt") == 1.0
+    assert metric(page.text, "learnstream_model_fallbacks_total", reason="no_model") == 0.0
+    assert metric(page.text, "learnstream_predictions_total", role="challenger") == len(second)
+    busy_s = metric(page.text, "learnstream_processor_batch_seconds_sum", processor="predictions")
+    log.info(
+        "predictions worker: %d attempts (champion + challenger) in %.2f s of batches: "
+        "%.0f attempts/s",
+        len(specs),
+        busy_s,
+        len(specs) / busy_s,
+    )
 
     served_2 = ModelTracer(registry.load_version(settings.ml_model_name, version_2, CPU), CPU)
     got = await stored_predictions(db_pool)
