@@ -27,7 +27,11 @@ from ml.models import ModelConfig, build_model
 from ml.registry import CHALLENGER, CHAMPION, ModelRegistry, save_model
 from ml.serving import AttemptInput, BKTTracer, ModelTracer
 from processors.app import app_id
-from processors.predictions import format_shadow_report, read_shadow_scores
+from processors.predictions import (
+    explain_prediction,
+    format_shadow_report,
+    read_shadow_scores,
+)
 from tests.integration.processors.support import (
     DATASET,
     AttemptSpec,
@@ -254,6 +258,20 @@ async def test_worker_serves_the_champion_reloads_it_and_scores_the_challenger(
         1e-5,
         "champion 2",
     )
+
+    # Explanations: the learner's stored champion state, restored into model 2.
+    last = second[-1]
+    history = [s for s in specs if s.user_id == last.user_id]
+    async with db_pool.acquire() as conn:
+        evidence = await explain_prediction(
+            conn, served_2, last.tenant_id, last.user_id, last.skill_ids[0], top_k=3
+        )
+    assert 0 < len(evidence) <= 3
+    weights = [abs(e.weight) for e in evidence]
+    assert weights == sorted(weights, reverse=True)
+    for e in evidence:
+        answered = history[len(history) - 1 - e.answers_ago]
+        assert (e.skill_id, e.correct) == (answered.skill_ids[0], answered.correct)
 
     lines = await read_shadow_scores(db_pool)
     overall = {
