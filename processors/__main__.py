@@ -29,8 +29,10 @@ from learnstream.settings import Settings, get_settings  # noqa: E402
 from processors.aggregates import AggregatesProcessor  # noqa: E402
 from processors.app import create_app  # noqa: E402
 from processors.base import Processor, attach  # noqa: E402
+from processors.code_submissions import CodeSubmissionsProcessor  # noqa: E402
 from processors.fraud import FraudProcessor  # noqa: E402
 from processors.gaps import GapsProcessor  # noqa: E402
+from processors.lake_sink import LakeSinkProcessor, sink_settings  # noqa: E402
 from processors.learner_state import LearnerStateProcessor  # noqa: E402
 from processors.notifications import NotificationsProcessor  # noqa: E402
 from processors.recommendations import RecommendationsProcessor  # noqa: E402
@@ -40,6 +42,8 @@ from processors.predictions import PredictionsProcessor  # noqa: E402
 PROCESSORS: dict[str, Callable[[Settings], Processor[Any]]] = {
     "learner_state": LearnerStateProcessor,
     "mastery": functools.partial(LearnerStateProcessor, name="mastery"),
+    "code_submissions": CodeSubmissionsProcessor,
+    "lake_sink": LakeSinkProcessor,
     "gaps": GapsProcessor,
     "fraud": FraudProcessor,
     "aggregates": AggregatesProcessor,
@@ -47,6 +51,9 @@ PROCESSORS: dict[str, Callable[[Settings], Processor[Any]]] = {
     "notifications": NotificationsProcessor,
     "predictions": PredictionsProcessor,
 }
+
+# Processors whose batches differ from the defaults (the lake sink writes big files).
+SETTINGS_FOR: dict[str, Callable[[Settings], Settings]] = {"lake_sink": sink_settings}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     if args.web_port is not None:
         settings = settings.model_copy(update={"processor_web_port": args.web_port})
+    if args.processor in SETTINGS_FOR:
+        settings = SETTINGS_FOR[args.processor](settings)
     configure_logging(settings.log_level, json_lines=settings.log_json)
     app = create_app(settings, args.processor)
     attach(app, PROCESSORS[args.processor](settings), settings, started_at=PROCESS_STARTED_AT)
