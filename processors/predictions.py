@@ -72,6 +72,8 @@ CHAMPION_ROLE = "champion"
 CHALLENGER_ROLE = "challenger"
 BKT_LABEL = "bkt"
 SCORE_BINS = 100  # equal-width P(correct) bins of the AUC histograms
+# Learner states kept in memory (per role) before all are dropped; rows rebuild them.
+MAX_CACHED_LEARNERS = 200_000
 # log-loss of a prediction of exactly 0 or 1 would be infinite.
 _EPSILON = 1e-7
 
@@ -475,7 +477,17 @@ class PredictionsProcessor:
                     )
             PREDICTIONS.labels(self.name, role).inc(len(attempts))
         await self._write(conn, state_rows, predictions, board)
+        if len(self._markers) > MAX_CACHED_LEARNERS:
+            self._forget_learners()
         return []
+
+    def _forget_learners(self) -> None:
+        """Drop every learner's in-memory state; their rows rebuild it when they return."""
+        for role, learner in self._markers:
+            served = self.champion if role == CHAMPION_ROLE else self.challenger
+            if served is not None:
+                served.tracer.restore(learner, ())
+        self._markers = {}
 
     def _serve(
         self, role: str, attempts: Sequence[Attempt], rows: Mapping[tuple[str, str], StateRow]
@@ -491,18 +503,17 @@ class PredictionsProcessor:
         try:
             self._sync(served, inputs, rows)
             return served, [result.p_correct for result in served.tracer.observe(inputs)]
-        except Exception as exc:
+        except Exception:
             log.warning(
                 "inference failed",
                 exc_info=True,
                 extra={"processor": self.name, "role": role, "model": served.label},
             )
+            # The failed model is dropped; the next registry poll loads it again (its
+            # version no longer matches the alias), so a passing fault heals itself.
             if role == CHALLENGER_ROLE:
-                # A broken challenger is dropped until its alias moves again.
                 self._set(CHALLENGER_ROLE, None)
-                self.challenger = None
                 return None
-            del exc
             self._set(CHAMPION_ROLE, self._fallback("inference_error"))
             assert self.champion is not None
             self._sync(self.champion, inputs, rows)
