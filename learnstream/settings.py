@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     notification_digest_period_s: int = Field(default=24 * 3600, ge=60)
     notification_stall_sessions: int = Field(default=3, ge=1)
     notification_webhook_url: str | None = None
+    # Review digests for learners without new events: a timer sweeps this often (s; 0 off).
+    notification_sweep_interval_s: float = Field(default=300.0, ge=0)
     # Fitted parameters and tenant settings are re-read from PostgreSQL this often.
     processor_cache_ttl_s: float = Field(default=60.0, ge=0)
     # Consumer lag and partition liveness are sampled this often; a partition with lag

@@ -34,9 +34,9 @@ from processors.fraud import FraudProcessor  # noqa: E402
 from processors.gaps import GapsProcessor  # noqa: E402
 from processors.lake_sink import LakeSinkProcessor, sink_settings  # noqa: E402
 from processors.learner_state import LearnerStateProcessor  # noqa: E402
-from processors.notifications import NotificationsProcessor  # noqa: E402
-from processors.recommendations import RecommendationsProcessor  # noqa: E402
+from processors.notifications import NotificationsProcessor, attach_idle_sweep  # noqa: E402
 from processors.predictions import PredictionsProcessor  # noqa: E402
+from processors.recommendations import RecommendationsProcessor  # noqa: E402
 
 # Processor name -> factory; later processors register here.
 PROCESSORS: dict[str, Callable[[Settings], Processor[Any]]] = {
@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> None:
         settings = SETTINGS_FOR[args.processor](settings)
     configure_logging(settings.log_level, json_lines=settings.log_json)
     app = create_app(settings, args.processor)
-    attach(app, PROCESSORS[args.processor](settings), settings, started_at=PROCESS_STARTED_AT)
+    processor = PROCESSORS[args.processor](settings)
+    attach(app, processor, settings, started_at=PROCESS_STARTED_AT)
+    if isinstance(processor, NotificationsProcessor):
+        # Review digests for learners who send no events (a wall-clock timer).
+        attach_idle_sweep(app, processor, settings)
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,

@@ -14,10 +14,13 @@ per event in order, at the event's ``occurred_at`` (event time; never the clock)
   learning gain (as in processors.recommendations: mean Δp_mastery of the skills a
   session practised) is below 0.01.
 
-Due-ness is driven by event time only: a learner who sends no event gets no digest.
-A periodic timer for idle learners would need a clock-driven transaction outside the
-batch machinery, which the kill -9 equality check cannot make deterministic; it is
-left out on purpose (see the report).
+Due-ness is driven by event time in the stream path (deterministic: what the kill -9
+test checks). Learners who send no events are reached by a periodic Faust timer
+(:func:`attach_idle_sweep`, every ``notification_sweep_interval_s``; 0 disables it):
+:meth:`NotificationsProcessor.sweep` sends the digests due at the wall-clock time,
+under the same row locks, period rule and notification ids as the stream path, so the
+two never send two digests in one period. The sweep is clock-driven, hence not part of
+the replay equality; it is tested on its own with a fixed ``now``.
 
 Preferences. ``learner_profiles`` (migration 0014; user_id is a UUID there, matched
 as text) gives the channels and quiet hours; a learner without a profile gets the
@@ -49,12 +52,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 
 import asyncpg
+import faust
 import httpx
 
+from learnstream import db
 from learnstream.events.v1 import envelope_pb2, notification_pb2
-from learnstream.kafka import OutgoingRecord, Stream, learner_key
+from learnstream.kafka import AsyncProducer, OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
 from processors.base import Decoded
+from processors.exceptions import DeliveryFailed
 from processors.offsets import DERIVED_EVENT_NAMESPACE, SourceRecord
 from processors.recommendations import LearnerKey, MasteryStep, decode_mastery_step
 from scheduler.notify import (
@@ -65,6 +71,7 @@ from scheduler.notify import (
     deliver_after,
     due_digest,
     newly_mastered,
+    period_index,
 )
 from scheduler.recommend import session_gain, starts_new_session
 
@@ -152,6 +159,23 @@ _PENDING_WEBHOOKS = """
     WHERE d.channel = 'webhook' AND d.delivered_at IS NULL AND d.deliver_after <= $1
     ORDER BY d.deliver_after, d.notification_id
     LIMIT $2
+"""
+# Learners with something due and no digest in the current period; SKIP LOCKED leaves
+# learners whose events a batch is applying right now to that batch.
+_IDLE_DUE = """
+    SELECT l.tenant_id, l.user_id, l.last_digest_period, l.last_event_id
+    FROM notification_learners AS l
+    WHERE (l.last_digest_period IS NULL OR l.last_digest_period < $2)
+      AND EXISTS (SELECT 1 FROM review_schedule AS r
+                  WHERE r.tenant_id = l.tenant_id AND r.user_id = l.user_id AND r.due_at <= $1)
+    ORDER BY l.tenant_id, l.user_id
+    LIMIT $3
+    FOR UPDATE OF l SKIP LOCKED
+"""
+_SET_DIGEST_PERIOD = """
+    UPDATE notification_learners AS l SET last_digest_period = d.period, updated_at = now()
+    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS d(tenant_id, user_id, period)
+    WHERE l.tenant_id = d.tenant_id AND l.user_id = d.user_id
 """
 _MARK_DELIVERY = """
     UPDATE notification_deliveries
@@ -329,15 +353,21 @@ def _step_notices(
     if digest is not None:
         period, items = digest
         row.last_digest_period = period
-        shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+        title, body = digest_text(items)
         notify(
             "review_due",
             notice_id(change.tenant_id, change.user_id, "review_due", period),
-            f"{len(items)} review{'s' if len(items) > 1 else ''} due",
-            f"Time to review: {shown}.",
+            title,
+            body,
             items,
         )
     return notices
+
+
+def digest_text(items: Sequence[str]) -> tuple[str, str]:
+    """Title and body of a review digest listing ``items`` (at most 5 named)."""
+    shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+    return f"{len(items)} review{'s' if len(items) > 1 else ''} due", f"Time to review: {shown}."
 
 
 def notification_event(notice: Notice, *, topic: str) -> OutgoingRecord:
@@ -509,17 +539,66 @@ class NotificationsProcessor:
         due: dict[LearnerKey, dict[str, datetime]] = {}
         for r in await conn.fetch(_LOAD_DUE, tenants, users):
             due.setdefault(LearnerKey(r["tenant_id"], r["user_id"]), {})[r["item_id"]] = r["due_at"]
-        preferences = {
-            LearnerKey(r["tenant_id"], r["user_id"]): Preferences(
-                channels=tuple(r["notification_channels"]) or (IN_APP,),
-                quiet_hours=(r["quiet_hours_start"], r["quiet_hours_end"])
-                if r["quiet_hours_start"] is not None
-                else None,
-                timezone=r["timezone"],
-            )
-            for r in await conn.fetch(_LOAD_PROFILES, tenants, users)
-        }
+        preferences = await _load_preferences(conn, tenants, users)
         notices = chain_notifications(steps, rows, due, preferences, self.config)
+        await self._write(conn, notices)
+        await _store_rows(conn, {k: rows[k] for k in learners if k in rows})
+        return [notification_event(n, topic=self._topic) for n in notices]
+
+    async def sweep(
+        self, conn: asyncpg.Connection, now: datetime, *, limit: int = 500
+    ) -> list[OutgoingRecord]:
+        """Digests for learners with reviews due at ``now`` (UTC) and none sent this period.
+
+        Runs inside the caller's transaction (inbox, outbox and learner rows); returns
+        the NotificationEvents to publish before the commit. At most ``limit`` learners.
+        """
+        period = period_index(now, self.config.digest_period)
+        learners = await conn.fetch(_IDLE_DUE, now, period, limit)
+        if not learners:
+            return []
+        keys = [LearnerKey(r["tenant_id"], r["user_id"]) for r in learners]
+        tenants, users = [k.tenant_id for k in keys], [k.user_id for k in keys]
+        due: dict[LearnerKey, dict[str, datetime]] = {}
+        for r in await conn.fetch(_LOAD_DUE, tenants, users):
+            due.setdefault(LearnerKey(r["tenant_id"], r["user_id"]), {})[r["item_id"]] = r["due_at"]
+        preferences = await _load_preferences(conn, tenants, users)
+        notices: list[Notice] = []
+        for r, key in zip(learners, keys, strict=True):
+            digest = due_digest(
+                due.get(key, {}), now, r["last_digest_period"], self.config.digest_period
+            )
+            if digest is None:
+                continue
+            items = digest[1]
+            prefs = preferences.get(key, Preferences())
+            title, body = digest_text(items)
+            notices.append(
+                Notice(
+                    notification_id=notice_id(key.tenant_id, key.user_id, "review_due", period),
+                    tenant_id=key.tenant_id,
+                    user_id=key.user_id,
+                    kind="review_due",
+                    title=title,
+                    body=body,
+                    item_ids=tuple(items),
+                    channels=prefs.channels,
+                    cause_event_id=str(r["last_event_id"]),
+                    session_id="",
+                    created_at=now,
+                    deliver_after=deliver_after(now, prefs.quiet_hours, prefs.timezone),
+                )
+            )
+        await self._write(conn, notices)
+        await conn.execute(
+            _SET_DIGEST_PERIOD,
+            [n.tenant_id for n in notices],
+            [n.user_id for n in notices],
+            [period] * len(notices),
+        )
+        return [notification_event(n, topic=self._topic) for n in notices]
+
+    async def _write(self, conn: asyncpg.Connection, notices: Sequence[Notice]) -> None:
         await self.inbox.deliver(conn, notices)
         outbox = [n for n in notices if WEBHOOK in n.channels]
         if outbox:
@@ -529,8 +608,6 @@ class NotificationsProcessor:
                 [WEBHOOK] * len(outbox),
                 [n.deliver_after for n in outbox],
             )
-        await _store_rows(conn, {k: rows[k] for k in learners if k in rows})
-        return [notification_event(n, topic=self._topic) for n in notices]
 
     async def committed(self, conn: asyncpg.Connection, events: Sequence[Any]) -> None:
         """After a commit: POST the pending webhook deliveries that are due (wall clock)."""
@@ -624,3 +701,65 @@ async def _store_rows(conn: asyncpg.Connection, rows: Mapping[LearnerKey, Notify
         [json.dumps(r.session_end, sort_keys=True) for r in values],
         [r.last_event_id for r in values],
     )
+
+
+async def _load_preferences(
+    conn: asyncpg.Connection, tenants: list[str], users: list[str]
+) -> dict[LearnerKey, Preferences]:
+    return {
+        LearnerKey(r["tenant_id"], r["user_id"]): Preferences(
+            channels=tuple(r["notification_channels"]) or (IN_APP,),
+            quiet_hours=(r["quiet_hours_start"], r["quiet_hours_end"])
+            if r["quiet_hours_start"] is not None
+            else None,
+            timezone=r["timezone"],
+        )
+        for r in await conn.fetch(_LOAD_PROFILES, tenants, users)
+    }
+
+
+async def run_idle_sweep(
+    processor: NotificationsProcessor,
+    pool: asyncpg.Pool,
+    producer: AsyncProducer,
+    now: datetime,
+) -> int:
+    """One sweep in one transaction; events published before the commit. Notices sent."""
+    async with pool.acquire() as conn, conn.transaction():
+        records = await processor.sweep(conn, now)
+        if records:
+            deliveries = await producer.publish(records)
+            failed = [d.error for d in deliveries if not d.ok]
+            if failed:
+                raise DeliveryFailed(f"{len(failed)} of {len(records)} not acked: {failed[0]}")
+    return len(records)
+
+
+def attach_idle_sweep(
+    app: faust.App, processor: NotificationsProcessor, settings: Settings
+) -> None:
+    """A Faust timer running :func:`run_idle_sweep` every ``notification_sweep_interval_s``.
+
+    0 disables it. Every worker runs it; row locks (SKIP LOCKED) and the period rule
+    keep two workers from sending the same digest, and its ids would dedupe anyway.
+    """
+    interval = settings.notification_sweep_interval_s
+    if interval <= 0:
+        return
+    resources: dict[str, Any] = {}
+
+    async def sweep_idle_learners() -> None:
+        try:
+            if "pool" not in resources:
+                resources["pool"] = await db.create_pool(settings, max_size=1)
+                resources["producer"] = AsyncProducer(settings)
+            sent = await run_idle_sweep(
+                processor, resources["pool"], resources["producer"], datetime.now(UTC)
+            )
+            if sent:
+                log.info("idle sweep sent review digests", extra={"notifications": sent})
+        except Exception as exc:
+            # The next tick retries; nothing was committed.
+            log.warning("idle sweep failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+    app.timer(interval, name=f"{app.conf.id}.idle_sweep")(sweep_idle_learners)

@@ -75,6 +75,7 @@ async def test_killed_notifications_worker_resumes_with_identical_inbox(
             "processor_batch_max": 50,
             "notification_digest_period_s": int(PERIOD.total_seconds()),
             "notification_stall_sessions": 3,
+            "notification_sweep_interval_s": 0,  # event time only: a replayable run
         }
     )
     mastery_topic = settings.topic(Stream.MASTERY)

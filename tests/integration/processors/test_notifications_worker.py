@@ -203,6 +203,7 @@ async def test_worker_inbox_events_preferences_and_webhook(
                 "notification_webhook_url": url,
                 "notification_digest_period_s": int(PERIOD.total_seconds()),
                 "notification_stall_sessions": 3,
+                "notification_sweep_interval_s": 0,  # event time only: a replayable run
             }
         )
         group = app_id(settings, "notifications")
