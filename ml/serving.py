@@ -13,7 +13,8 @@ call as one batch, so N learners with one attempt each cost one model step.
 A multi-skill attempt is fed as one answer per skill (as in training). Skills the model
 was not trained on are skipped (they keep no prediction from the model).
 State lives in memory; a processor that restarts starts learners afresh unless it
-replays their recent attempts.
+restores them (:meth:`ModelTracer.restore`: a saved recurrent state, or a replay of
+their recent attempts), as processors/predictions.py does.
 """
 
 from __future__ import annotations

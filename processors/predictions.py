@@ -722,6 +722,11 @@ async def shadow_report(settings: Settings) -> str:
     """The shadow-scoring table of the configured database (``python -m ml shadow-report``)."""
     conn = await db.connect(settings)
     try:
-        return format_shadow_report(await read_shadow_scores(conn))
+        lines = await read_shadow_scores(conn)
+    except asyncpg.UndefinedTableError:
+        return "model_shadow_scores does not exist yet: run `make services` (it migrates)"
     finally:
         await conn.close()
+    if not lines:
+        return "no predictions scored yet (is `python -m processors predictions` running?)"
+    return format_shadow_report(lines)
