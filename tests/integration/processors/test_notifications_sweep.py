@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,7 +20,12 @@ from learnstream.kafka import AsyncProducer, Stream
 from learnstream.settings import Settings
 from processors.notifications import NotificationsProcessor, notice_id, run_idle_sweep
 from scheduler.notify import period_index
-from tests.integration.processors.support import consume_all
+from tests.integration.processors.support import (
+    consume_all,
+    running_worker,
+    wait_for,
+    worker_env,
+)
 
 NOW = datetime(2024, 5, 2, 15, 0, tzinfo=UTC)
 PERIOD_S = 24 * 3600
@@ -28,6 +34,7 @@ PERIOD_S = 24 * 3600
 async def add_learner(
     pool: asyncpg.Pool, user_id: str, due_at: list[datetime], last_digest_period: int | None
 ) -> None:
+    """A learner the processor has seen (3 days before NOW) with reviews due at ``due_at``."""
     await pool.execute(
         "INSERT INTO notification_learners (tenant_id, user_id, last_digest_period, "
         "last_event_at, last_event_id) VALUES ('t', $1, $2, $3, $4)",
@@ -98,3 +105,20 @@ async def test_sweep_sends_one_digest_to_each_idle_learner_with_reviews_due(
 
     consume_all(settings, settings.topic(Stream.NOTIFICATIONS), until=both, timeout_s=20)
     assert seen == {r["notification_id"] for r in rows}
+
+
+async def test_a_running_worker_sweeps_idle_learners_on_its_timer(
+    topics: Settings, db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    settings = topics.model_copy(
+        update={"processor_web_port": 0, "notification_sweep_interval_s": 0.5}
+    )
+    now = datetime.now(UTC)
+    await add_learner(db_pool, "idle", [now - timedelta(hours=1)], None)
+
+    async def digest_sent() -> bool:
+        kinds = await db_pool.fetch("SELECT kind FROM notifications WHERE user_id = 'idle'")
+        return [r["kind"] for r in kinds] == ["review_due"]
+
+    with running_worker("notifications", worker_env(settings), tmp_path / "n.log") as worker:
+        await wait_for(digest_sent, what="the idle learner's digest", timeout_s=60, worker=worker)
