@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.setup-stamp
 BUF    := node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help setup proto lint test test-unit test-integration demo services stop bench clean
+.PHONY: help setup setup-browser proto lint test test-unit test-integration demo services stop bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,15 @@ $(STAMP): pyproject.toml infra/constraints.txt package.json
 
 setup: $(STAMP) ## Create .venv and install everything (idempotent)
 
+# The dashboard's browser test drives Debian's chromium with Playwright (never
+# `playwright install`). Installs the package only when /usr/bin/chromium is missing.
+setup-browser: ## Install Debian chromium for the dashboard browser test (idempotent)
+	@test -x /usr/bin/chromium || { \
+		SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+	@/usr/bin/chromium --version 2>/dev/null | head -1
+
 proto: $(STAMP) ## Regenerate learnstream/events/v1 from proto/
 	$(PY) -m infra.gen_proto
 
@@ -39,7 +48,7 @@ lint: $(STAMP) ## ruff, mypy, buf lint and buf breaking against the released sch
 	$(VENV)/bin/mypy .
 	cd proto && ../$(BUF) lint && ../$(BUF) breaking --against released/v1.binpb
 
-test: $(STAMP) ## Run every test tier (unit, property, integration, e2e)
+test: $(STAMP) setup-browser ## Run every test tier (unit, property, integration, e2e)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## Only the fast tiers (unit, property)

@@ -64,7 +64,8 @@ def create_app(
     app = FastAPI(
         title="Learnstream API",
         version=API_VERSION,
-        summary="Mastery views, accounts and roles, and the content CMS of Learnstream.",
+        summary="Accounts and roles, content CMS, placement tests, dashboards and operator views "
+        "of Learnstream.",
         lifespan=lifespan,
     )
     app.state.settings = settings

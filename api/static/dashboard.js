@@ -6,6 +6,8 @@
   const params = new URLSearchParams(window.location.search);
   // Polling interval in ms (?poll=2000 for a faster page); never below one second.
   const POLL_MS = Math.max(1000, Number(params.get("poll")) || 10000);
+  // Days of the progress chart (?days=30); the API's window ends on the latest active day.
+  const TREND_DAYS = Math.min(365, Math.max(1, Number(params.get("days")) || 14));
   const TOKENS_KEY = "learnstream.tokens";
   const LABEL_COLOURS = {
     "not started": "#e4e7eb",
@@ -573,7 +575,9 @@
 
   async function refreshDrilldown() {
     if (!drilldownUser) return;
-    state.drilldown = await call(`/v1/dashboards/learners/${encodeURIComponent(drilldownUser.userId)}`);
+    state.drilldown = await call(
+      `/v1/dashboards/learners/${encodeURIComponent(drilldownUser.userId)}?days=${TREND_DAYS}`,
+    );
     renderLearner($("#drilldown-root"), state.drilldown, { own: false });
   }
 
@@ -654,7 +658,7 @@
     if (!tokens() || !state.view) return;
     try {
       if (state.view === "learner") {
-        state.learner = await call("/v1/dashboards/learners/me");
+        state.learner = await call(`/v1/dashboards/learners/me?days=${TREND_DAYS}`);
         renderLearner($("#learner-root"), state.learner, { own: true });
       } else if (state.view === "teacher") {
         state.classes = await call("/v1/classes");
