@@ -29,9 +29,10 @@ created_at (event time) and gets ``deliver_after`` = the end of them.
 
 Delivery. Every notification is written to the in-app inbox (``notifications``,
 :class:`InAppInbox`) in the batch's transaction; for the webhook channel an outbox
-row (``notification_deliveries``) is written too, and after the commit
-:class:`WebhookChannel` POSTs what is pending and due (with retries) and marks it
-delivered. A crash between the POST and the mark repeats the POST: the receiver
+row (``notification_deliveries``) is written too, and after each commit (and each
+timer tick) a background task has :class:`WebhookChannel` POST what is pending and
+due (with retries) and mark it delivered; the stream never waits for a receiver.
+A crash between the POST and the mark repeats the POST: the receiver
 dedupes by the ``Idempotency-Key`` header (the notification_id).
 
 Identity. notification_id = NotificationEvent.envelope.event_id, a UUIDv5 of the
@@ -43,6 +44,7 @@ learner and the digest period (digests). A replay writes the same rows
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -518,6 +520,11 @@ class NotificationsProcessor:
         self.inbox = InAppInbox()
         url = settings.notification_webhook_url
         self.webhook = WebhookChannel(url) if url else None
+        self._settings = settings
+        # Webhook delivery runs after commits, in the background, on its own pool.
+        self._delivery_pool: asyncpg.Pool | None = None
+        self._delivery_task: asyncio.Task[None] | None = None
+        self._delivery_wanted = False
 
     def decode(self, record: SourceRecord) -> MasteryStep:
         return decode_mastery_step(record)
@@ -610,17 +617,51 @@ class NotificationsProcessor:
             )
 
     async def committed(self, conn: asyncpg.Connection, events: Sequence[Any]) -> None:
-        """After a commit: POST the pending webhook deliveries that are due (wall clock)."""
+        """After a commit: start draining the webhook outbox (in the background)."""
+        self.start_delivery()
+
+    def start_delivery(self) -> None:
+        """Drain the due webhook outbox in a background task (one at a time).
+
+        In the background so a slow or failing receiver never holds up the stream; a
+        call while a drain runs makes it look again once done, so rows committed
+        meanwhile are not left waiting for the next commit.
+        """
         if self.webhook is None:
             return
-        # Drain the due backlog in pages; stop at a page with a failure (the receiver
-        # is struggling: the rest waits for the next commit rather than hammering it).
-        while True:
-            fetched, delivered = await deliver_pending(
-                conn, self.webhook, now=datetime.now(UTC), limit=_PAGE
+        self._delivery_wanted = True
+        if self._delivery_task is None or self._delivery_task.done():
+            self._delivery_task = asyncio.create_task(self._drain_outbox(self.webhook))
+
+    async def _drain_outbox(self, channel: DeliveryChannel) -> None:
+        try:
+            if self._delivery_pool is None:
+                self._delivery_pool = await db.create_pool(self._settings, max_size=1)
+            async with self._delivery_pool.acquire() as conn:
+                while self._delivery_wanted:
+                    self._delivery_wanted = False
+                    # Pages until the due backlog is empty; a page with a failure stops
+                    # the round (the receiver is struggling; the next round retries).
+                    while True:
+                        fetched, delivered = await deliver_pending(
+                            conn, channel, now=datetime.now(UTC), limit=_PAGE
+                        )
+                        if fetched < _PAGE or delivered < fetched:
+                            break
+        except Exception as exc:
+            log.warning(
+                "webhook delivery round failed", extra={"error": f"{type(exc).__name__}: {exc}"}
             )
-            if fetched < _PAGE or delivered < fetched:
-                return
+
+    async def close(self) -> None:
+        """Stop a running delivery round and close its pool (undelivered rows stay pending)."""
+        if self._delivery_task is not None:
+            self._delivery_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._delivery_task
+        if self._delivery_pool is not None:
+            await self._delivery_pool.close()
+            self._delivery_pool = None
 
 
 async def deliver_pending(
@@ -758,6 +799,8 @@ def attach_idle_sweep(
             )
             if sent:
                 log.info("idle sweep sent review digests", extra={"notifications": sent})
+            # Also retries webhook deliveries that failed, without waiting for an event.
+            processor.start_delivery()
         except Exception as exc:
             # The next tick retries; nothing was committed.
             log.warning("idle sweep failed", extra={"error": f"{type(exc).__name__}: {exc}"})
