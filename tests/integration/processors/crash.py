@@ -119,8 +119,11 @@ async def run_to_end(
     ends: Mapping[str, Mapping[int, int]],
     *,
     log_dir: Path,
-) -> None:
-    """Run processor ``name`` uninterrupted until every partition reached ``ends``."""
+) -> float:
+    """Run processor ``name`` uninterrupted until every partition reached ``ends``.
+
+    Returns the seconds from the process start to the last offset stored.
+    """
     group = app_id(settings, name)
     worker = WorkerProcess(name, worker_env(settings), log_dir / f"{name}-clean.log")
 
@@ -130,9 +133,10 @@ async def run_to_end(
 
     worker.start()
     try:
-        await wait_for(all_done, what="all offsets stored", timeout_s=180, worker=worker)
+        done = await wait_for(all_done, what="all offsets stored", timeout_s=180, worker=worker)
     finally:
         worker.kill(signal.SIGKILL)
+    return done - worker.started_at
 
 
 def produce_in_order(
