@@ -660,7 +660,7 @@ def attach(
             await runner.close()
 
     async def sample_partitions() -> None:
-        await _sample_partitions(app, runner)
+        await _sample_partitions(app, runner, timeout_s=settings.processor_lag_interval_s)
 
     app.agent(topic, name=f"{app.conf.id}.batches")(consume)
     app.timer(settings.processor_lag_interval_s, name=f"{app.conf.id}.lag")(sample_partitions)
@@ -683,26 +683,39 @@ async def _rewind(app: faust.App, events: Sequence[Any], outcome: BatchOutcome) 
         await app.consumer.seek(TP(rewind.tp.topic, rewind.tp.partition), rewind.expected)
 
 
-async def _sample_partitions(app: faust.App, runner: BatchRunner[Any]) -> None:
-    """One lag and liveness sample of this worker's partitions (processors.lag)."""
+async def _sample_partitions(app: faust.App, runner: BatchRunner[Any], timeout_s: float) -> None:
+    """One lag and liveness sample of this worker's partitions (processors.lag).
+
+    A broker or database that does not answer within ``timeout_s`` must not hide a
+    stall, which is exactly when it matters: the end offsets then come from the last
+    fetch alone, the stored offsets from this worker's own last commits.
+    """
     name = runner.processor.name
-    try:
-        assigned = sorted(
-            TopicPartition(tp.topic, tp.partition) for tp in app.consumer.assignment()
-        )
-        stored, ends = {}, {}
-        if assigned:
-            tps = [TP(tp.topic, tp.partition) for tp in assigned]
-            listed = await app.consumer.highwaters(*tps)  # ListOffsets(latest)
-            for tp, faust_tp in zip(assigned, tps, strict=True):
-                # From the last fetch response; None before the first fetch.
-                fetched = app.consumer.highwater(faust_tp)
-                ends[tp] = end_offset(fetched, listed.get(faust_tp))
-            stored = await runner.stored_offsets(assigned)
-    except Exception as exc:  # broker or database unreachable: keep the old values
-        metrics.LAG_SAMPLE_FAILURES.labels(name).inc()
-        log.warning(
-            "lag sample failed", extra={"processor": name, "error": f"{type(exc).__name__}: {exc}"}
-        )
-        return
+    assigned = sorted(TopicPartition(tp.topic, tp.partition) for tp in app.consumer.assignment())
+    tps = [TP(tp.topic, tp.partition) for tp in assigned]
+    listed: Mapping[TP, int] = {}
+    stored = runner.monitor.last_committed()
+    if assigned:
+        try:
+            listed = await asyncio.wait_for(app.consumer.highwaters(*tps), timeout_s)
+        except Exception as exc:  # ListOffsets(latest) failed: the fetch's high watermark
+            _sample_failed(name, "broker", exc)
+        try:
+            stored = await asyncio.wait_for(runner.stored_offsets(assigned), timeout_s)
+        except Exception as exc:
+            _sample_failed(name, "database", exc)
+    ends = {
+        # highwater(): from the last fetch response; None before the first fetch.
+        tp: end_offset(app.consumer.highwater(faust_tp), listed.get(faust_tp))
+        for tp, faust_tp in zip(assigned, tps, strict=True)
+    }
     runner.monitor.observe(assigned, ends, stored)
+
+
+def _sample_failed(name: str, service: str, exc: Exception) -> None:
+    metrics.LAG_SAMPLE_FAILURES.labels(name).inc()
+    log.warning(
+        "lag sample: %s did not answer",
+        service,
+        extra={"processor": name, "error": f"{type(exc).__name__}: {exc}"},
+    )

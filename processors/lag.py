@@ -84,6 +84,10 @@ class PartitionMonitor:
         for tp, offset in next_offsets.items():
             self._advance(tp, offset, now)
 
+    def last_committed(self) -> dict[TopicPartition, int]:
+        """The stored next offsets this worker last committed or observed, per partition."""
+        return {tp: offset for tp, (offset, _) in self._progress.items()}
+
     def observe(
         self,
         assigned: Collection[TopicPartition],
