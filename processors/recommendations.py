@@ -34,7 +34,9 @@ fingerprint query runs once per batch for all the batch's tenants. The concept g
 is cached by its ``concept_graph_versions`` version, as in :mod:`processors.gaps`.
 Learners, due reviews and bandit rows are loaded with one query each per batch.
 
-Determinism. Bandit beliefs are shared by a tenant's learners, so their exact values
+Determinism. Bandit rows of a tenant are created before they are locked, so
+concurrent workers serialise on them and never lose a reward. Bandit beliefs are
+shared by a tenant's learners, so their exact values
 (and the strategies drawn from them) depend on the order in which learners' events
 are applied; on one partition that order is the log's, and a replay after a crash is
 exact (the kill test uses one partition). Across partitions the beliefs are, like
@@ -140,6 +142,16 @@ _LOAD_DUE = """
     JOIN unnest($1::text[], $2::text[]) AS wanted(tenant_id, user_id)
       ON r.tenant_id = wanted.tenant_id AND r.user_id = wanted.user_id
 """
+# Every bucket row a batch may update exists before it is locked: two workers racing
+# to create the same new bucket would otherwise both start from the prior, and the
+# second upsert would erase the first one's reward.
+_CREATE_BANDIT_ROWS = """
+    INSERT INTO recommendation_bandit (tenant_id, bucket, beliefs, sessions)
+    SELECT t.tenant_id, b.bucket, '{}'::jsonb, 0
+    FROM unnest($1::text[]) AS t(tenant_id) CROSS JOIN unnest($2::text[]) AS b(bucket)
+    ORDER BY t.tenant_id, b.bucket
+    ON CONFLICT (tenant_id, bucket) DO NOTHING
+"""
 _LOAD_BANDIT = """
     SELECT tenant_id, bucket, beliefs, sessions FROM recommendation_bandit
     WHERE tenant_id = ANY($1::text[])
@@ -189,6 +201,12 @@ _INSERT_RANKINGS = """
       AS u(tenant_id, user_id, rank, item_id, kind, skill_ids, score, reason, reason_detail,
            strategy, bucket, cause_event_id, computed_at)
 """
+
+
+# Every context bucket _bucket() can give (no goal dates in the mastery stream yet).
+ALL_BUCKETS = tuple(
+    sorted({context_bucket(ability, due) for ability in (-1.0, 0.0, 1.0) for due in (0, 1, 10)})
+)
 
 
 class LearnerKey(NamedTuple):
@@ -448,6 +466,7 @@ class RecommendationsProcessor:
         state = BatchState(
             learners={key: row.copy() for key, row in stored.items()}, bandits={}, sessions={}
         )
+        await conn.execute(_CREATE_BANDIT_ROWS, tenants, list(ALL_BUCKETS))
         for r in await conn.fetch(_LOAD_BANDIT, tenants):
             payload = json.loads(r["beliefs"])
             previous = state.bandits.get(r["tenant_id"], BanditState()).to_dict()

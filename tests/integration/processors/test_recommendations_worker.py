@@ -198,7 +198,7 @@ async def stored_views(pool: asyncpg.Pool) -> tuple[set[ViewRow], dict[tuple[str
     )
     bandit = {
         (r["tenant_id"], r["bucket"]): (json.loads(r["beliefs"]), r["sessions"])
-        for r in await pool.fetch("SELECT * FROM recommendation_bandit")
+        for r in await pool.fetch("SELECT * FROM recommendation_bandit WHERE sessions > 0")
     }
     return {_hashable(tuple(r.values())) for r in rows}, bandit
 
