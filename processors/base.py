@@ -43,9 +43,16 @@ fetcher; a seek made in the signal is overwritten, and the hooks after it are
 synchronous and run once fetching has resumed. Since Kafka's committed offset
 never passes PostgreSQL's, seeking would only save re-reading what was applied
 since Faust's last offset commit (at most ``broker_commit_interval``, 2.8 s, of
-records plus the batch in flight); the skip rule makes that re-read harmless, and a
-record beyond the stored offset (which the rule above excludes, short of holes in
-the topic) is logged as an offset gap.
+records plus the batch in flight); the skip rule makes that re-read harmless.
+
+Offset gaps. A record beyond the stored offset should not happen, yet it was seen
+on the local broker after a two-worker takeover (the survivor started a partition
+far past PostgreSQL's offset; not reproduced on demand). Applying it would lose the
+records in between, so the partition's records are held back (not applied, not
+acked) and the consumer is seeked back to the stored offset, now that fetching runs
+(:func:`processors.offsets.hold_back_gaps`). A re-read that still starts beyond it
+means the topic has a real hole (compaction, retention): then it is applied and
+logged as an offset gap.
 
 Derived and dead-letter records are published BEFORE the commit (step 5), not
 after: published after the commit, a crash between the two would lose them for
