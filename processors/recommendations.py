@@ -24,7 +24,8 @@ Per MasteryUpdated, in order:
    the RNG seeded by the event id, so a replay draws the same strategy;
 3. the ranking (:func:`scheduler.recommend.recommend`) over the tenant's published
    content, the learner's due reviews (``review_schedule``, read as stored) and the
-   tenant's prerequisite graph, at the event's occurred_at;
+   tenant's prerequisite graph, at the event's occurred_at, within a session time
+   budget of the learner's ``learner_profiles.daily_minutes`` (30 without a profile);
 4. ``recommendations`` keeps the learner's latest list, and a RecommendationsUpdated
    (deterministic event_id) is published per event.
 
@@ -48,7 +49,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
@@ -151,6 +152,13 @@ _CREATE_BANDIT_ROWS = """
     FROM unnest($1::text[]) AS t(tenant_id) CROSS JOIN unnest($2::text[]) AS b(bucket)
     ORDER BY t.tenant_id, b.bucket
     ON CONFLICT (tenant_id, bucket) DO NOTHING
+"""
+# The learner's daily study time (minutes) bounds the session's time budget.
+_LOAD_BUDGETS = """
+    SELECT p.tenant_id, p.user_id::text AS user_id, p.daily_minutes
+    FROM learner_profiles AS p
+    JOIN unnest($1::text[], $2::text[]) AS wanted(tenant_id, user_id)
+      ON p.tenant_id = wanted.tenant_id AND p.user_id::text = wanted.user_id
 """
 _LOAD_BANDIT = """
     SELECT tenant_id, bucket, beliefs, sessions FROM recommendation_bandit
@@ -312,10 +320,13 @@ def chain_recommendations(
     content: Mapping[str, TenantContent],
     due: Mapping[LearnerKey, Mapping[str, datetime]],
     config: RecommendConfig = DEFAULT_RECOMMEND_CONFIG,
+    budgets: Mapping[LearnerKey, float] | None = None,
 ) -> list[Ranking]:
     """Apply ``steps`` in order to ``state`` (changed in place); the rankings, in order.
 
-    Pure apart from mutating ``state``: no clock, no I/O, randomness seeded by event ids.
+    ``budgets`` maps a learner to their session time budget in minutes (> 0; the
+    profile's daily_minutes), replacing ``config``'s for them. Pure apart from mutating
+    ``state``: no clock, no I/O, randomness seeded by event ids.
     """
     rankings: list[Ranking] = []
     for step in steps:
@@ -366,6 +377,12 @@ def chain_recommendations(
         state.learners[key] = row
         state.bandits[change.tenant_id] = bandit
         tenant = content.get(change.tenant_id, TenantContent((), {}, ConceptGraph({})))
+        learner_config = config
+        if budgets is not None and key in budgets:
+            learner_config = replace(
+                config,
+                constraints=replace(config.constraints, time_budget_minutes=budgets[key]),
+            )
         items = recommend(
             tenant.catalog,
             mastery,
@@ -374,7 +391,7 @@ def chain_recommendations(
             tenant.requires,
             change.occurred_at,
             row.strategy,
-            config,
+            learner_config,
         )
         rankings.append(Ranking(step, row.strategy, row.bucket, items))
     return rankings
@@ -479,7 +496,13 @@ class RecommendationsProcessor:
             _LOAD_DUE, [k.tenant_id for k in learners], [k.user_id for k in learners]
         ):
             due.setdefault(LearnerKey(r["tenant_id"], r["user_id"]), {})[r["item_id"]] = r["due_at"]
-        rankings = chain_recommendations(steps, state, content, due, self.config)
+        budgets = {
+            LearnerKey(r["tenant_id"], r["user_id"]): float(r["daily_minutes"])
+            for r in await conn.fetch(
+                _LOAD_BUDGETS, [k.tenant_id for k in learners], [k.user_id for k in learners]
+            )
+        }
+        rankings = chain_recommendations(steps, state, content, due, self.config, budgets)
         await _store(conn, state, rankings)
         return [recommendations_updated(r, topic=self._topic) for r in rankings]
 

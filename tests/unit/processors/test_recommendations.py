@@ -77,3 +77,17 @@ def test_replays_are_identical_and_name_only_catalog_items() -> None:
     assert first == again
     assert len(first) == len(steps)
     assert {i.item_id for r in first for i in r.items} <= {c.item_id for c in CATALOG}
+
+
+def test_a_learners_daily_minutes_bound_their_session() -> None:
+    catalog = tuple(
+        ContentItem(f"q{n}", "question", "Q", (f"s{n % 4}",), expected_minutes=3.0)
+        for n in range(12)
+    )
+    content = {"t": TenantContent(catalog, {}, ConceptGraph({}))}
+    short = chain_recommendations(
+        [step(0, 0.3, 0.4, 1)], fresh_state(), content, {}, budgets={KEY: 7.0}
+    )
+    default = chain_recommendations([step(0, 0.3, 0.4, 1)], fresh_state(), content, {})
+    assert len(short[0].items) == 2  # 2 x 3 minutes fit in 7
+    assert len(default[0].items) > 2
