@@ -6,8 +6,10 @@ returned, which is what the views hold (skill_mastery and attempts filled by the
 processors' own code from a slice of ASSISTments 2009 as.csv, filed under the
 learners' app ids through the learner-id mapping); the page updates by itself when new
 answers land; the teacher sees the class heat map and label chart and drills down to a
-learner. Screenshots go to the test's tmp dir (and to docs/img/dashboard.png when that
-file does not exist yet: delete it to refresh the README's picture).
+learner; a learner takes the placement test by clicking; an operator signs in with a
+TOTP code and dismisses a fraud alert. Screenshots go to the test's tmp dir (and to
+docs/img/dashboard.png when that file does not exist yet: delete it to refresh the
+README's picture).
 
 Needs Debian's chromium at /usr/bin/chromium (``make setup-browser``); Playwright drives
 it as is, ``playwright install`` is never run.
@@ -17,9 +19,10 @@ from __future__ import annotations
 
 import shutil
 import threading
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +33,19 @@ import uvicorn
 from playwright.async_api import Browser, Page, async_playwright
 
 from api.app import create_app
-from api.services import learner_ids
+from api.services import learner_ids, mfa
 from api.services.mastery import mastery_label
 from api.services.principals import Role
 from infra import services
 from infra.replay import ReplayAttempt, assistments_as_csv
 from learnstream.settings import Settings
 from tests.integration.api.conftest import PASSWORD, make_user
-from tests.integration.api.seeding import ensure_skill, replay_into_views
+from tests.integration.api.seeding import (
+    calibrate,
+    ensure_skill,
+    publish_question,
+    replay_into_views,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -348,3 +356,107 @@ async def test_page_and_assets_are_served(api_server: ServerThread) -> None:
         assert script.status_code == 200
         assert "Chart.js v4.6.1" in script.text[:200]
         assert (await client.get("/static/nope.js")).status_code == 404
+
+
+async def test_placement_and_operator_views_work_in_the_browser(
+    api_server: ServerThread,
+    browser: Browser,
+    db_pool: asyncpg.Pool,
+    api_settings: Settings,
+    tenants: tuple[str, str],
+    topics: Settings,
+    tmp_path: Path,
+) -> None:
+    # A small calibrated bank, a learner who takes the test by clicking the choices.
+    await ensure_skill(db_pool, tenant_id="acme", skill_id="fractions", name="Fractions")
+    for k in range(6):
+        await publish_question(
+            db_pool,
+            tenant_id="acme",
+            item_id=f"q{k}",
+            skill_id="fractions",
+            prompt=f"Question {k}",
+            choices=["right", "wrong"],
+            answer_key=["right"],
+        )
+        await calibrate(db_pool, tenant_id="acme", item_id=f"q{k}", a=1.0, b=-1.5 + 0.6 * k)
+    learner = await make_user(
+        db_pool, api_settings, tenant_id="acme", roles={Role.LEARNER}, email_address="l@example.org"
+    )
+    context = await browser.new_context(viewport={"width": 1440, "height": 1100})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await sign_in_on_page(page, api_server.url, "l@example.org", "learner")
+    await page.click("text=Take the placement test")
+    part = page.locator('[data-part="placement"]')
+    clicks = 0
+    while "logits" not in await part.inner_text():
+        assert clicks < 6, "the test should end within the bank"
+        await part.locator(".choices button", has_text="right").click()
+        clicks += 1
+        await page.wait_for_function(
+            """(n) => {
+                const text = document.querySelector('[data-part="placement"]').innerText;
+                return text.includes("logits") || text.includes(`Question ${n + 1} of`);
+            }""",
+            arg=clicks,
+        )
+    stored = await db_pool.fetchrow(
+        "SELECT * FROM placement_results WHERE user_id = $1", uuid.UUID(learner.id)
+    )
+    assert stored is not None
+    assert stored["items_administered"] == clicks
+    assert stored["correct"] == clicks
+    shown = await page.locator('[data-part="placement"]').inner_text()
+    assert f"from {clicks} questions ({clicks} right)" in shown
+    await page.screenshot(path=str(tmp_path / "placement.png"), full_page=True)
+    await context.close()
+
+    # An operator signs in with a TOTP code and dismisses a fraud alert.
+    operator = await make_user(
+        db_pool,
+        api_settings,
+        tenant_id="acme",
+        roles={Role.OPERATOR},
+        email_address="o@example.org",
+    )
+    now = datetime.now(UTC)
+    enrolment = await mfa.begin_enrolment(db_pool, user_id=operator.id, issuer="test")
+    await mfa.confirm_enrolment(
+        db_pool,
+        tenant_id="acme",
+        user_id=operator.id,
+        code=mfa.code_at(enrolment.secret, now),
+        ip=None,
+        now=now,
+    )
+    await db_pool.execute(
+        """
+        INSERT INTO fraud_signals (tenant_id, subject_kind, subject_id, user_id, occurred_at,
+            score, reasons, flagged, last_cause_id)
+        VALUES ('acme', 'attempt', 'e-1', 'stu-7', $1, 0.93,
+                '[{"signal": "rapid_response", "weight": 0.9, "detail": "answered in 0.7 s"}]',
+                true, 'c')
+        """,
+        now,
+    )
+    context = await browser.new_context(viewport={"width": 1440, "height": 900})
+    page = await context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await sign_in_on_page(page, api_server.url, "o@example.org", "operator")
+    await page.wait_for_selector("#mfa-field:not([hidden])")
+    code = mfa.code_at(enrolment.secret, datetime.now(UTC) + timedelta(seconds=30))
+    await page.fill("input[name=code]", code)
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_selector("#fraud-alerts >> text=answered in 0.7 s")
+    await page.wait_for_selector("#pipeline tbody tr")
+    await page.screenshot(path=str(tmp_path / "operator.png"), full_page=True)
+    await page.click("#fraud-alerts >> text=Dismiss")
+    await page.wait_for_selector("#fraud-alerts >> text=no alerts to review")
+    decision = await db_pool.fetchval(
+        "SELECT decision FROM fraud_reviews WHERE tenant_id = 'acme' AND subject_id = 'e-1'"
+    )
+    assert decision == "dismissed"
+    await context.close()
+    assert errors == []
