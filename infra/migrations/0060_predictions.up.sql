@@ -22,7 +22,7 @@ CREATE TABLE prediction_learner_state (
     model_version  text NOT NULL,
     answers_seen   bigint NOT NULL CHECK (answers_seen >= 0),  -- attempts applied, ever
     history        jsonb NOT NULL,  -- [[skill ids], correct] of the last attempts, oldest first
-    recurrent      bytea,           -- the model's recurrent state (torch.save), NULL for others
+    recurrent      bytea,           -- the model's recurrent state (.npy bytes), NULL for others
     p_next         jsonb NOT NULL,  -- skill id -> P(correct) on the next attempt
     updated_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, user_id, role)
