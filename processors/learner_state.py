@@ -50,6 +50,7 @@ months are removed by dropping their partitions (docs/operations.md).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -239,7 +240,7 @@ def review_step(
 ) -> tuple[ReviewState, bool]:
     """The item's review state after ``attempt``; True when a state of another algorithm
     was dropped (the tenant switched algorithms) and the schedule restarted."""
-    scheduler = srs.make_scheduler(algorithm)
+    scheduler = _scheduler(algorithm)
     reset = False
     state = scheduler.new_state()
     if before is not None:
@@ -269,6 +270,13 @@ def review_step(
         ),
         reset,
     )
+
+
+@functools.cache
+def _scheduler(algorithm: str) -> srs.Scheduler[Any]:
+    # Schedulers are stateless apart from their configuration; building FSRS's
+    # validates its 21 weights, so one per algorithm, not one per review.
+    return srs.make_scheduler(algorithm)
 
 
 class TenantCache(Generic[T]):
