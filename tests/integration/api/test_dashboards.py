@@ -26,6 +26,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from redis.asyncio import Redis
 
 from api.app import create_app
 from api.services.mastery import mastery_label
@@ -469,7 +470,7 @@ async def test_recommendations_and_inbox_come_from_their_views_when_present(
 
 
 async def test_learner_id_mapping_rules_and_erasure_follow_it(
-    api_client: httpx.AsyncClient, db_pool: asyncpg.Pool, school: School
+    api_client: httpx.AsyncClient, db_pool: asyncpg.Pool, api_settings: Settings, school: School
 ) -> None:
     admin = school.admin.headers
     taken = await api_client.put(
@@ -496,12 +497,28 @@ async def test_learner_id_mapping_rules_and_erasure_follow_it(
     )
     assert shown.json()["learner_id"] == school.learners[1].user.id
 
-    erased = await api_client.post(
-        f"/v1/learners/{school.learners[0].user.id}/privacy/erasure",
-        json={"confirm": True},
-        headers=admin,
-    )
-    assert erased.status_code == 200, erased.text
+    ns = api_settings.redis_namespace
+    erased_keys = [
+        f"{ns}:learner:acme:stu-1",
+        f"{ns}:placement:acme:{school.learners[0].user.id}",
+        f"{ns}:x:acme:stu-1:extra",
+    ]
+    kept_keys = [f"{ns}:learner:acme:stu-10", f"{ns}:learner:globex:stu-1"]
+    redis = Redis.from_url(api_settings.redis_url)
+    try:
+        for key in erased_keys + kept_keys:
+            await redis.set(key, b"1")
+        erased = await api_client.post(
+            f"/v1/learners/{school.learners[0].user.id}/privacy/erasure",
+            json={"confirm": True},
+            headers=admin,
+        )
+        assert erased.status_code == 200, erased.text
+        # Whole ids only: "stu-10" and another tenant's "stu-1" stay.
+        assert [await redis.exists(k) for k in erased_keys] == [0, 0, 0]
+        assert [await redis.exists(k) for k in kept_keys] == [1, 1]
+    finally:
+        await redis.aclose()
     assert erased.json()["rows_deleted"]["skill_mastery"] == 3  # two under stu-1, one under the id
     assert await db_pool.fetchval("SELECT count(*) FROM skill_mastery WHERE user_id = 'stu-1'") == 0
     assert (
