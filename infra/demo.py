@@ -37,7 +37,9 @@ from learnstream.settings import Settings, get_settings
 PROTOBUF = "application/x-protobuf"
 SENDERS = 4  # concurrent HTTP senders, each owning a disjoint set of learners
 BATCH_SIZE = 500
-PROCESSORS = ("mastery",)
+# Stream processors the demo starts (python -m processors NAME); each gets its own
+# /metrics port, processor_web_port + its index (0 keeps them all off).
+PROCESSORS = ("learner_state", "code_submissions", "lake_sink")
 
 
 @dataclass
@@ -151,7 +153,7 @@ async def wait_for_mastery(settings: Settings, tenant_id: str, expected: int) ->
             await asyncio.sleep(0.5)
         raise LearnstreamError(
             f"the mastery view counted {counted} of {expected} answers after 10 minutes; "
-            f"see {settings.run_dir / 'processor-mastery.log'}"
+            f"see {settings.run_dir / 'processor-learner_state.log'}"
         )
     finally:
         progress.close()
@@ -190,8 +192,9 @@ async def run_demo(settings: Settings) -> None:
 
     print("starting ingest, processors and read API ...", file=sys.stderr)
     start_process(settings, "ingest", ["ingest"])
-    for name in PROCESSORS:
-        start_process(settings, f"processor-{name}", ["processors", name])
+    for index, name in enumerate(PROCESSORS):
+        port = settings.processor_web_port + index if settings.processor_web_port else 0
+        start_process(settings, f"processor-{name}", ["processors", name, "--web-port", str(port)])
     start_process(settings, "api", ["api"])
     await wait_ready(
         f"http://127.0.0.1:{settings.ingest_port}/readyz",
