@@ -5,7 +5,8 @@ twice and SIGTERMed once at random points (tests/integration/processors/crash.py
 restarted each time, each restart rebuilding learners' recurrent state from
 prediction_learner_state. skill_predictions must then equal an uninterrupted replay of
 every learner's attempts through the same model (up to float rounding of batches of
-other sizes), and each learner's state must have counted every attempt exactly once.
+other sizes), and each learner's state and the champion's shadow score must have
+counted every attempt exactly once.
 """
 
 from __future__ import annotations
@@ -76,3 +77,8 @@ async def test_killed_predictions_worker_ends_with_the_uninterrupted_predictions
         "SELECT user_id, answers_seen FROM prediction_learner_state WHERE role = 'champion'"
     )
     assert {r["user_id"]: r["answers_seen"] for r in rows} == counts, f"seed {seed}"
+    # Scores are exactly-once too: every attempt but each learner's first is scored once.
+    scored = await db_pool.fetchval(
+        "SELECT n FROM model_shadow_scores WHERE role = 'champion' AND subgroup_kind = 'all'"
+    )
+    assert scored == len(specs) - len(counts), f"seed {seed}"
