@@ -8,12 +8,12 @@ maximum information with randomesque exposure control, and the test stops at
 ``placement_max_items`` answers or once the ability SE reaches ``placement_se_target``.
 
 Session state lives in Redis under ``<namespace>:placement:<tenant>:<account>`` with a
-TTL renewed on every step: the CAT state, the bank snapshot the session started with
-(item ids, skills, a, b, c: indices stay valid if content changes meanwhile), the item
-being asked, and the seed of its random picks. Each step replaces the stored value only
-if it is still the one the step read (compare-and-set), so a double-submitted answer
-is refused instead of counted twice. The server grades answers against the question's
-answer key; the key never leaves the server.
+TTL that resuming, reading and answering renew: the CAT state, the bank snapshot the
+session started with (item ids, skills, a, b, c: indices stay valid if content changes
+meanwhile), the item being asked, and the seed of its random picks. Each step replaces
+the stored value only if it is still the one the step read (compare-and-set), so a
+double-submitted answer is refused instead of counted twice. The server grades answers
+against the question's answer key; the key never leaves the server.
 
 When the test ends, one PostgreSQL transaction writes the result (``placement_results``),
 the seeds and the onboarding step; then a ``PlacementEvent`` goes to the placements
@@ -388,6 +388,7 @@ async def start(
     key = session_key(settings, tenant_id=tenant_id, user_id=user_id)
     existing = await _stored_session(redis, key)
     if existing is not None:
+        await redis.expire(key, settings.placement_session_ttl_s)  # resuming is activity
         return await _view(db, existing[1], settings, now), False
     learner_id = await learner_ids.require_learner_id(db, tenant_id=tenant_id, user_id=user_id)
     bank = await load_bank(db, tenant_id=tenant_id)
@@ -446,6 +447,8 @@ async def get(
         redis, settings, tenant_id=tenant_id, user_id=user_id, placement_id=placement_id
     )
     if stored is not None:
+        key = session_key(settings, tenant_id=tenant_id, user_id=user_id)
+        await redis.expire(key, settings.placement_session_ttl_s)  # reading is activity
         return await _view(db, stored[1], settings, now)
     result = await _stored_result(
         db, tenant_id=tenant_id, user_id=user_id, placement_id=placement_id
