@@ -30,8 +30,9 @@ Per MasteryUpdated, in order:
    (deterministic event_id) is published per event.
 
 Caches. Published content is cached per tenant and reloaded when the fingerprint of
-``content_items`` and ``irt_item_parameters`` (row count, latest update) changes; the
-fingerprint query runs once per batch for all the batch's tenants. The concept graph
+``content_items`` and ``irt_item_parameters`` (row count, latest update) changes, or
+after ``processor_cache_ttl_s``; the fingerprint query runs once per batch for all the
+batch's tenants. The concept graph
 is cached by its ``concept_graph_versions`` version, as in :mod:`processors.gaps`.
 Learners, due reviews and bandit rows are loaded with one query each per batch.
 
@@ -48,6 +49,7 @@ written by others; a replay sees them as they are at replay time.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -462,7 +464,11 @@ class RecommendationsProcessor:
         self._topic = settings.topic(Stream.RECOMMENDATIONS)
         # Read-through caches of database state, tagged with what they were read at
         # (so apply() still keeps no state of its own between calls).
-        self._catalogs: dict[str, tuple[tuple[Any, ...], tuple[ContentItem, ...]]] = {}
+        # tenant -> (fingerprint, time.monotonic() of the load, catalog)
+        self._catalogs: dict[str, tuple[tuple[Any, ...], float, tuple[ContentItem, ...]]] = {}
+        # A catalog is also reloaded after this long, in case an edit left the
+        # fingerprint unchanged (two API hosts writing updated_at with skewed clocks).
+        self._catalog_ttl_s = settings.processor_cache_ttl_s
         self._graphs: dict[str, tuple[int, dict[str, list[str]], ConceptGraph]] = {}
 
     def decode(self, record: SourceRecord) -> MasteryStep:
@@ -521,9 +527,10 @@ class RecommendationsProcessor:
         for tenant in tenants:
             fingerprint = fingerprints.get(tenant, ())
             cached = self._catalogs.get(tenant)
-            if cached is None or cached[0] != fingerprint:
+            now = time.monotonic()
+            if cached is None or cached[0] != fingerprint or now - cached[1] > self._catalog_ttl_s:
                 rows = await conn.fetch(_PUBLISHED_CONTENT, tenant)
-                self._catalogs[tenant] = (fingerprint, tuple(content_item(r) for r in rows))
+                self._catalogs[tenant] = (fingerprint, now, tuple(content_item(r) for r in rows))
             version = versions.get(tenant, 0)
             graph = self._graphs.get(tenant)
             if graph is None or graph[0] != version:
@@ -532,7 +539,7 @@ class RecommendationsProcessor:
                     requires.setdefault(r["skill_id"], []).append(r["prerequisite_id"])
                 self._graphs[tenant] = (version, requires, ConceptGraph(requires, version))
             _, requires, concept_graph = self._graphs[tenant]
-            content[tenant] = TenantContent(self._catalogs[tenant][1], requires, concept_graph)
+            content[tenant] = TenantContent(self._catalogs[tenant][2], requires, concept_graph)
         return content
 
 

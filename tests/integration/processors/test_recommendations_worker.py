@@ -5,7 +5,8 @@ Proves: MasteryUpdated events derived from real ASSISTments attempts give exactl
 replay (:func:`processors.recommendations.chain_recommendations`) over content stored
 in the CMS tables; only published items are ever recommended (drafts, items under
 review and archived items never); each row has a reason; sessions closed by idle
-time rewarded the bandit.
+time rewarded the bandit; an item published while the worker runs is ranked on the
+learner's next event (catalog cache refreshed).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from learnstream.events.v1 import derived_pb2
+from learnstream.events.v1 import derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream
 from learnstream.settings import Settings
 from processors.app import app_id
@@ -137,6 +138,40 @@ async def write_due_reviews(
     return {k: v for k, v in due.items() if v}
 
 
+async def publish_question(
+    pool: asyncpg.Pool, item_id: str, skill: str, *, difficulty: float
+) -> None:
+    """A published question on ``skill`` with calibrated IRT b = ``difficulty``."""
+    await pool.execute(
+        "INSERT INTO content_items (tenant_id, item_id, kind, status, current_version, "
+        "published_version) VALUES ($1, $2, 'question', 'published', 1, 1)",
+        TENANT,
+        item_id,
+    )
+    await pool.execute(
+        "INSERT INTO content_versions (tenant_id, item_id, version, title, skill_ids, payload, "
+        "search_vector) VALUES ($1, $2, 1, $2, $3, '{}'::jsonb, to_tsvector($2))",
+        TENANT,
+        item_id,
+        [skill],
+    )
+    await pool.execute(
+        "INSERT INTO irt_item_parameters (tenant_id, item_id, a, b) VALUES ($1, $2, 1.0, $3)",
+        TENANT,
+        item_id,
+        difficulty,
+    )
+
+
+def weak_skill_update(user_id: str, specs: Sequence[AttemptSpec]) -> bytes:
+    """A MasteryUpdated after the stream: skill zz-new at p_mastery 0.05 after 5 answers."""
+    envelope = envelope_pb2.Envelope(event_id=str(uuid.uuid4()), tenant_id=TENANT, user_id=user_id)
+    envelope.occurred_at.FromDatetime(specs[-1].occurred_at + timedelta(minutes=5))
+    event = derived_pb2.MasteryUpdated(envelope=envelope, cause_event_id=str(uuid.uuid4()))
+    event.skills.add(skill_id="zz-new", p_mastery_before=0.1, p_mastery=0.05, attempts=5)
+    return event.SerializeToString()
+
+
 def steps_of(records: Sequence[OutgoingRecord], topic: str) -> list[MasteryStep]:
     return [
         decode_mastery_step(SourceRecord(topic, 0, n, r.key, r.value))
@@ -235,7 +270,29 @@ async def test_worker_matches_the_replay_and_recommends_only_published_items(
             timeout_s=120,
             worker=worker,
         )
-    rows, bandit = await stored_views(db_pool)
+        rows, bandit = await stored_views(db_pool)
+
+        # Content published while the worker runs is ranked on the learner's next event
+        # (the catalog fingerprint changed): an easy question on a new, weak skill.
+        learner = specs[-1].user_id
+        await write_concept_graph(db_pool, TENANT, ["zz-new"], {})
+        await publish_question(db_pool, "q-zz-new", "zz-new", difficulty=-5.0)
+        published.add("q-zz-new")
+        follow_up = weak_skill_update(learner, specs)
+        more = produce_in_order(
+            settings, [(mastery_topic, f"{TENANT}:{learner}".encode(), follow_up)], partition=0
+        )[mastery_topic]
+        await wait_for(
+            lambda: offsets_reached(db_pool, group, mastery_topic, more),
+            what="the follow-up applied",
+            timeout_s=30,
+            worker=worker,
+        )
+    followed = await db_pool.fetch(
+        "SELECT item_id FROM recommendations WHERE user_id = $1 ORDER BY rank", learner
+    )
+    assert "q-zz-new" in [r["item_id"] for r in followed]
+
     assert rows == expected_rows
     assert normalised_bandit(bandit) == normalised_bandit(expected_bandit)
 
@@ -250,7 +307,9 @@ async def test_worker_matches_the_replay_and_recommends_only_published_items(
     # Idle gaps closed sessions, and each closed session rewarded one bucket's arm.
     assert sum(sessions for _, sessions in bandit.values()) > 0
 
-    wanted = {derived_event_id(r.step.change.event_id, "recommendations_updated") for r in rankings}
+    causes = [r.step.change.event_id for r in rankings]
+    causes.append(derived_pb2.MasteryUpdated.FromString(follow_up).envelope.event_id)
+    wanted = {derived_event_id(cause, "recommendations_updated") for cause in causes}
     seen: dict[str, bytes] = {}
 
     def every_event(messages: list[Any]) -> bool:
