@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.setup-stamp
 BUF    := node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-browser proto lint test test-unit test-integration demo services stop bench clean
+.PHONY: help setup setup-browser proto lint test test-unit test-integration demo demo-reset services stop bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ demo: $(STAMP) ## The whole pipeline on real data: services, ingest, processors,
 
 stop: $(STAMP) ## Stop everything `make demo` or `make services` started
 	$(PY) -m infra.demo stop
+
+demo-reset: $(STAMP) ## Stop the demo and forget its data (database, Redis keys, lake)
+	$(PY) -m infra.demo reset
 
 bench: $(STAMP) ## Run the benchmarks; figures are printed and written to bench/results/
 	$(PY) -m bench

@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 from tqdm import tqdm
 
@@ -39,7 +40,33 @@ SENDERS = 4  # concurrent HTTP senders, each owning a disjoint set of learners
 BATCH_SIZE = 500
 # Stream processors the demo starts (python -m processors NAME); each gets its own
 # /metrics port, processor_web_port + its index (0 keeps them all off).
-PROCESSORS = ("learner_state", "code_submissions", "lake_sink")
+PROCESSORS = (
+    "learner_state",
+    "code_submissions",
+    "lake_sink",
+    "gaps",
+    "fraud",
+    "aggregates",
+    "recommendations",
+    "notifications",
+    "predictions",
+)
+# What the summary counts, per view: (label, SQL over the demo tenant's rows).
+VIEW_COUNTS = (
+    ("skill_mastery rows", "SELECT count(*) FROM skill_mastery WHERE tenant_id = $1"),
+    ("learner_ability rows", "SELECT count(*) FROM learner_ability WHERE tenant_id = $1"),
+    ("review_schedule rows", "SELECT count(*) FROM review_schedule WHERE tenant_id = $1"),
+    ("attempts history", "SELECT count(*) FROM attempts WHERE tenant_id = $1"),
+    (
+        "open knowledge gaps",
+        "SELECT count(*) FROM knowledge_gaps WHERE tenant_id = $1 AND status = 'open'",
+    ),
+    ("fraud-flagged answers", "SELECT count(*) FROM flagged_attempts WHERE tenant_id = $1"),
+    ("activity aggregates", "SELECT count(*) FROM activity_aggregates WHERE tenant_id = $1"),
+    ("recommendation rows", "SELECT count(*) FROM recommendations WHERE tenant_id = $1"),
+    ("notifications", "SELECT count(*) FROM notifications WHERE tenant_id = $1"),
+    ("skill predictions", "SELECT count(*) FROM skill_predictions WHERE tenant_id = $1"),
+)
 
 
 @dataclass
@@ -160,6 +187,45 @@ async def wait_for_mastery(settings: Settings, tenant_id: str, expected: int) ->
         await conn.close()
 
 
+async def wait_for_downstream(settings: Settings, *, quiet_s: float = 4.0) -> None:
+    """Wait until every processor's stored offsets stop moving for ``quiet_s`` seconds.
+
+    The processors after mastery (gaps, recommendations, ...) read derived topics, so
+    they finish a little later; the broker's end offsets cannot tell us (Tansu reports
+    them wrongly), the offsets stored in PostgreSQL can.
+    """
+    conn = await db.connect(settings)
+    try:
+        last, quiet_since = None, time.monotonic()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            total = await conn.fetchval(
+                "SELECT coalesce(sum(next_offset), 0) FROM processor_offsets"
+            )
+            if total != last:
+                last, quiet_since = total, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def view_counts(settings: Settings, tenant_id: str) -> list[tuple[str, int]]:
+    """Row counts of the views for the tenant (missing views are skipped)."""
+    conn = await db.connect(settings)
+    try:
+        counts = []
+        for label, query in VIEW_COUNTS:
+            try:
+                counts.append((label, int(await conn.fetchval(query, tenant_id))))
+            except asyncpg.UndefinedTableError:
+                continue
+        return counts
+    finally:
+        await conn.close()
+
+
 async def show_learners(settings: Settings, api_key: str, learners: list[str]) -> None:
     """Print a few learners' mastery as the read API returns it."""
     async with httpx.AsyncClient(timeout=10.0) as client:
@@ -224,6 +290,9 @@ async def run_demo(settings: Settings) -> None:
         if event.attempt.envelope.event_id not in totals.rejected_event_ids
     )
     processing_s = await wait_for_mastery(settings, tenant_id, expected_answers)
+    await wait_for_downstream(settings)
+    counts = await view_counts(settings, tenant_id)
+    lake_files = sorted((settings.data_dir / "lake").rglob("*.parquet"))
 
     learners = list(replay.iter_learners(attempts))
     skills = {skill for a in attempts for skill in a.skill_ids}
@@ -238,6 +307,10 @@ async def run_demo(settings: Settings) -> None:
     print(f"  ingest     {len(events) / totals.seconds:>9,.0f} events/s over HTTP")
     print(f"  processed  all answers {processing_s:.1f} s after the last POST returned")
     print(f"  skills     {len(skills):>9,}")
+    print("Views (PostgreSQL) and lake:")
+    for label, count in counts:
+        print(f"  {label:<24} {count:>9,}")
+    print(f"  {'lake Parquet files':<24} {len(lake_files):>9,}  under {settings.data_dir / 'lake'}")
     await show_learners(settings, api_key, learners[:3])
     print()
     print(f"Ingest API  http://127.0.0.1:{settings.ingest_port}/docs")
@@ -246,14 +319,35 @@ async def run_demo(settings: Settings) -> None:
     print("The services keep running. Stop everything with `make stop`.")
 
 
+async def reset(settings: Settings) -> None:
+    """Forget everything the demo stored: the database, this namespace's Redis keys, the lake."""
+    import shutil
+
+    import redis.asyncio as redis
+
+    await db.drop_database(settings)
+    client = redis.from_url(settings.redis_url)
+    try:
+        async for key in client.scan_iter(match=f"{settings.redis_namespace}:*", count=1000):
+            await client.delete(key)
+    finally:
+        await client.aclose()
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m infra.demo", description=__doc__)
-    parser.add_argument("command", nargs="?", choices=["run", "stop"], default="run")
+    parser.add_argument("command", nargs="?", choices=["run", "stop", "reset"], default="run")
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.command == "stop":
         stopped = stop_all(settings)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return
+    if args.command == "reset":
+        stopped = stop_all(settings)
+        asyncio.run(reset(settings))
+        print(f"stopped {stopped or 'nothing'}; dropped the database, Redis keys and lake")
         return
     try:
         services.up(settings)
