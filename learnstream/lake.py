@@ -21,8 +21,12 @@ Layout (hive partitioning, one folder per UTC day and tenant)::
 * Replays are idempotent: writing offsets ``[a, b]`` of one topic partition rewrites
   the file named after ``a`` and removes, in each folder it writes, the files of the
   same topic partition whose first offset lies in ``(a, b]`` (left by an earlier
-  attempt whose offsets were not committed; the replay covers them again). So
-  consuming the same offsets twice, with any batching, leaves every record once.
+  attempt whose offsets were not committed; the replay covers them again). That
+  holds when each call covers one folder (one day and tenant), which is how the
+  lake sink calls it (``processors/lake_sink.py`` names each file after that
+  group's own first offset). A call spanning several folders, replayed with other
+  batch boundaries, can leave a record twice: ``tests/unit/processors/test_lake_sink.py``
+  shows the case.
 
 Inside a file rows are ordered by ``kafka_offset``; columns follow
 :data:`ATTEMPT_FILE_SCHEMA`. Timestamps are UTC milliseconds.
