@@ -7,9 +7,17 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 BUF    := node_modules/.bin/buf
+# Airflow gets its own environment: it and faust-streaming need different croniter
+# versions. The project is installed there without its dependencies, plus what the
+# DAG tasks import (ml/, scheduler/, learnstream/) and what the DAG tests need.
+AF_VENV  := .venv-airflow
+AF_PY    := $(AF_VENV)/bin/python
+AF_STAMP := $(AF_VENV)/.setup-stamp
+AIRFLOW_PACKAGES := apache-airflow numpy scipy torch mlflow-skinny sqlalchemy alembic \
+	pyarrow pydantic pydantic-settings asyncpg confluent-kafka pytest pytest-asyncio
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-browser proto lint test test-unit test-integration demo demo-reset services stop bench clean
+.PHONY: help setup setup-airflow setup-browser proto lint test test-unit test-integration demo demo-reset services stop bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,6 +38,15 @@ $(STAMP): pyproject.toml infra/constraints.txt package.json
 
 setup: $(STAMP) ## Create .venv and install everything (idempotent)
 
+$(AF_STAMP): pyproject.toml infra/constraints-airflow.txt
+	test -x $(AF_PY) || $(PYTHON) -m venv $(AF_VENV)
+	$(AF_PY) -m pip install --quiet --upgrade pip
+	$(AF_PY) -m pip install --quiet -c infra/constraints-airflow.txt $(AIRFLOW_PACKAGES)
+	$(AF_PY) -m pip install --quiet --no-deps -e .
+	touch $(AF_STAMP)
+
+setup-airflow: $(AF_STAMP) ## Create .venv-airflow (Airflow 3 + the project, no Faust) for dags/
+
 # The dashboard's browser test drives Debian's chromium with Playwright (never
 # `playwright install`). Installs the package only when /usr/bin/chromium is missing.
 setup-browser: ## Install Debian chromium for the dashboard browser test (idempotent)
@@ -48,8 +65,10 @@ lint: $(STAMP) ## ruff, mypy, buf lint and buf breaking against the released sch
 	$(VENV)/bin/mypy .
 	cd proto && ../$(BUF) lint && ../$(BUF) breaking --against released/v1.binpb
 
-test: $(STAMP) setup-browser ## Run every test tier (unit, property, integration, e2e)
+test: $(STAMP) $(AF_STAMP) setup-browser ## Every test tier (unit, property, integration, e2e), DAGs too
 	$(PY) -m pytest $(PYTEST_ARGS)
+	# The DAG tests need Airflow, so they run in .venv-airflow (the run above skips them).
+	$(AF_PY) -m pytest tests/unit/dags tests/integration/dags $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## Only the fast tiers (unit, property)
 	$(PY) -m pytest -m 'unit or property' $(PYTEST_ARGS)
@@ -70,4 +89,4 @@ bench: $(STAMP) ## Run the benchmarks; figures are printed and written to bench/
 	$(PY) -m bench
 
 clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) node_modules .data .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AF_VENV) node_modules .data .run .pytest_cache .mypy_cache .ruff_cache

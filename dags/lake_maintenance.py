@@ -55,13 +55,19 @@ def lake_maintenance() -> None:
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from learnstream.settings import get_settings
         from ml.jobs import lake_maintenance
         from ml.jobs.common import Interval, options_from_params
 
         options = options_from_params(lake_maintenance.MaintenanceOptions, params or {})
         interval = Interval.of(data_interval_start, data_interval_end)
-        return lake_maintenance.check_quality(get_settings(), interval, options)
+        try:
+            return lake_maintenance.check_quality(get_settings(), interval, options)
+        except lake_maintenance.DataQualityError as error:
+            # Bad files do not heal by waiting: fail now instead of retrying.
+            raise AirflowFailException(str(error)) from error
 
     @task
     def report(

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,11 +191,11 @@ def run_dag(dag_bag, project_settings):
     return run
 
 
-def fetch(settings, query: str, *args: object) -> list[dict[str, object]]:
+def fetch(settings, query: str, *args: object) -> list[dict[str, Any]]:
     """Rows of one query on the test database, as dicts."""
     from learnstream import db
 
-    async def run() -> list[dict[str, object]]:
+    async def run() -> list[dict[str, Any]]:
         connection = await db.connect(settings)
         try:
             return [dict(r) for r in await connection.fetch(query, *args)]

@@ -46,9 +46,11 @@ def test_bkt_fit_publishes_each_skill_once_and_reruns_identically(
     assert {(r["tenant_id"], r["skill_id"]): r["n_answers"] for r in rows} == wanted
     assert {r["tenant_id"] for r in rows} == set(small_lake.tenants)
     for row in rows:
-        assert 0.0 < row["prior"] < 1.0 and 0.0 < row["learn"] < 1.0
+        assert 0.0 < row["prior"] < 1.0
+        assert 0.0 < row["learn"] < 1.0
         # scheduler.bkt's default bounds keep fits non-degenerate.
-        assert row["guess"] < 0.5 and row["slip"] < 0.5
+        assert row["guess"] < 0.5
+        assert row["slip"] < 0.5
         assert row["forget"] == 0.0
         assert row["log_likelihood"] < 0.0
         assert row["fitted_at"] == INTERVAL_END
