@@ -29,7 +29,7 @@ import asyncpg
 import httpx
 from tqdm import tqdm
 
-from infra import replay, services
+from infra import demo_content, replay, services
 from learnstream import db
 from learnstream.events.v1 import ingest_pb2
 from learnstream.exceptions import LearnstreamError
@@ -256,6 +256,18 @@ async def run_demo(settings: Settings) -> None:
     finally:
         await conn.close()
 
+    dataset, attempts = replay.load_replay(settings.dataset_dir, settings.demo_dataset)
+    if dataset == "simulated":
+        print(
+            f"dataset {settings.demo_dataset} not found under {settings.dataset_dir}; "
+            "replaying simulated learners instead",
+            file=sys.stderr,
+        )
+    events = [replay.attempt_event(a, dataset=dataset, tenant_id=tenant_id) for a in attempts]
+    # Before the processors start, so their caches load the catalog and parameters.
+    print("publishing demo content and calibrating on the replayed answers ...", file=sys.stderr)
+    seeded = await demo_content.seed(settings, tenant_id, attempts, events)
+
     print("starting ingest, processors and read API ...", file=sys.stderr)
     start_process(settings, "ingest", ["ingest"])
     for index, name in enumerate(PROCESSORS):
@@ -273,14 +285,6 @@ async def run_demo(settings: Settings) -> None:
         log_path=settings.run_dir / "api.log",
     )
 
-    dataset, attempts = replay.load_replay(settings.dataset_dir, settings.demo_dataset)
-    if dataset == "simulated":
-        print(
-            f"dataset {settings.demo_dataset} not found under {settings.dataset_dir}; "
-            "replaying simulated learners instead",
-            file=sys.stderr,
-        )
-    events = [replay.attempt_event(a, dataset=dataset, tenant_id=tenant_id) for a in attempts]
     requests = replay.shard_by_learner(events, SENDERS, BATCH_SIZE)
     totals = await post_replay(settings, api_key, requests, len(events))
     # Duplicates count too: their first run already put them in the view.
@@ -307,6 +311,14 @@ async def run_demo(settings: Settings) -> None:
     print(f"  ingest     {len(events) / totals.seconds:>9,.0f} events/s over HTTP")
     print(f"  processed  all answers {processing_s:.1f} s after the last POST returned")
     print(f"  skills     {len(skills):>9,}")
+    print(
+        f"  seeded     {seeded.published_items:>9,} published questions over {seeded.skills} "
+        f"skills; {seeded.irt_items:,} IRT items and {seeded.bkt_skills} BKT skills calibrated"
+    )
+    print(
+        "             on the replayed answers themselves (in production the DAGs "
+        "calibrate from the lake)"
+    )
     print("Views (PostgreSQL) and lake:")
     for label, count in counts:
         print(f"  {label:<24} {count:>9,}")
