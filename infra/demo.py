@@ -1,7 +1,9 @@
 """``make demo``: the whole pipeline on real data, on local defaults.
 
 1. Starts (or checks) the broker, PostgreSQL and Redis; migrates; creates topics.
-2. Creates a demo tenant API key.
+2. Creates a demo tenant API key; seeds the tenant (:mod:`infra.demo_content`): one
+   published question per replayed item through the CMS workflow, and IRT/BKT
+   parameters calibrated by the DAG jobs' functions on the replayed answers themselves.
 3. Starts the ingest API, the stream processors and the read API as background
    processes (PIDs and logs in ``.run/``).
 4. Replays a real dataset (``LEARNSTREAM_DEMO_DATASET``, default pyBKT's ASSISTments
