@@ -42,13 +42,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-from google.protobuf.message import DecodeError
 
 from learnstream.events.v1 import attempt_pb2, code_submission_pb2, envelope_pb2
 from learnstream.kafka import (
@@ -63,7 +61,7 @@ from processors import metrics
 from processors.base import Decoded
 from processors.code_metrics import CodeMetrics, UnparsableSource, analyze_python
 from processors.exceptions import PoisonEvent
-from processors.offsets import SourceRecord, derived_event_id
+from processors.offsets import SourceRecord, decode_learner_event, derived_event_id
 
 NAME = "code_submissions"
 PYTHON_NAMES = frozenset({"python", "python3", "py"})
@@ -104,24 +102,8 @@ class Assessment:
 
 def decode_submission(record: SourceRecord) -> Submission:
     """Parse and validate a CodeSubmissionEvent record; PoisonEvent says what is wrong."""
-    if record.value is None:
-        raise PoisonEvent("record has no value")
-    try:
-        event = code_submission_pb2.CodeSubmissionEvent.FromString(record.value)
-    except DecodeError as exc:
-        raise PoisonEvent(f"not a CodeSubmissionEvent protobuf: {exc}") from exc
+    event, event_id = decode_learner_event(record, code_submission_pb2.CodeSubmissionEvent)
     envelope = event.envelope
-    try:
-        event_id = str(uuid.UUID(envelope.event_id))
-    except ValueError as exc:
-        raise PoisonEvent(f"envelope.event_id {envelope.event_id!r} is not a UUID") from exc
-    if not envelope.tenant_id or not envelope.user_id:
-        raise PoisonEvent(f"event {event_id}: envelope.tenant_id and user_id are required")
-    expected_key = learner_key(envelope.tenant_id, envelope.user_id)
-    if record.key != expected_key:
-        raise PoisonEvent(f"event {event_id}: record key {record.key!r} is not {expected_key!r}")
-    if not envelope.HasField("occurred_at"):
-        raise PoisonEvent(f"event {event_id}: envelope.occurred_at is required")
     if not event.item_id:
         raise PoisonEvent(f"event {event_id}: item_id is required")
     if not 0 <= event.tests_passed <= event.tests_total:

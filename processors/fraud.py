@@ -46,7 +46,6 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import asyncpg
-from google.protobuf.message import DecodeError
 
 from learnstream.events.v1 import attempt_pb2, derived_pb2, envelope_pb2, session_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
@@ -54,7 +53,7 @@ from learnstream.settings import Settings
 from processors.base import Decoded
 from processors.exceptions import PoisonEvent
 from processors.mastery import Attempt, decode_attempt
-from processors.offsets import SourceRecord, derived_event_id
+from processors.offsets import SourceRecord, decode_learner_event, derived_event_id
 from scheduler.fraud import (
     DEFAULT_FRAUD_CONFIG,
     EMPTY_REFERENCE,
@@ -125,24 +124,8 @@ FraudInput = ScoredAttempt | SessionSighting
 
 def decode_session(record: SourceRecord) -> SessionSighting:
     """Parse and validate a SessionEvent record; PoisonEvent says what is wrong."""
-    if record.value is None:
-        raise PoisonEvent("record has no value")
-    try:
-        event = session_pb2.SessionEvent.FromString(record.value)
-    except DecodeError as exc:
-        raise PoisonEvent(f"not a SessionEvent protobuf: {exc}") from exc
+    event, event_id = decode_learner_event(record, session_pb2.SessionEvent)
     envelope = event.envelope
-    try:
-        event_id = str(uuid.UUID(envelope.event_id))
-    except ValueError as exc:
-        raise PoisonEvent(f"envelope.event_id {envelope.event_id!r} is not a UUID") from exc
-    if not envelope.tenant_id or not envelope.user_id:
-        raise PoisonEvent(f"event {event_id}: envelope.tenant_id and user_id are required")
-    expected_key = learner_key(envelope.tenant_id, envelope.user_id)
-    if record.key != expected_key:
-        raise PoisonEvent(f"event {event_id}: record key {record.key!r} is not {expected_key!r}")
-    if not envelope.HasField("occurred_at"):
-        raise PoisonEvent(f"event {event_id}: envelope.occurred_at is required")
     return SessionSighting(
         event_id=event_id,
         tenant_id=envelope.tenant_id,

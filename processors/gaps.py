@@ -23,21 +23,19 @@ replayed after a crash gives the same rows and the same events.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 import asyncpg
-from google.protobuf.message import DecodeError
 
 from learnstream.events.v1 import derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
 from processors.base import Decoded
 from processors.exceptions import PoisonEvent
-from processors.offsets import SourceRecord, derived_event_id
+from processors.offsets import SourceRecord, decode_learner_event, derived_event_id
 from scheduler.gaps import (
     DEFAULT_GAP_CONFIG,
     EMPTY_GRAPH,
@@ -159,24 +157,8 @@ class GapChange:
 
 def decode_mastery_updated(record: SourceRecord) -> MasteryChange:
     """Parse and validate a MasteryUpdated record; PoisonEvent says what is wrong."""
-    if record.value is None:
-        raise PoisonEvent("record has no value")
-    try:
-        event = derived_pb2.MasteryUpdated.FromString(record.value)
-    except DecodeError as exc:
-        raise PoisonEvent(f"not a MasteryUpdated protobuf: {exc}") from exc
+    event, event_id = decode_learner_event(record, derived_pb2.MasteryUpdated)
     envelope = event.envelope
-    try:
-        event_id = str(uuid.UUID(envelope.event_id))
-    except ValueError as exc:
-        raise PoisonEvent(f"envelope.event_id {envelope.event_id!r} is not a UUID") from exc
-    if not envelope.tenant_id or not envelope.user_id:
-        raise PoisonEvent(f"event {event_id}: envelope.tenant_id and user_id are required")
-    expected_key = learner_key(envelope.tenant_id, envelope.user_id)
-    if record.key != expected_key:
-        raise PoisonEvent(f"event {event_id}: record key {record.key!r} is not {expected_key!r}")
-    if not envelope.HasField("occurred_at"):
-        raise PoisonEvent(f"event {event_id}: envelope.occurred_at is required")
     skills: dict[str, SkillEvidence] = {}
     for skill in event.skills:
         if not skill.skill_id:

@@ -15,21 +15,19 @@ final state of every touched row.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 import asyncpg
-from google.protobuf.message import DecodeError
 
 from learnstream.events.v1 import attempt_pb2, derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
 from processors.base import Decoded
 from processors.exceptions import PoisonEvent
-from processors.offsets import SourceRecord, derived_event_id
+from processors.offsets import SourceRecord, decode_learner_event, derived_event_id
 from scheduler.bkt import DEFAULT_PARAMS, BKTParams, predict_correct, update
 
 MODEL = "bkt"
@@ -132,27 +130,11 @@ def decode_attempt(record: SourceRecord) -> Attempt:
     ``tenant:user`` (a learner's attempts must share a partition to stay ordered),
     at least one skill, occurred_at set, score in [0, 1] when given.
     """
-    if record.value is None:
-        raise PoisonEvent("record has no value")
-    try:
-        event = attempt_pb2.AttemptEvent.FromString(record.value)
-    except DecodeError as exc:
-        raise PoisonEvent(f"not an AttemptEvent protobuf: {exc}") from exc
+    event, event_id = decode_learner_event(record, attempt_pb2.AttemptEvent)
     envelope = event.envelope
-    try:
-        event_id = str(uuid.UUID(envelope.event_id))
-    except ValueError as exc:
-        raise PoisonEvent(f"envelope.event_id {envelope.event_id!r} is not a UUID") from exc
-    if not envelope.tenant_id or not envelope.user_id:
-        raise PoisonEvent(f"event {event_id}: envelope.tenant_id and user_id are required")
-    expected_key = learner_key(envelope.tenant_id, envelope.user_id)
-    if record.key != expected_key:
-        raise PoisonEvent(f"event {event_id}: record key {record.key!r} is not {expected_key!r}")
     skill_ids = tuple(dict.fromkeys(s for s in event.skill_ids if s))
     if not skill_ids:
         raise PoisonEvent(f"event {event_id}: an attempt needs at least one skill_id")
-    if not envelope.HasField("occurred_at"):
-        raise PoisonEvent(f"event {event_id}: envelope.occurred_at is required")
     if event.HasField("score"):
         score = event.score
         if not 0.0 <= score <= 1.0:  # also false for NaN

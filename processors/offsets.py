@@ -16,20 +16,65 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, TypeVar
 
+from google.protobuf.message import DecodeError
+
+from learnstream.events.v1 import envelope_pb2
 from learnstream.kafka import (
     DEADLETTER_ERROR_HEADER,
     DEADLETTER_ORIGIN_HEADER,
     DEADLETTER_PROCESSOR_HEADER,
     OutgoingRecord,
+    learner_key,
 )
+from processors.exceptions import PoisonEvent
 
 # Fixed namespace of derived event ids; changing it would change every derived id.
 DERIVED_EVENT_NAMESPACE = uuid.UUID("5b7f3c1e-2a4d-5e6f-8a9b-0c1d2e3f4a5b")
 
 # Dead-letter error text is cut to this many characters (a header, not a log file).
 MAX_ERROR_CHARS = 2_000
+
+
+class LearnerEventMessage(Protocol):
+    """A generated event class whose messages carry an Envelope (AttemptEvent, ...)."""
+
+    @property
+    def envelope(self) -> envelope_pb2.Envelope: ...
+
+
+LearnerEventT = TypeVar("LearnerEventT", bound=LearnerEventMessage)
+
+
+def decode_learner_event(
+    record: SourceRecord, message_type: type[LearnerEventT]
+) -> tuple[LearnerEventT, str]:
+    """Parse ``record`` as ``message_type`` and check its envelope; returns (event, event_id).
+
+    Checked: a value that parses, a UUID event_id (returned in canonical form), tenant
+    and user ids, the record key ``tenant:user`` (a learner's events must share a
+    partition to stay ordered), and occurred_at. Raises PoisonEvent saying what is wrong.
+    """
+    if record.value is None:
+        raise PoisonEvent("record has no value")
+    try:
+        event = message_type.FromString(record.value)  # type: ignore[attr-defined]  # generated
+    except DecodeError as exc:
+        raise PoisonEvent(f"not a valid {message_type.__name__} protobuf: {exc}") from exc
+    envelope = event.envelope
+    try:
+        event_id = str(uuid.UUID(envelope.event_id))
+    except ValueError as exc:
+        raise PoisonEvent(f"envelope.event_id {envelope.event_id!r} is not a UUID") from exc
+    if not envelope.tenant_id or not envelope.user_id:
+        raise PoisonEvent(f"event {event_id}: envelope.tenant_id and user_id are required")
+    expected_key = learner_key(envelope.tenant_id, envelope.user_id)
+    if record.key != expected_key:
+        raise PoisonEvent(f"event {event_id}: record key {record.key!r} is not {expected_key!r}")
+    if not envelope.HasField("occurred_at"):
+        raise PoisonEvent(f"event {event_id}: envelope.occurred_at is required")
+    return event, event_id
 
 
 class TopicPartition(NamedTuple):

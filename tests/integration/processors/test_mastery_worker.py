@@ -98,7 +98,7 @@ async def test_worker_applies_real_attempts_and_deadletters_poison(
         error = headers[DEADLETTER_ERROR_HEADER].decode()
         if message.value() == garbage[1]:
             assert message.key() == garbage[0]
-            assert "not an AttemptEvent" in error
+            assert "not a valid AttemptEvent" in error
         else:
             assert message.key() == no_skills.key()
             assert "skill_id" in error

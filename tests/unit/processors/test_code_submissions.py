@@ -121,7 +121,7 @@ def test_decode_normalises_language_and_skills() -> None:
     [
         (encoded(passed=3, total=2), "tests_passed"),
         (encoded(key=b"t:other"), "record key"),
-        (SourceRecord("c", 0, 0, b"t:u", b"\xff garbage"), "not a CodeSubmissionEvent"),
+        (SourceRecord("c", 0, 0, b"t:u", b"\xff garbage"), "not a valid CodeSubmissionEvent"),
     ],
 )
 def test_decode_refuses_poison(record: SourceRecord, reason: str) -> None:

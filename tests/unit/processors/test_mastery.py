@@ -71,7 +71,7 @@ def test_decode_takes_score_from_correct_when_absent_and_dedupes_skills() -> Non
 @pytest.mark.parametrize(
     ("record", "reason"),
     [
-        (SourceRecord("a", 0, 0, b"t:u", b"\xff\xfe garbage"), "not an AttemptEvent"),
+        (SourceRecord("a", 0, 0, b"t:u", b"\xff\xfe garbage"), "not a valid AttemptEvent"),
         (SourceRecord("a", 0, 0, b"t:u", None), "no value"),
         (encoded(skills=()), "skill_id"),
         (encoded(skills=("",)), "skill_id"),
