@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,9 +137,8 @@ async def send_until_done(
                 await asyncio.sleep(float(response.headers["Retry-After"]))
 
 
-async def wait_until(condition: object, *, timeout_s: float, what: str) -> None:
-    """Poll a no-argument callable returning bool every 20 ms, up to ``timeout_s``."""
-    assert callable(condition)
+async def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+    """Poll ``condition`` every 20 ms until it is true, up to ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
