@@ -47,10 +47,12 @@ from bench.common import (
     CpuMeter,
     RawRecord,
     bench_environment,
+    leaf_shares,
     percentiles,
     pids_named,
     print_table,
     produce_records,
+    share_under,
     start_profile,
     summarize_profile,
     write_results,
@@ -225,13 +227,47 @@ def ack_latency(settings: Settings, records: int = 200) -> dict[str, float]:
     return percentiles(latencies)
 
 
+# Where ingest's CPU was, by the innermost frame's file (py-spy samples).
+PROFILE_LEAVES = {
+    "redis client (redis-py)": ("redis/",),
+    "fastapi, starlette, uvicorn, pydantic": (
+        "fastapi/",
+        "starlette/",
+        "uvicorn/",
+        "pydantic",
+        "anyio/",
+        "h11/",
+    ),
+    "ingest + learnstream (ours)": ("ingest/", "learnstream/"),
+    "asyncio, selectors, threading": (
+        "asyncio/",
+        "selectors.py",
+        "threading.py",
+        "socket.py",
+        "queue.py",
+    ),
+}
+# Our steps, inclusive (share of samples with the frame anywhere on the stack).
+PROFILE_STEPS = {
+    "decode body (decode_request)": "decode_request (ingest/codec.py",
+    "validate, stamp, build record (_prepare)": "BatchIngestor._prepare (ingest/batch.py",
+    "dedup claim (Redis pipeline)": "DedupStore.claim (ingest/dedup.py",
+    "dedup mark done (Redis pipeline)": "DedupStore.mark_done (ingest/dedup.py",
+    "publish (queue records, await acks)": "AsyncProducer.publish (learnstream/kafka.py",
+    "producer poll thread (delivery callbacks)": "_poll_forever (learnstream/kafka.py",
+}
+
+
 def profile_summary(path: Path, batch: int) -> dict[str, Any]:
     """The top functions of a py-spy profile, for the results file."""
     samples, lines = summarize_profile(path)
+    steps = share_under(path, PROFILE_STEPS.values())
     return {
         "batch": batch,
         "file": str(path),
         "samples": samples,
+        "by_library": leaf_shares(path, PROFILE_LEAVES),
+        "steps_inclusive": {name: steps[needle] for name, needle in PROFILE_STEPS.items()},
         "top_self": [
             {"function": p.function, "self": p.self_share, "total": p.total_share} for p in lines
         ],
@@ -468,6 +504,16 @@ def report(results: dict[str, Any]) -> None:
                 [f"{p['self']:.1%}", f"{p['total']:.1%}", p["function"]]
                 for p in profile["top_self"][:10]
             ],
+        )
+        print_table(
+            "py-spy, ingest: where the CPU was (innermost frame), by library",
+            ["share", "library"],
+            [[f"{share:.1%}", name] for name, share in profile["by_library"].items()],
+        )
+        print_table(
+            "py-spy, ingest: request steps, inclusive",
+            ["share", "step"],
+            [[f"{share:.1%}", name] for name, share in profile["steps_inclusive"].items()],
         )
 
 
