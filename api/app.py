@@ -28,7 +28,9 @@ from api.routes import (
     learners,
     operator,
     placement,
+    predictions,
     skills,
+    tenants,
     users,
     web,
 )
@@ -79,6 +81,8 @@ def create_app(
         api_keys.router,
         classes.router,
         learners.router,
+        predictions.router,
+        tenants.router,
         skills.router,
         content.router,
         audit.router,

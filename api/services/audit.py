@@ -43,6 +43,7 @@ class Action(StrEnum):
     PRIVACY_DELETION = "privacy_deletion"
     LEARNER_ID_CHANGED = "learner_id_changed"
     FRAUD_ALERT_REVIEWED = "fraud_alert_reviewed"
+    RETENTION_CHANGED = "retention_changed"
 
 
 class Outcome(StrEnum):

@@ -134,6 +134,29 @@ ACTIONS = {
         {"decision": "dismissed"},
         frozenset({"operator"}),
     ),
+    "read_learner_predictions": Action(
+        "GET",
+        "/v1/learners/{L}/predictions",
+        None,
+        frozenset({"teacher", "admin", "client_app"}),
+    ),
+    "explain_learner_prediction": Action(
+        "GET",
+        "/v1/learners/{L}/predictions/fractions?explain=true&top_k=3",
+        None,
+        frozenset({"teacher", "admin", "client_app"}),
+    ),
+    # Every tenant has its own retention: another tenant's admin reads and sets its own.
+    "read_tenant_retention": Action(
+        "GET", "/v1/tenants/me/retention", None, frozenset({"admin"}), collection=True
+    ),
+    "set_tenant_retention": Action(
+        "PUT",
+        "/v1/tenants/me/retention",
+        {"retention_days": None},
+        frozenset({"admin"}),
+        collection=True,
+    ),
     # Deployment-wide offsets and counts, no tenant data: every tenant's operators see it.
     "pipeline_health": Action(
         "GET", "/v1/operator/pipeline", None, frozenset({"operator"}), collection=True
@@ -230,6 +253,24 @@ async def world(
                 learner.id,
                 uuid.uuid4(),
                 datetime.now(UTC),
+            )
+            # What the predictions processor writes for L (BKT: no model in this store).
+            await pool.execute(
+                """
+                INSERT INTO skill_predictions (tenant_id, user_id, skill_id, p_correct,
+                                               model_version)
+                VALUES ('acme', $1, 'fractions', 0.7, 'bkt')
+                """,
+                learner.id,
+            )
+            await pool.execute(
+                """
+                INSERT INTO prediction_learner_state (tenant_id, user_id, role, model_version,
+                    answers_seen, history, recurrent, p_next)
+                VALUES ('acme', $1, 'champion', 'bkt', 1, '[[["fractions"], true]]', NULL,
+                        '{"fractions": 0.7}')
+                """,
+                learner.id,
             )
             assert teacher_id
             author = await make_user(
@@ -359,5 +400,7 @@ async def test_access_matrix(world: World, caller: str, action_name: str) -> Non
             "learner_dashboard",
             "recommendation_feedback",
             "set_learner_id",
+            "read_learner_predictions",
+            "explain_learner_prediction",
         }
         assert "secret draft" not in response.text
