@@ -65,6 +65,20 @@ async def set_retention_days(db: Any, principal: Principal, *, days: int | None)
     return days
 
 
+async def _without_staff(db: Any, user_ids: list[str]) -> list[str]:
+    """``user_ids`` less accounts holding any role but learner: retention is about
+    learners' data, and erasing an idle admin could lock a tenant out of its settings."""
+    staff = {
+        str(r["user_id"])
+        for r in await db.fetch(
+            "SELECT DISTINCT user_id FROM user_roles "
+            "WHERE user_id = ANY($1::uuid[]) AND role <> 'learner'",
+            user_ids,
+        )
+    }
+    return [user_id for user_id in user_ids if user_id not in staff]
+
+
 @dataclass(slots=True)
 class RetentionRun:
     """What one retention pass found and did: learners erased (or due, when dry) per tenant."""
@@ -77,7 +91,9 @@ class RetentionRun:
 async def apply_retention(
     db: Any, redis: Redis, settings: Settings, *, now: datetime, dry_run: bool
 ) -> RetentionRun:
-    """Erase, in every tenant with a retention set, the accounts inactive past it.
+    """Erase, in every tenant with a retention set, the learner accounts inactive past it.
+
+    Accounts holding a staff role (teacher, author, reviewer, admin, operator) are kept.
 
     ``now`` is UTC. With ``dry_run`` nothing is changed: the run only lists who is due.
     """
@@ -87,7 +103,8 @@ async def apply_retention(
     )
     for record in tenants:
         tenant_id = record["tenant_id"]
-        due = await privacy.learners_past_retention(db, tenant_id=tenant_id, now=now)
+        inactive = await privacy.learners_past_retention(db, tenant_id=tenant_id, now=now)
+        due = await _without_staff(db, inactive)
         run.due[tenant_id] = due
         if dry_run:
             continue

@@ -84,12 +84,17 @@ async def test_retention_command_erases_only_learners_past_their_tenants_window(
 ) -> None:
     admin = await sign_in(api_client, db_pool, api_settings, tenant_id="acme", roles={Role.ADMIN})
     users = {}
-    for tenant, who in (("acme", "idle"), ("acme", "active"), ("globex", "idle")):
+    for tenant, who in (
+        ("acme", "idle"),
+        ("acme", "active"),
+        ("globex", "idle"),
+        ("acme", "idle-teacher"),
+    ):
         users[(tenant, who)] = await make_user(
             db_pool,
             api_settings,
             tenant_id=tenant,
-            roles={Role.LEARNER},
+            roles={Role.TEACHER} if who == "idle-teacher" else {Role.LEARNER},
             email_address=f"{who}.{tenant}@example.org",
         )
     long_ago = datetime.now(UTC) - timedelta(days=400)
@@ -97,7 +102,7 @@ async def test_retention_command_erases_only_learners_past_their_tenants_window(
         await db_pool.execute(
             "UPDATE users SET updated_at = $2 WHERE id = $1",
             user.id,
-            long_ago if who == "idle" else datetime.now(UTC),
+            long_ago if who.startswith("idle") else datetime.now(UTC),
         )
     idle = users[("acme", "idle")].id
     await db_pool.execute(
@@ -124,7 +129,9 @@ async def test_retention_command_erases_only_learners_past_their_tenants_window(
     assert done.strip().endswith("erased 1 learner(s) in 1 tenant(s) with a retention set")
     remaining = {r["id"] for r in await db_pool.fetch("SELECT id::text AS id FROM users")}
     assert idle not in remaining
-    assert {users[("acme", "active")].id, users[("globex", "idle")].id, admin.user.id} <= remaining
+    # The idle teacher is past retention too, but staff accounts are not erased.
+    kept = {users[k].id for k in (("acme", "active"), ("globex", "idle"), ("acme", "idle-teacher"))}
+    assert kept | {admin.user.id} <= remaining
     assert (
         await db_pool.fetchval("SELECT count(*) FROM skill_mastery WHERE user_id = $1", idle) == 0
     )
