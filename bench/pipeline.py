@@ -409,11 +409,13 @@ async def measure_faust_count(
 
     try:
         await poll_until(written, timeout_s=600, what="faust-count finished")
+        # Read while the process still exists (a gone PID counts nothing).
+        shares = meter.read()
         await asyncio.sleep(0.2)  # the file is written in one call; let it land
         result: dict[str, Any] = json.loads(out.read_text())
     finally:
         env.stop(name)
-    result["cpu_incl_startup"] = meter.read()
+    result["cpu_incl_startup"] = shares
     return result
 
 
