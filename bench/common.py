@@ -444,19 +444,22 @@ class CpuMeter:
     def __init__(self, groups: Mapping[str, Sequence[int]]) -> None:
         self._groups = {name: list(pids) for name, pids in groups.items()}
         self._started = time.perf_counter()
-        self._before = {name: sched_seconds(pids) for name, pids in self._groups.items()}
+        self._before = {pid: sched_seconds([pid]) for pids in self._groups.values() for pid in pids}
 
     def read(self) -> dict[str, dict[str, float]]:
-        """Averages since the meter was made."""
+        """Averages since the meter was made (processes that exited meanwhile count 0)."""
         wall = max(time.perf_counter() - self._started, 1e-9)
         shares = {}
         for name, pids in self._groups.items():
-            on_cpu, waiting = sched_seconds(pids)
-            before = self._before[name]
-            shares[name] = {
-                "cpu": (on_cpu - before[0]) / wall,
-                "waiting": (waiting - before[1]) / wall,
-            }
+            on_cpu = waiting = 0.0
+            for pid in pids:
+                if not Path(f"/proc/{pid}").exists():
+                    continue
+                now_cpu, now_wait = sched_seconds([pid])
+                # Threads that exited since take their counts with them: never below 0.
+                on_cpu += max(now_cpu - self._before[pid][0], 0.0)
+                waiting += max(now_wait - self._before[pid][1], 0.0)
+            shares[name] = {"cpu": on_cpu / wall, "waiting": waiting / wall}
         return shares
 
 
