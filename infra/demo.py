@@ -32,7 +32,7 @@ import httpx
 from tqdm import tqdm
 
 from infra import demo_content, replay, services
-from learnstream import db
+from learnstream import db, lake
 from learnstream.events.v1 import ingest_pb2
 from learnstream.exceptions import LearnstreamError
 from learnstream.settings import Settings, get_settings
@@ -123,6 +123,24 @@ async def wait_ready(url: str, *, timeout_s: float, log_path: Path) -> None:
                 pass
             await asyncio.sleep(0.25)
     raise LearnstreamError(f"{url} not ready after {timeout_s}s; see {log_path}")
+
+
+async def start_pipeline(settings: Settings, processors: tuple[str, ...] = PROCESSORS) -> None:
+    """Start ingest, ``processors`` and the read API in the background; wait until ready.
+
+    Processor ``/metrics`` ports are ``processor_web_port`` + their index (0: all off).
+    """
+    start_process(settings, "ingest", ["ingest"])
+    for index, name in enumerate(processors):
+        port = settings.processor_web_port + index if settings.processor_web_port else 0
+        start_process(settings, f"processor-{name}", ["processors", name, "--web-port", str(port)])
+    start_process(settings, "api", ["api"])
+    for name, port in (("ingest", settings.ingest_port), ("api", settings.api_port)):
+        await wait_ready(
+            f"http://127.0.0.1:{port}/readyz",
+            timeout_s=60,
+            log_path=settings.run_dir / f"{name}.log",
+        )
 
 
 async def post_replay(
@@ -271,21 +289,7 @@ async def run_demo(settings: Settings) -> None:
     seeded = await demo_content.seed(settings, tenant_id, attempts, events)
 
     print("starting ingest, processors and read API ...", file=sys.stderr)
-    start_process(settings, "ingest", ["ingest"])
-    for index, name in enumerate(PROCESSORS):
-        port = settings.processor_web_port + index if settings.processor_web_port else 0
-        start_process(settings, f"processor-{name}", ["processors", name, "--web-port", str(port)])
-    start_process(settings, "api", ["api"])
-    await wait_ready(
-        f"http://127.0.0.1:{settings.ingest_port}/readyz",
-        timeout_s=60,
-        log_path=settings.run_dir / "ingest.log",
-    )
-    await wait_ready(
-        f"http://127.0.0.1:{settings.api_port}/readyz",
-        timeout_s=60,
-        log_path=settings.run_dir / "api.log",
-    )
+    await start_pipeline(settings)
 
     requests = replay.shard_by_learner(events, SENDERS, BATCH_SIZE)
     totals = await post_replay(settings, api_key, requests, len(events))
@@ -298,7 +302,7 @@ async def run_demo(settings: Settings) -> None:
     processing_s = await wait_for_mastery(settings, tenant_id, expected_answers)
     await wait_for_downstream(settings)
     counts = await view_counts(settings, tenant_id)
-    lake_files = sorted((settings.data_dir / "lake").rglob("*.parquet"))
+    lake_files = sorted(lake.default_root(settings).rglob("*.parquet"))
 
     learners = list(replay.iter_learners(attempts))
     skills = {skill for a in attempts for skill in a.skill_ids}
@@ -324,7 +328,9 @@ async def run_demo(settings: Settings) -> None:
     print("Views (PostgreSQL) and lake:")
     for label, count in counts:
         print(f"  {label:<24} {count:>9,}")
-    print(f"  {'lake Parquet files':<24} {len(lake_files):>9,}  under {settings.data_dir / 'lake'}")
+    print(
+        f"  {'lake Parquet files':<24} {len(lake_files):>9,}  under {lake.default_root(settings)}"
+    )
     await show_learners(settings, api_key, learners[:3])
     print()
     print(f"Ingest API  http://127.0.0.1:{settings.ingest_port}/docs")
