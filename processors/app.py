@@ -7,19 +7,28 @@ also the Kafka consumer group and the ``consumer_group`` of its rows in
 Faust only moves records here. It keeps no tables (the authoritative state is
 PostgreSQL), declares no leader topic, and does not produce: derived events go
 through :class:`learnstream.kafka.AsyncProducer`. Its web server, when enabled by
-``processor_web_port``, serves ``/metrics`` in the Prometheus text format.
+``processor_web_port``, serves ``/metrics`` in the Prometheus text format, ``/healthz``
+(the process answers) and ``/readyz`` (PostgreSQL and the broker answer; 503 naming
+what is down — while PostgreSQL is down the worker holds its offsets and retries).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
 from faust.tables import TableManager
 from prometheus_client import generate_latest
 
-from learnstream.kafka import faust_broker_kwargs
+from learnstream import db
+from learnstream.exceptions import ServiceUnavailableError
+from learnstream.kafka import admin_client, faust_broker_kwargs
 from learnstream.settings import Settings
+
+# A readiness probe must answer well inside a probe period, whatever is down.
+READINESS_TIMEOUT_S = 2.0
 
 
 def app_id(settings: Settings, name: str) -> str:
@@ -56,7 +65,7 @@ def create_app(settings: Settings, name: str) -> faust.App:
     }
     app = faust.App(app_id(settings, name), **options)
     if web_port > 0:
-        _add_metrics_page(app)
+        _add_web_pages(app, settings)
     return app
 
 
@@ -74,8 +83,38 @@ class TablelessTableManager(TableManager):
             await self.recovery.start()
 
 
-def _add_metrics_page(app: faust.App) -> None:
+async def readiness(settings: Settings) -> dict[str, str]:
+    """``{"postgres": ..., "kafka": ...}``, each ``"ok"`` or ``"down: <reason>"``."""
+    checks: dict[str, str] = {}
+    try:
+        conn = await asyncio.wait_for(db.connect(settings), READINESS_TIMEOUT_S)
+        try:
+            await conn.fetchval("SELECT 1", timeout=READINESS_TIMEOUT_S)
+        finally:
+            await conn.close()
+        checks["postgres"] = "ok"
+    except (ServiceUnavailableError, OSError, TimeoutError) as exc:
+        checks["postgres"] = f"down: {exc}"
+    try:
+        await asyncio.to_thread(admin_client(settings).list_topics, timeout=READINESS_TIMEOUT_S)
+        checks["kafka"] = "ok"
+    except KafkaException as exc:
+        checks["kafka"] = f"down: {exc}"
+    return checks
+
+
+def _add_web_pages(app: faust.App, settings: Settings) -> None:
     @app.page("/metrics")
     async def metrics(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         # The Prometheus text format; aiohttp adds the charset itself and refuses one here.
         return view.bytes(generate_latest(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/healthz")
+    async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return view.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        checks = await readiness(settings)
+        ready = all(state == "ok" for state in checks.values())
+        return view.json({"ready": ready, **checks}, status=200 if ready else 503)

@@ -186,12 +186,6 @@ async def test_database_outage_pauses_the_worker_and_it_resumes_without_loss(
     assert await stored_mastery(db_pool) == expected_mastery(specs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="processors/ has no readiness endpoint yet (the Faust web server serves /metrics "
-    "only); issue 7 asks that readiness report a database outage",
-)
 async def test_readiness_reports_the_database_outage(
     topics: Settings,
     db_pool: asyncpg.Pool,
