@@ -47,6 +47,9 @@ from learnstream.settings import Settings
 
 MAX_USER_ID_CHARS = 128
 MAX_ATTRIBUTES = 20
+# An item exercises a handful of skills; thousands would be a client bug that costs every
+# processor one view row each (and only the record-size cap stopped them).
+MAX_SKILL_IDS = 64
 # Kinds of event a LearningEvent can hold (the names of its oneof members).
 EVENT_KINDS = ("attempt", "code_submission", "session", "placement", "activity")
 # The message inside a LearningEvent; each has an ``envelope``.
@@ -364,6 +367,9 @@ def _probability(field: str, value: float) -> Iterator[Violation]:
 def _skill_ids(field: str, ids: Sequence[str], limits: Limits) -> Iterator[Violation]:
     if not ids:
         yield Violation(field, "empty; name at least one skill the item exercises")
+    if len(ids) > MAX_SKILL_IDS:
+        yield Violation(field, f"has {len(ids)} skills; at most {MAX_SKILL_IDS}")
+        return
     for i, skill_id in enumerate(ids):
         yield from _required_text(f"{field}[{i}]", skill_id, limits.max_text_chars)
 

@@ -12,7 +12,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.validation import Limits, Violation, envelope_of, stamp_event, validate_event
+from ingest.validation import (
+    MAX_SKILL_IDS,
+    Limits,
+    Violation,
+    envelope_of,
+    stamp_event,
+    validate_event,
+)
 from learnstream.events.v1 import (
     activity_pb2,
     attempt_pb2,
@@ -202,6 +209,18 @@ KIND_CASES: list[tuple[str, str, EventMutation, str | None]] = [
         "skill id blank",
         lambda e: e.attempt.skill_ids.append(""),
         "skill_ids[1]",
+    ),
+    (
+        "attempt",
+        "skills at cap",
+        lambda e: e.attempt.skill_ids.extend(f"s{i}" for i in range(MAX_SKILL_IDS - 1)),
+        None,
+    ),
+    (
+        "attempt",
+        "skills over cap",
+        lambda e: e.attempt.skill_ids.extend(f"s{i}" for i in range(MAX_SKILL_IDS)),
+        "skill_ids",
     ),
     ("attempt", "score 0", _on("attempt", "score", 0.0), None),
     ("attempt", "score 1", _on("attempt", "score", 1.0), None),
