@@ -165,7 +165,7 @@ REJECTED_EVENTS: list[tuple[str, ingest_pb2.LearningEvent, str, str]] = [
     ),
     ("100k-char item id", attempt(item_id="i" * 100_000), "attempt.item_id", "at most"),
     ("1M-char response", attempt(response="r" * 1_000_000), "attempt.response", "at most"),
-    ("400k skill ids (1.2 MB record)", many_skills(400_000), "attempt", "bytes"),
+    ("400k skill ids (1.2 MB record)", many_skills(400_000), "attempt.skill_ids", "at most 64"),
     (
         "a day ahead",
         with_envelope(occurred(datetime.now(UTC) + timedelta(days=1))),
