@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ class SendLog:
     duplicates: list[str] = field(default_factory=list)  # answered DUPLICATE
     retry_later: int = 0  # events answered RETRY_LATER (then sent again)
     unavailable: list[httpx.Response] = field(default_factory=list)  # the 503 answers
+    # event ids that were in a request answered 503 (their delivery may have timed out
+    # locally while the broker still stored them)
+    in_unavailable: Counter[str] = field(default_factory=Counter)
     posts: int = 0
 
 
@@ -116,6 +120,7 @@ async def send_until_done(
             log.posts += 1
             if response.status_code == 503:
                 log.unavailable.append(response)
+                log.in_unavailable.update(e.attempt.envelope.event_id for e in pending)  # +1 each
                 await asyncio.sleep(float(response.headers["Retry-After"]))
                 continue
             answer = parse_response(response)
