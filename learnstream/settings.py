@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # the session timeout, so short values make workers start in seconds.
     consumer_session_timeout_s: float = Field(default=6.0, gt=0)
     consumer_heartbeat_interval_s: float = Field(default=0.5, gt=0)
+    # Longest a processor's fetch waits for records (ms). Apache Kafka answers a
+    # waiting fetch as soon as records arrive; Tansu only when the wait runs out, so
+    # locally this is the floor under end-to-end latency.
+    consumer_fetch_max_wait_ms: int = Field(default=1500, ge=1)
 
     # --- PostgreSQL and Redis ---------------------------------------------------
     database_url: str = "postgresql://postgres@127.0.0.1:5432/learnstream"
@@ -93,6 +97,9 @@ class Settings(BaseSettings):
     ingest_max_event_age_days: int = Field(default=365 * 30, ge=1)
     # How long one POST waits for the broker's acknowledgement before answering 503.
     ingest_delivery_timeout_ms: int = Field(default=5_000, ge=100)
+    # Ingest worker processes (uvicorn --workers): the service keeps no state in the
+    # process, so one per core scales the per-event Python work.
+    ingest_workers: int = Field(default=1, ge=1)
     ingest_retry_after_s: int = Field(default=2, ge=1)
     # Largest serialized event ingest publishes; must stay below the producer's and the
     # broker's message.max.bytes (librdkafka default 1,000,000) or a batch fails for ever.
