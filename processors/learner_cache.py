@@ -12,11 +12,11 @@ read a field and fall back to PostgreSQL on a miss; PostgreSQL stays the truth.
 
 Refresh, not delete-then-wait: after a batch commits, the rows it touched are read
 back from PostgreSQL (committed state, so never a value a rollback could undo) and
-written with a Lua script that replaces a field only when the incoming version is
-newer. Two writers refreshing one learner around a rebalance therefore cannot put an
-older value over a newer one. The key's TTL (``learner_cache_ttl_s``) is renewed on
-every refresh; if Redis is down the refresh is logged and counted, and entries that
-missed it expire with the TTL.
+written with one Lua script call for the whole batch that replaces a field only when
+the incoming version is newer. Two writers refreshing one learner around a rebalance
+therefore cannot put an older value over a newer one. The key's TTL
+(``learner_cache_ttl_s``) is renewed on every refresh; if Redis is down the refresh
+is logged and counted, and entries that missed it expire with the TTL.
 """
 
 from __future__ import annotations
@@ -29,24 +29,33 @@ from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from learnstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the learner's hash; ARGV[1] TTL in seconds, then (field, version, json) triples.
+# One call per committed batch. KEYS: the touched learners' hashes. ARGV[1]: TTL in
+# seconds; then, for each key in order, the number of its fields followed by that many
+# (field, version, json) triples. Returns how many fields were written.
 _WRITE_NEWER = """
+local ttl = tonumber(ARGV[1])
+local at = 2
 local written = 0
-for i = 2, #ARGV, 3 do
-  local current = redis.call('HGET', KEYS[1], ARGV[i])
-  local current_version = -1
-  if current then current_version = tonumber(cjson.decode(current)['version']) end
-  if tonumber(ARGV[i + 1]) > current_version then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
-    written = written + 1
+for k = 1, #KEYS do
+  local last = at + 3 * tonumber(ARGV[at])
+  for i = at + 1, last, 3 do
+    local current = redis.call('HGET', KEYS[k], ARGV[i])
+    local current_version = -1
+    if current then current_version = tonumber(cjson.decode(current)['version']) end
+    if tonumber(ARGV[i + 1]) > current_version then
+      redis.call('HSET', KEYS[k], ARGV[i], ARGV[i + 2])
+      written = written + 1
+    end
   end
+  redis.call('EXPIRE', KEYS[k], ttl)
+  at = last + 1
 end
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return written
 """
 
@@ -91,6 +100,7 @@ class LearnerCache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._redis: Redis | None = None
+        self._write_newer: AsyncScript | None = None
 
     async def refresh(self, conn: asyncpg.Connection, touched: Iterable[Touched]) -> int:
         """Re-read the touched rows through ``conn`` and write them; returns fields written."""
@@ -98,20 +108,19 @@ class LearnerCache:
         if not items:
             return 0
         fields = await self._read_fields(conn, items)
-        redis = self._ensure_redis()
-        script = redis.register_script(_WRITE_NEWER)
-        async with redis.pipeline(transaction=False) as pipe:
-            for (tenant_id, user_id), triples in sorted(fields.items()):
-                args: list[Any] = [self.settings.learner_cache_ttl_s]
-                for field, version, value in triples:
-                    args.extend((field, version, value))
-                await script(
-                    keys=[learner_cache_key(self.settings, tenant_id, user_id)],
-                    args=args,
-                    client=pipe,
-                )
-            results = await pipe.execute()
-        return sum(int(r) for r in results)
+        if not fields:
+            return 0
+        keys: list[str] = []
+        args: list[Any] = [self.settings.learner_cache_ttl_s]
+        for (tenant_id, user_id), triples in sorted(fields.items()):
+            keys.append(learner_cache_key(self.settings, tenant_id, user_id))
+            args.append(len(triples))
+            for triple in triples:
+                args.extend(triple)
+        # One EVALSHA for the whole batch: a pipeline of one script call per learner
+        # cost a SCRIPT EXISTS round trip and a command per learner. (One Redis, not a
+        # cluster: a batch's keys span hash slots.)
+        return int(await self._ensure_script()(keys=keys, args=args))
 
     async def read(self, tenant_id: str, user_id: str) -> dict[str, dict[str, Any]]:
         """One learner's cached fields, decoded (empty when nothing is cached)."""
@@ -128,11 +137,19 @@ class LearnerCache:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+            self._write_newer = None
 
     def _ensure_redis(self) -> Redis:
         if self._redis is None:
             self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=5)
         return self._redis
+
+    def _ensure_script(self) -> AsyncScript:
+        if self._write_newer is None:
+            # Registered once: the script object keeps its SHA and reloads the script
+            # itself after a Redis restart (NOSCRIPT).
+            self._write_newer = self._ensure_redis().register_script(_WRITE_NEWER)
+        return self._write_newer
 
     async def _read_fields(
         self, conn: asyncpg.Connection, touched: list[Touched]
