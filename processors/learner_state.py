@@ -187,12 +187,12 @@ def learner_changes(
     the same attempts applied one by one give.
     """
     mastery, updates = chain_updates(attempts, states.mastery, skill_params=parameters.bkt)
-    ability: dict[LearnerKey, AbilityState] = {}
+    # Each learner's calibrated answers of the batch, in order (one ability chain each).
+    answered: dict[LearnerKey, list[tuple[Attempt, ItemParams]]] = {}
     reviews: dict[ReviewKey, ReviewState] = {}
     skipped: dict[str, int] = {}
     resets = 0
     for attempt in attempts:
-        learner = LearnerKey(attempt.tenant_id, attempt.user_id)
         if not attempt.item_id:
             skipped["no_item"] = skipped.get("no_item", 0) + 1
             continue
@@ -200,38 +200,61 @@ def learner_changes(
         if item is None:
             skipped["no_item_parameters"] = skipped.get("no_item_parameters", 0) + 1
         else:
-            before = ability.get(learner) or states.ability.get(learner)
-            ability[learner] = ability_step(before, attempt, item, prior)
+            learner = LearnerKey(attempt.tenant_id, attempt.user_id)
+            answered.setdefault(learner, []).append((attempt, item))
         key = ReviewKey(attempt.tenant_id, attempt.user_id, attempt.item_id)
         algorithm = parameters.scheduler.get(attempt.tenant_id, srs.DEFAULT_ALGORITHM)
         review, reset = review_step(reviews.get(key) or states.reviews.get(key), attempt, algorithm)
         reviews[key] = review
         resets += reset
+    ability = {
+        learner: ability_after(states.ability.get(learner), answers, prior)
+        for learner, answers in answered.items()
+    }
     records = [mastery_updated(u, topic=mastery_topic) for u in updates if u.steps]
     return LearnerChanges(mastery, ability, reviews, records, skipped, resets)
 
 
-def ability_step(
-    before: AbilityState | None, attempt: Attempt, item: ItemParams, prior: irt.NormalPrior
+def ability_after(
+    before: AbilityState | None,
+    answers: Sequence[tuple[Attempt, ItemParams]],
+    prior: irt.NormalPrior,
 ) -> AbilityState:
-    """The learner's ability after one more answer (``attempt.score`` in [0, 1]).
+    """The learner's ability after ``answers`` (in order; ``attempt.score`` in [0, 1]).
 
     A learner without a row starts from ``prior``; a stored posterior keeps the grid
-    it was built on. The stored log density is shifted to a maximum of 0 (same
-    weights, bounded numbers after thousands of answers).
+    it was built on. After every answer the log density is shifted to a maximum of 0
+    (same weights, bounded numbers after thousands of answers), so the stored posterior
+    is bit-identical however the answers fall into batches: each step is exactly
+    :func:`scheduler.irt.update_posterior` then the shift. Only the likelihoods of all
+    answers are computed at once (one :func:`scheduler.irt.log_p_q` over the batch's
+    items, column by column the same numbers), and the EAP summary is taken once, at
+    the end, since only the last state of a batch is stored.
     """
     posterior = irt.initial_posterior(prior) if before is None else before.posterior
     grid_prior = prior if before is None else before.prior
-    after = irt.update_posterior(posterior, item.a, item.b, item.c, attempt.score)
-    shifted = irt.AbilityPosterior(
-        after.points, after.log_density - after.log_density.max(), after.n_responses
+    scores = [attempt.score for attempt, _ in answers]
+    for score in scores:
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"score must be in [0, 1], got {score}")
+    log_p, log_q = irt.log_p_q(
+        posterior.points,
+        np.array([item.a for _, item in answers], dtype=np.float64),
+        np.array([item.b for _, item in answers], dtype=np.float64),
+        np.array([item.c for _, item in answers], dtype=np.float64),
     )
+    density = posterior.log_density
+    for column, score in enumerate(scores):
+        density = density + score * log_p[:, column] + (1.0 - score) * log_q[:, column]
+        density = density - density.max()
+    shifted = irt.AbilityPosterior(posterior.points, density, posterior.n_responses + len(answers))
+    last = answers[-1][0]
     return AbilityState(
         posterior=shifted,
         prior=grid_prior,
         estimate=irt.summarize(shifted),
-        last_event_id=attempt.event_id,
-        last_attempt_at=attempt.occurred_at,
+        last_event_id=last.event_id,
+        last_attempt_at=last.occurred_at,
     )
 
 
@@ -242,12 +265,14 @@ def review_step(
     was dropped (the tenant switched algorithms) and the schedule restarted."""
     scheduler = _scheduler(algorithm)
     reset = False
-    state = scheduler.new_state()
-    if before is not None:
+    if before is None:
+        state = scheduler.new_state()
+    else:
         try:
             state = scheduler.state_from_dict(before.state)
         except ReviewStateError:
             reset = True
+            state = scheduler.new_state()
     scheduled = scheduler.review(
         state,
         srs.Attempt(
@@ -756,4 +781,4 @@ async def store_changes(
 def _float_array_literal(values: np.ndarray[Any, np.dtype[np.float64]]) -> str:
     # repr() of a Python float is the shortest text that reads back to the same double,
     # so the stored posterior is bit-identical to the computed one.
-    return "{" + ",".join(repr(float(v)) for v in values) + "}"
+    return "{" + ",".join(map(repr, values.tolist())) + "}"

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from processors.learner_state import (
+    AbilityState,
     ItemParams,
     LearnerKey,
     LearnerParameters,
@@ -109,6 +110,56 @@ def test_incremental_ability_matches_eap_from_all_answers() -> None:
     assert stored.estimate.ability_se == pytest.approx(expected.ability_se, abs=1e-12)
     assert stored.posterior.n_responses == len(order)
     assert stored.posterior.log_density.max() == 0.0
+
+
+def _one_answer_at_a_time(
+    posterior: irt.AbilityPosterior, answers: list[tuple[ItemParams, float]]
+) -> irt.AbilityPosterior:
+    # The processor's step before answers were batched: update_posterior, then the
+    # shift to a maximum of 0, answer by answer.
+    for item, score in answers:
+        after = irt.update_posterior(posterior, item.a, item.b, item.c, score)
+        posterior = irt.AbilityPosterior(
+            after.points, after.log_density - after.log_density.max(), after.n_responses
+        )
+    return posterior
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_batched_ability_is_bit_identical_to_one_answer_at_a_time(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    # 3PL and 2PL items mixed (the c > 0 branch of log_p_q), partial scores, extreme b.
+    items = {
+        ("t", f"i{k}"): ItemParams(
+            float(rng.uniform(0.2, 3.0)),
+            float(rng.normal(0.0, 2.0) if k % 7 else rng.choice([-60.0, 60.0])),
+            float(rng.choice([0.0, rng.uniform(0.0, 0.35)])),
+        )
+        for k in range(n)
+    }
+    scores = [float(rng.choice([0.0, 1.0, rng.uniform()])) for _ in range(n)]
+    attempts = [
+        attempt("u", f"i{k}", ("s",), score >= 1.0, k, score=score)
+        for k, score in enumerate(scores)
+    ]
+    prior = irt.NormalPrior(mean=float(rng.normal()), sd=float(rng.uniform(0.5, 2.0)))
+    start = irt.initial_posterior(prior)
+    start = irt.AbilityPosterior(start.points, start.log_density + rng.normal(size=81), 3)
+    before = AbilityState(start, prior, irt.summarize(start), "e", T0)
+    states = LearnerStates({}, {}, {LearnerKey("t", "u"): before}, {}, {}, {})
+    split = int(rng.integers(0, n + 1))
+    expected = _one_answer_at_a_time(start, [(items[("t", f"i{k}")], scores[k]) for k in range(n)])
+    for batches in ([attempts], [attempts[:split], attempts[split:]]):
+        current = states
+        for batch in batches:
+            changes = learner_changes(batch, current, parameters(items=items), mastery_topic="m")
+            current = LearnerStates({}, {}, {**current.ability, **changes.ability}, {}, {}, {})
+        stored = current.ability[LearnerKey("t", "u")]
+        assert stored.posterior.log_density.tobytes() == expected.log_density.tobytes()
+        assert stored.posterior.n_responses == expected.n_responses == 3 + n
+        assert stored.estimate == irt.summarize(expected)
+        assert stored.last_event_id == attempts[-1].event_id
 
 
 def test_uncalibrated_items_and_missing_items_skip_ability_with_a_reason() -> None:
