@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import asyncpg
+from google.protobuf import timestamp_pb2
 
 from learnstream.events.v1 import attempt_pb2, derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
@@ -32,6 +33,8 @@ from scheduler.bkt import DEFAULT_PARAMS, BKTParams, predict_correct, update
 
 MODEL = "bkt"
 DERIVED_KIND = "mastery_updated"
+_SOURCE = envelope_pb2.Source(app="learnstream-processors", platform="server")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _LOAD_ROWS = """
     SELECT s.tenant_id, s.user_id, s.skill_id, s.p_mastery, s.attempts, s.correct,
@@ -237,14 +240,20 @@ def mastery_updated(update: AttemptUpdate, *, topic: str) -> OutgoingRecord:
     record is identical when the attempt is reprocessed.
     """
     attempt = update.attempt
+    # Timestamp.FromDatetime's arithmetic (whole seconds since the epoch, floored, and
+    # microseconds), without its time tuple.
+    since_epoch = attempt.occurred_at - _EPOCH
     envelope = envelope_pb2.Envelope(
         event_id=derived_event_id(attempt.event_id, DERIVED_KIND),
         tenant_id=attempt.tenant_id,
         user_id=attempt.user_id,
         session_id=attempt.session_id,
-        source=envelope_pb2.Source(app="learnstream-processors", platform="server"),
+        source=_SOURCE,
+        occurred_at=timestamp_pb2.Timestamp(
+            seconds=since_epoch.days * 86_400 + since_epoch.seconds,
+            nanos=since_epoch.microseconds * 1_000,
+        ),
     )
-    envelope.occurred_at.FromDatetime(attempt.occurred_at)
     message = derived_pb2.MasteryUpdated(
         envelope=envelope,
         cause_event_id=attempt.event_id,

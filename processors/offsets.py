@@ -13,6 +13,8 @@ record, both pure functions of the record that caused them.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +34,9 @@ from processors.exceptions import PoisonEvent
 
 # Fixed namespace of derived event ids; changing it would change every derived id.
 DERIVED_EVENT_NAMESPACE = uuid.UUID("5b7f3c1e-2a4d-5e6f-8a9b-0c1d2e3f4a5b")
+_NAMESPACE_BYTES = DERIVED_EVENT_NAMESPACE.bytes
+# A UUID already in canonical form (what ingest stamps): str(uuid.UUID(text)) is text.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # Dead-letter error text is cut to this many characters (a header, not a log file).
 MAX_ERROR_CHARS = 2_000
@@ -63,10 +68,12 @@ def decode_learner_event(
     except DecodeError as exc:
         raise PoisonEvent(f"not a valid {message_type.__name__} protobuf: {exc}") from exc
     envelope = event.envelope
-    try:
-        event_id = str(uuid.UUID(envelope.event_id))
-    except ValueError as exc:
-        raise PoisonEvent(f"envelope.event_id {envelope.event_id!r} is not a UUID") from exc
+    event_id = envelope.event_id
+    if _CANONICAL_UUID.fullmatch(event_id) is None:
+        try:
+            event_id = str(uuid.UUID(event_id))
+        except ValueError as exc:
+            raise PoisonEvent(f"envelope.event_id {event_id!r} is not a UUID") from exc
     if not envelope.tenant_id or not envelope.user_id:
         raise PoisonEvent(f"event {event_id}: envelope.tenant_id and user_id are required")
     expected_key = learner_key(envelope.tenant_id, envelope.user_id)
@@ -254,7 +261,11 @@ def derived_event_id(cause_event_id: str, kind: str) -> str:
     A pure function of its arguments: reprocessing the cause after a crash emits
     a record with the same id, so consumers drop the duplicate by event_id.
     """
-    return str(uuid.uuid5(DERIVED_EVENT_NAMESPACE, f"{kind}:{cause_event_id}"))
+    # uuid.uuid5 spelt out (SHA-1 of namespace + name, version 5, RFC 4122 variant):
+    # the same string at half the cost, one per derived record.
+    digest = hashlib.sha1(_NAMESPACE_BYTES + f"{kind}:{cause_event_id}".encode()).hexdigest()
+    variant = "89ab"[int(digest[16], 16) & 3]
+    return f"{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-{variant}{digest[17:20]}-{digest[20:32]}"
 
 
 def deadletter_record(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -165,3 +166,22 @@ def test_mastery_updated_is_deterministic_and_keyed_by_learner() -> None:
         DEFAULT_PARAMS.prior * (1 - DEFAULT_PARAMS.slip)
         + (1 - DEFAULT_PARAMS.prior) * DEFAULT_PARAMS.guess
     )
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        T0,
+        datetime(2024, 3, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 58, 250_000, tzinfo=UTC),
+        datetime(2024, 4, 1, 2, 30, 0, 1, tzinfo=UTC),
+    ],
+)
+def test_mastery_updated_time_is_what_timestamp_from_datetime_gives(occurred_at: datetime) -> None:
+    item = dataclasses.replace(attempt("u", ("s",), True), occurred_at=occurred_at)
+    _, (updated,) = chain_updates([item], {})
+    event = derived_pb2.MasteryUpdated.FromString(mastery_updated(updated, topic="m").value)
+    expected = envelope_pb2.Envelope()
+    expected.occurred_at.FromDatetime(occurred_at)
+    assert event.envelope.occurred_at == expected.occurred_at
+    assert event.envelope.source.app == "learnstream-processors"

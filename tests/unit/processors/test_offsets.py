@@ -10,6 +10,7 @@ from learnstream.kafka import (
     DEADLETTER_PROCESSOR_HEADER,
 )
 from processors.offsets import (
+    DERIVED_EVENT_NAMESPACE,
     MAX_ERROR_CHARS,
     OffsetGap,
     SourceRecord,
@@ -102,3 +103,10 @@ def test_deadletter_record_of_a_record_without_key_or_value() -> None:
         SourceRecord(TOPIC, 0, 1, None, None), error="empty", processor="p", deadletter_topic="dl"
     )
     assert (dead.key, dead.value) == (b"", b"")
+
+
+def test_derived_event_id_is_uuid5_of_kind_and_cause() -> None:
+    for _ in range(2_000):
+        cause = str(uuid.uuid4())
+        expected = uuid.uuid5(DERIVED_EVENT_NAMESPACE, f"mastery_updated:{cause}")
+        assert derived_event_id(cause, "mastery_updated") == str(expected)
