@@ -1,7 +1,7 @@
 """The ingest FastAPI application: ``create_app(settings)``.
 
 The lifespan opens what a request needs and closes it on shutdown: the idempotent
-Kafka producer, an admin client for readiness, a Redis client (deduplication)
+Kafka producer (ingest/producer.py), an admin client for readiness, a Redis client (deduplication)
 and an asyncpg pool (API keys). They live on ``app.state``. Every error answer is
 RFC 9457 ``application/problem+json`` with ``errors: [{field, reason}]``.
 """
@@ -26,9 +26,10 @@ from ingest.batch import BatchIngestor
 from ingest.dedup import DedupStore
 from ingest.exceptions import FieldProblem, IngestError
 from ingest.metrics import IngestMetrics
+from ingest.producer import IngestProducer
 from ingest.routes import events, health
 from learnstream import db
-from learnstream.kafka import AsyncProducer, admin_client
+from learnstream.kafka import admin_client
 from learnstream.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 # Redis calls fail fast (the request answers 503) instead of waiting out long retries;
 # one quick retry covers a pooled connection that Redis closed.
 _REDIS_TIMEOUT_S = 2.0
+# Shutdown waits this long for outstanding deliveries to be reported and settled.
+_DRAIN_TIMEOUT_S = 10.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            producer = AsyncProducer(settings)
+            stack.callback(metrics.process_exiting)
+            producer = IngestProducer(settings)
             stack.push_async_callback(asyncio.to_thread, producer.close)
             redis = Redis.from_url(
                 settings.redis_url,
@@ -64,12 +68,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.pool = pool
             app.state.admin = admin_client(settings)
             app.state.authenticator = CachedApiKeyAuthenticator.for_pool(pool, settings)
-            app.state.ingestor = BatchIngestor(
+            ingestor = BatchIngestor(
                 settings=settings,
                 producer=producer,
                 dedup=DedupStore.from_settings(redis, settings),
                 metrics=metrics,
             )
+            # Runs first on shutdown, while Redis and the producer are still open:
+            # deliveries still in flight are settled (claims marked done or released).
+            stack.push_async_callback(ingestor.drain, _DRAIN_TIMEOUT_S)
+            app.state.ingestor = ingestor
             yield
 
     app = FastAPI(

@@ -9,13 +9,21 @@
 2. a repeated event_id inside the batch is a DUPLICATE of its first occurrence;
 3. the remaining ids are claimed in Redis (one round trip); ids accepted before
    are DUPLICATE, ids another request is publishing are RETRY_LATER;
-4. the claimed records are published and awaited until the broker acknowledged;
-5. acknowledged claims become "done", failed ones are released. If any record
-   failed, the whole answer is 503 + Retry-After: the client retries the batch,
+4. the claimed records are published; their delivery reports are settled by a
+   task of their own (:meth:`BatchIngestor._settle`): each claim becomes "done"
+   when the broker stored the record, or is released when librdkafka reports it
+   failed for sure (one Redis script call each);
+5. the request waits for that task up to ``ingest_delivery_timeout_ms``. If any
+   record failed, the answer is 503 + Retry-After: the client retries the batch,
    the delivered events come back DUPLICATE and the rest are published once.
+   If the wait runs out first, the answer is 503 too, but the claims stay
+   pending: a retry meanwhile gets RETRY_LATER for them, never a second publish;
+   once the reports are in, it gets DUPLICATE (stored) or publishes (failed).
 
-Steps 4 and 5 are shielded from cancellation (a client that hangs up mid-publish
-must not leave claims pending for the retry to trip over).
+The settle task outlives its request (a client that hangs up, or the wait running
+out, must not leave claims undecided), and the app's shutdown waits for it
+(:meth:`BatchIngestor.drain`). librdkafka reports every record within
+``message.timeout.ms`` (ingest/producer.py); pending claims outlive that.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,14 +40,13 @@ from ingest.codec import DecodedEvent
 from ingest.dedup import ClaimState, DedupKey, DedupStore, DedupUnavailableError, new_claim_token
 from ingest.exceptions import DependencyUnavailableError
 from ingest.metrics import IngestMetrics
+from ingest.producer import DeliveryBatch, IngestProducer
 from ingest.validation import EventMessage, Limits, Violation, stamp_event, validate_event
 from learnstream.apikeys import ApiKey
 from learnstream.events.v1 import ingest_pb2
 from learnstream.kafka import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
-    AsyncProducer,
-    Delivery,
     OutgoingRecord,
     ProducerQueueFull,
     Stream,
@@ -101,7 +109,7 @@ class BatchIngestor:
         self,
         *,
         settings: Settings,
-        producer: AsyncProducer,
+        producer: IngestProducer,
         dedup: DedupStore,
         metrics: IngestMetrics,
     ) -> None:
@@ -110,6 +118,25 @@ class BatchIngestor:
         self._producer = producer
         self._dedup = dedup
         self._metrics = metrics
+        self._wait_s = settings.ingest_delivery_timeout_ms / 1000
+        # Settle tasks still running (a strong reference each, or asyncio may drop them).
+        self._settling: set[asyncio.Task[DependencyUnavailableError | None]] = set()
+
+    async def drain(self, timeout_s: float) -> int:
+        """On shutdown: wait up to ``timeout_s`` for every delivery to be settled in Redis.
+
+        Returns how many settle tasks were still running (their claims stay pending
+        until the pending TTL).
+        """
+        if not self._settling:
+            return 0
+        await asyncio.to_thread(self._producer.flush, timeout_s)
+        if not self._settling:
+            return 0
+        _done, running = await asyncio.wait(set(self._settling), timeout=timeout_s)
+        if running:
+            log.error("shutting down with deliveries unsettled", extra={"batches": len(running)})
+        return len(running)
 
     async def ingest(
         self, events: Sequence[DecodedEvent], *, api_key: ApiKey, now: datetime
@@ -144,10 +171,14 @@ class BatchIngestor:
             if candidates:
                 await self._claim_and_publish(candidates, results)
         finally:
-            for result, kind in zip(results, kinds, strict=True):
-                outcome = _OUTCOME_LABEL.get(result.status)
+            # Counted per (kind, outcome), not per event: labels() takes a lock each call.
+            outcomes = Counter(
+                (kind, _OUTCOME_LABEL.get(result.status))
+                for result, kind in zip(results, kinds, strict=True)
+            )
+            for (kind, outcome), count in outcomes.items():
                 if outcome is not None:  # unset when a 503 cut the batch short
-                    self._metrics.events.labels(kind=kind, outcome=outcome).inc()
+                    self._metrics.events.labels(kind=kind, outcome=outcome).inc(count)
 
         response = ingest_pb2.IngestResponse(results=results)
         for result in results:
@@ -225,31 +256,67 @@ class BatchIngestor:
                 )
         if not claimed:
             return
-        # Shielded: once claimed, the publish and its bookkeeping finish even if the
-        # client hangs up, so no claim is left pending for its retry.
-        failure = await asyncio.shield(self._publish_claimed(claimed, token))
+        keys = [c.dedup_key for c in claimed]
+        try:
+            batch = self._producer.publish([c.record for c in claimed])
+        except ProducerQueueFull as exc:
+            await self._release_quietly(keys, token)
+            raise DependencyUnavailableError(
+                "kafka",
+                f"{exc}: the broker is slow or down; nothing of this batch was published",
+                retry_after_s=self._settings.ingest_retry_after_s,
+            ) from exc
+        except BaseException:
+            await self._release_quietly(keys, token)
+            raise
+        settling = asyncio.create_task(self._settle(claimed, token, batch, time.perf_counter()))
+        self._settling.add(settling)
+        settling.add_done_callback(self._settling.discard)
+        # Not cancelled with the request: asyncio.wait leaves the task running.
+        done, _running = await asyncio.wait({settling}, timeout=self._wait_s)
+        if not done:
+            raise DependencyUnavailableError(
+                "kafka",
+                f"the broker did not acknowledge {len(claimed)} events within "
+                f"{self._settings.ingest_delivery_timeout_ms} ms; they stay claimed until it "
+                f"answers (at most {self._producer.message_timeout_ms // 1000} s): retry the "
+                "batch, events it stored come back DUPLICATE, events still undecided "
+                "RETRY_LATER, and the others are published then",
+                retry_after_s=self._settings.ingest_retry_after_s,
+            )
+        failure = settling.result()
         if failure is not None:
             raise failure
         for candidate in claimed:
             results[candidate.index].status = _Status.EVENT_STATUS_ACCEPTED
 
-    async def _publish_claimed(
-        self, claimed: list[_Candidate], token: str
+    async def _settle(
+        self, claimed: list[_Candidate], token: str, batch: DeliveryBatch, started: float
     ) -> DependencyUnavailableError | None:
-        """Publish, then mark delivered claims done and release the rest; the 503 to raise."""
-        started = time.perf_counter()
+        """Wait for the delivery reports; mark stored claims done, release failed ones.
+
+        Returns the 503 to answer when any record failed.
+        """
         try:
-            deliveries = await self._producer.publish([c.record for c in claimed])
-        except ProducerQueueFull as exc:
-            deliveries = [Delivery(error=f"producer queue full: {exc}")] * len(claimed)
-        except BaseException:
-            await self._release_quietly([c.dedup_key for c in claimed], token)
-            raise
+            await asyncio.wait_for(asyncio.shield(batch.done), self._producer.report_within_s)
+        except TimeoutError:
+            # librdkafka owes a report for every record; without one nobody knows whether
+            # the broker stored them, so the claims stay pending until the pending TTL.
+            log.error(
+                "no delivery report within the delivery bound; claims left to expire",
+                extra={"events": len(claimed), "event_id": claimed[0].dedup_key.event_id},
+            )
+            return DependencyUnavailableError(
+                "kafka",
+                f"no delivery report for {len(claimed)} events",
+                retry_after_s=self._settings.ingest_retry_after_s,
+            )
         self._metrics.publish_seconds.observe(time.perf_counter() - started)
-        delivered = [c for c, d in zip(claimed, deliveries, strict=True) if d.ok]
-        failed = [(c, d) for c, d in zip(claimed, deliveries, strict=True) if not d.ok]
+        errors = batch.errors
+        delivered = [c.dedup_key for c, error in zip(claimed, errors, strict=True) if error is None]
+        failed = [(c, e) for c, e in zip(claimed, errors, strict=True) if e is not None]
         try:
-            await self._dedup.mark_done([c.dedup_key for c in delivered])
+            await self._dedup.mark_done(delivered)
         except DedupUnavailableError as exc:
             # The broker has these events: they are accepted. Their claims stay
             # "pending" until the pending TTL, so a quick retry gets RETRY_LATER.
@@ -260,9 +327,10 @@ class BatchIngestor:
         if not failed:
             return None
         await self._release_quietly([c.dedup_key for c, _ in failed], token)
-        for candidate, _ in failed:
-            self._metrics.events.labels(kind=candidate.kind, outcome="failed").inc()
-        first_error = failed[0][1].error
+        failed_kinds = Counter(c.kind for c, _ in failed)
+        for kind, count in failed_kinds.items():
+            self._metrics.events.labels(kind=kind, outcome="failed").inc(count)
+        first_error = failed[0][1]
         log.warning(
             "broker did not acknowledge events",
             extra={
