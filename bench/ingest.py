@@ -1,12 +1,14 @@
 """Ingest throughput and latency over HTTP, next to the raw producer on the same broker.
 
-Run: ``.venv/bin/python -m bench.ingest [--quick] [--duration S] [--concurrency C]``.
+Run: ``.venv/bin/python -m bench.ingest [--quick] [--duration S] [--concurrency C]
+[--workers 1,2]``.
 Prints a table and writes ``bench/results/ingest.json``.
 
 What runs (all on loopback, all of its own, stopped at the end):
 
 * a Tansu broker on a free port, a database and Redis namespace of this run;
-* ``python -m ingest`` (one uvicorn process), with an API key of tenant ``bench``;
+* ``python -m ingest`` with an API key of tenant ``bench``, once per ``--workers`` count
+  (``ingest_workers``: uvicorn worker processes on one port; default 1 then 2);
 * the raw baseline: confluent-kafka with ``learnstream.kafka.producer_config`` (idempotent,
   acks=all, what ingest itself uses) producing the same records (same value bytes, key and
   headers as ingest publishes) to the same topic, as fast as it takes them, for a bounded
@@ -18,7 +20,7 @@ What runs (all on loopback, all of its own, stopped at the end):
 
 CPU use of ingest, the broker and the load process over each run is reported, because
 on a 2-core machine the figures are bounded by who gets a core. During the batch-100
-run py-spy samples the ingest process (``bench/results/ingest.pyspy.txt``).
+run of one worker py-spy samples the ingest process (``bench/results/ingest.pyspy.txt``).
 """
 
 from __future__ import annotations
@@ -251,10 +253,11 @@ PROFILE_LEAVES = {
 PROFILE_STEPS = {
     "decode body (decode_request)": "decode_request (ingest/codec.py",
     "validate, stamp, build record (_prepare)": "BatchIngestor._prepare (ingest/batch.py",
-    "dedup claim (Redis pipeline)": "DedupStore.claim (ingest/dedup.py",
-    "dedup mark done (Redis pipeline)": "DedupStore.mark_done (ingest/dedup.py",
-    "publish (queue records, await acks)": "AsyncProducer.publish (learnstream/kafka.py",
-    "producer poll thread (delivery callbacks)": "_poll_forever (learnstream/kafka.py",
+    "dedup claim (one Redis script call)": "DedupStore.claim (ingest/dedup.py",
+    "dedup mark done (one Redis script call)": "DedupStore.mark_done (ingest/dedup.py",
+    "publish (queue records)": "IngestProducer.publish (ingest/producer.py",
+    "settle deliveries (await acks, mark done)": "BatchIngestor._settle (ingest/batch.py",
+    "producer poll thread (delivery callbacks)": "_poll_forever (ingest/producer.py",
 }
 
 
@@ -286,6 +289,18 @@ async def publish_seconds(client: httpx.AsyncClient, url: str) -> tuple[float, f
                 elif sample.name.endswith("_count"):
                     count = sample.value
     return total, count
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes), from /proc."""
+    found = [pid]
+    for parent in found:
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                found.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return found
 
 
 def measure_raw(env: BenchEnvironment, seconds: float) -> dict[str, Any]:
@@ -340,31 +355,29 @@ def run_load_child(
     return result
 
 
-async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement of this benchmark; see the module docstring."""
-    async with bench_environment("ingest") as env:
-        settings = env.settings
-        api_key = await env.api_key(TENANT)
-        raw_before = measure_raw(env, args.raw_seconds)
-        print(f"raw producer: {raw_before['events_per_s']:,.0f} records/s", file=sys.stderr)
-        single_ack = await asyncio.to_thread(ack_latency, settings)
-
-        ingest_pid = env.start("ingest", ["ingest"])
-        await env.wait_ready(f"http://127.0.0.1:{settings.ingest_port}/readyz", "ingest")
-        url = f"http://127.0.0.1:{settings.ingest_port}/v1/events"
-        metrics_url = f"http://127.0.0.1:{settings.ingest_port}/metrics"
-        groups = {
-            "ingest": [ingest_pid],
-            "broker": [env.broker.pid],
-            "redis": pids_named("redis-server"),
-        }
-        runs = []
-        profile: dict[str, Any] | None = None
+async def run_batches(
+    env: BenchEnvironment, api_key: str, args: argparse.Namespace, workers: int
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Every batch size against ``python -m ingest`` with ``workers`` processes."""
+    settings = env.settings.model_copy(update={"ingest_workers": workers})
+    ingest_pid = env.start("ingest", ["ingest"], settings)
+    await env.wait_ready(f"http://127.0.0.1:{settings.ingest_port}/readyz", "ingest")
+    await asyncio.sleep(1.0 if workers > 1 else 0.0)  # every worker up, not just the first
+    url = f"http://127.0.0.1:{settings.ingest_port}/v1/events"
+    metrics_url = f"http://127.0.0.1:{settings.ingest_port}/metrics"
+    groups = {
+        "ingest": process_tree(ingest_pid),
+        "broker": [env.broker.pid],
+        "redis": pids_named("redis-server"),
+    }
+    runs = []
+    profile: dict[str, Any] | None = None
+    try:
         async with httpx.AsyncClient(timeout=10.0) as scraper:
             for batch in args.batches:
                 profiler = None
                 profile_path = RESULTS_DIR / "ingest.pyspy.txt"
-                if batch == PROFILED_BATCH and not args.no_profile:
+                if batch == PROFILED_BATCH and workers == 1 and not args.no_profile:
                     profiler = start_profile(
                         ingest_pid, args.duration + args.warmup + 1, profile_path
                     )
@@ -397,16 +410,37 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     if publishes
                     else float("nan")
                 )
+                result["workers"] = workers
                 runs.append(result)
                 print(
-                    f"batch {batch:>5}: {result['events_per_s']:,.0f} events/s, "
-                    f"p99 {result['latency_ms']['p99_ms']:.1f} ms",
+                    f"workers {workers}, batch {batch:>5}: {result['events_per_s']:,.0f} "
+                    f"events/s, p99 {result['latency_ms']['p99_ms']:.1f} ms",
                     file=sys.stderr,
                 )
                 if profiler is not None:
                     profiler.wait(timeout=args.duration + 60)
                     if profile_path.exists():
                         profile = profile_summary(profile_path, batch)
+    finally:
+        env.stop("ingest")
+    return runs, profile
+
+
+async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement of this benchmark; see the module docstring."""
+    async with bench_environment("ingest") as env:
+        settings = env.settings
+        api_key = await env.api_key(TENANT)
+        raw_before = measure_raw(env, args.raw_seconds)
+        print(f"raw producer: {raw_before['events_per_s']:,.0f} records/s", file=sys.stderr)
+        single_ack = await asyncio.to_thread(ack_latency, settings)
+
+        runs = []
+        profile: dict[str, Any] | None = None
+        for workers in args.workers:
+            worker_runs, worker_profile = await run_batches(env, api_key, args, workers)
+            runs.extend(worker_runs)
+            profile = profile or worker_profile
         raw_after = measure_raw(env, args.raw_seconds)
         print(f"raw producer: {raw_after['events_per_s']:,.0f} records/s", file=sys.stderr)
 
@@ -418,6 +452,7 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "concurrency": args.concurrency,
+            "workers": args.workers,
             "raw_seconds": args.raw_seconds,
             "learners": LEARNERS,
             "topic_partitions": settings.topic_partitions,
@@ -462,6 +497,7 @@ def report(results: dict[str, Any]) -> None:
     print_table(
         f"POST /v1/events, protobuf, {results['settings']['concurrency']} requests in flight",
         [
+            "workers",
             "batch",
             "events/s",
             "x raw",
@@ -478,6 +514,7 @@ def report(results: dict[str, Any]) -> None:
         ],
         [
             [
+                r.get("workers", 1),
                 r["batch"],
                 r["events_per_s"],
                 f"{r['ratio_to_raw']:.3f}",
@@ -533,6 +570,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--raw-seconds", type=float, default=None)
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
+    parser.add_argument(
+        "--workers",
+        default="1,2",
+        help="comma-separated ingest_workers counts to run, e.g. 1,2 (default) or 1",
+    )
     args = parser.parse_args(argv)
     if args.command == "load":
         result = asyncio.run(
@@ -550,6 +592,7 @@ def main(argv: list[str] | None = None) -> None:
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.raw_seconds = args.raw_seconds or (2.0 if args.quick else 4.0)
     args.batches = BATCH_SIZES
+    args.workers = [int(n) for n in str(args.workers).split(",")]
     results = asyncio.run(benchmark(args))
     report(results)
     path = write_results("ingest", results)

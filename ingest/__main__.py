@@ -1,24 +1,82 @@
-"""``python -m ingest``: serve the ingest API with uvicorn on ``ingest_host:ingest_port``."""
+"""``python -m ingest``: serve the ingest API with uvicorn on ``ingest_host:ingest_port``.
+
+With ``ingest_workers`` > 1, uvicorn runs that many worker processes on the one
+port (each builds its app with :func:`worker_app`): the service keeps no state in
+the process (dedup claims live in Redis), so one worker per core scales the
+per-event Python work. Prometheus metrics are then kept in prometheus_client's
+multiprocess mode, in ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary folder
+unless set; emptied at start), so ``/metrics`` sums every worker (ingest/metrics.py).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import uvicorn
+from fastapi import FastAPI
 
 from ingest.app import create_app
 from learnstream.logging import configure_logging
 from learnstream.settings import get_settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process (uvicorn factory ``ingest.__main__:worker_app``)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)
+
+
+def prepare_metrics_dir() -> tuple[Path, bool]:
+    """The multiprocess metrics folder (set in the env), emptied of a previous run's
+    files, and whether it is a temporary one of this run (removed at the end).
+
+    Must run before a worker imports prometheus_client (workers are spawned, so they
+    read the environment this process leaves them).
+    """
+    configured = os.environ.get(MULTIPROC_ENV)
+    folder = (
+        Path(configured)
+        if configured
+        else Path(tempfile.mkdtemp(prefix="learnstream-ingest-metrics-"))
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):  # counts of a previous run would be added in
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return folder, not configured
 
 
 def main() -> None:
     """Run the ingest service until interrupted."""
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.ingest_host,
-        port=settings.ingest_port,
-        log_config=None,  # keep the one logging set-up (JSON lines)
-    )
+    if settings.ingest_workers == 1:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.ingest_host,
+            port=settings.ingest_port,
+            log_config=None,  # keep the one logging set-up (JSON lines)
+        )
+        return
+    folder, temporary = prepare_metrics_dir()
+    try:
+        uvicorn.run(
+            "ingest.__main__:worker_app",
+            factory=True,
+            workers=settings.ingest_workers,
+            host=settings.ingest_host,
+            port=settings.ingest_port,
+            log_config=None,
+        )
+    finally:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
