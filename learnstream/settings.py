@@ -45,10 +45,15 @@ class Settings(BaseSettings):
     # the session timeout, so short values make workers start in seconds.
     consumer_session_timeout_s: float = Field(default=6.0, gt=0)
     consumer_heartbeat_interval_s: float = Field(default=0.5, gt=0)
-    # Longest a processor's fetch waits for records (ms). Apache Kafka answers a
-    # waiting fetch as soon as records arrive; Tansu only when the wait runs out, so
-    # locally this is the floor under end-to-end latency.
-    consumer_fetch_max_wait_ms: int = Field(default=1500, ge=1)
+    # Longest a processor's fetch waits for records (ms); Faust hard-codes 1,500
+    # (processors.app.FetchWaitTransport overrides it). Apache Kafka answers a waiting
+    # fetch as soon as records arrive, so there it only spaces idle polls; Tansu answers
+    # when the wait runs out, so locally it is the floor under end-to-end latency.
+    # 100 ms: e2e p50 131 ms at 500 events/s (1,500 ms: 642 ms; batch window 0.02 s)
+    # for ~0.013 cores more per idle processor (worker + broker); 20 ms halved it again
+    # but cost ~0.07 cores more per idle processor, too much for nine processors on two
+    # cores (bench/pipeline.py --e2e-only, docs/performance.md).
+    consumer_fetch_max_wait_ms: int = Field(default=100, ge=1)
 
     # --- PostgreSQL and Redis ---------------------------------------------------
     database_url: str = "postgresql://postgres@127.0.0.1:5432/learnstream"

@@ -6,7 +6,9 @@ also the Kafka consumer group and the ``consumer_group`` of its rows in
 
 Faust only moves records here. It keeps no tables (the authoritative state is
 PostgreSQL), declares no leader topic, and does not produce: derived events go
-through :class:`learnstream.kafka.AsyncProducer`. Its web server, when enabled by
+through :class:`learnstream.kafka.AsyncProducer`. Its aiokafka consumer waits at most
+``consumer_fetch_max_wait_ms`` per fetch (:class:`FetchWaitTransport`; Faust hard-codes
+1,500 ms). Its web server, when enabled by
 ``processor_web_port``, serves ``/metrics`` in the Prometheus text format, ``/healthz``
 (the process answers) and ``/readyz`` (PostgreSQL and the broker answer; 503 naming
 what is down — while PostgreSQL is down the worker holds its offsets and retries).
@@ -15,12 +17,15 @@ what is down — while PostgreSQL is down the worker holds its offsets and retri
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
+import aiokafka
 import faust
 from confluent_kafka import KafkaException
 from faust.tables import TableManager
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import generate_latest
+from yarl import URL
 
 from learnstream import db
 from learnstream.exceptions import ServiceUnavailableError
@@ -64,9 +69,49 @@ def create_app(settings: Settings, name: str) -> faust.App:
         "TableManager": TablelessTableManager,
     }
     app = faust.App(app_id(settings, name), **options)
+    # Faust's public transport setter; nothing has created the default transport yet.
+    app.transport = FetchWaitTransport(
+        app.conf.broker_consumer, app, fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms
+    )
     if web_port > 0:
         _add_web_pages(app, settings)
     return app
+
+
+class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, with the transport's fetch wait.
+
+    Faust passes ``fetch_max_wait_ms=1500`` to ``AIOKafkaConsumer`` with no setting to
+    change it. Apache Kafka answers a waiting fetch as soon as records arrive, so there
+    the wait only spaces idle polls; Tansu answers only when the wait runs out, so
+    locally a record waited up to 1.5 s before the processor saw it. aiokafka reads
+    ``_fetch_max_wait_ms`` when ``start()`` builds its fetcher, which is after this
+    method returns (tests/unit/processors/test_app.py checks the fetcher gets it).
+    """
+
+    def _create_worker_consumer(
+        self, transport: faust_aiokafka.Transport
+    ) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = cast("FetchWaitTransport", transport).fetch_max_wait_ms
+        return consumer
+
+
+class FetchWaitConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer running :class:`FetchWaitConsumerThread`."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class FetchWaitTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport whose consumers wait ``fetch_max_wait_ms`` (ms) per fetch."""
+
+    Consumer = FetchWaitConsumer
+
+    def __init__(self, url: list[URL], app: faust.App, *, fetch_max_wait_ms: int) -> None:
+        super().__init__(url, app)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
 
 class TablelessTableManager(TableManager):
