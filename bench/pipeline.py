@@ -1,6 +1,10 @@
 """Processing throughput, end-to-end latency and a full dataset replay through the pipeline.
 
-Run: ``.venv/bin/python -m bench.pipeline [--quick] [--records N] [--skip-replay]``.
+Run: ``.venv/bin/python -m bench.pipeline [--quick] [--records N] [--skip-replay]``;
+only the end-to-end phase: ``--e2e-only [--rates 500,2000] [--configs 1500:0.2,-:-,-:-:2]``
+(each configuration ``FETCH_MS:WITHIN_S[:WORKERS]`` overrides the consumer fetch wait and
+the batch window the workers get, ``-`` keeping the default; they run one after the
+other on fresh topics, so they compare under the same machine load).
 Prints tables and writes ``bench/results/pipeline.json`` (py-spy profile of the
 mastery worker: ``bench/results/pipeline.pyspy.txt``).
 
@@ -21,10 +25,14 @@ ingest publishes them (stamped AttemptEvent, key ``tenant:user``, headers).
    (``python -m bench.pipeline faust-count``: decode each AttemptEvent and count), on
    the same Faust app settings as the processors. Rate = records / (last - first).
 3. **Two workers vs one**: phase 1 again on a fresh topic with two worker processes.
-4. **End-to-end latency**: ingest + one worker; a paced open-loop sender posts batches
-   of 10 events at an offered 500 and 2,000 events/s for ``--e2e-seconds`` each; every
-   event is a new learner, and a poller (every 20 ms) sees when its skill_mastery row
-   appears. Latency = row visible - POST sent.
+4. **End-to-end latency**: ingest + one worker (or ``--configs``); a paced open-loop
+   sender posts 50 requests/s (10 events each for 500/s, 40 for 2,000/s) for
+   ``--e2e-seconds`` each; every event is a new learner, and a poller sees when its
+   skill_mastery row appears. Latency = start of the first poll query that sees the
+   row - POST sent: the row committed between that query's start and the previous
+   one's, so a figure overstates by less than one poll period (``POLL_S`` plus the
+   query, reported as ``poll_period_ms``). Achieved rates: events sent / sending time,
+   and rows visible / (last row seen - first POST) for the worker side.
 5. **Full replay**: train + test files of ``assistments2009_dkvmn`` (325,637 answers)
    posted through ``POST /v1/events`` exactly as ``make demo`` does (4 senders, batches
    of 500, per-learner order), processed by one worker; total time to the last view row.
@@ -110,6 +118,8 @@ PROFILE_OURS = {
     "learner cache refresh (Redis)": "(processors/learner_cache.py",
     "AsyncProducer._poll_forever (thread)": "_poll_forever (learnstream/kafka.py",
 }
+# The poller's sleep between queries: the resolution of every e2e figure (see above).
+# Shorter costs CPU the pipeline under test needs on a 2-core machine.
 POLL_S = 0.02
 # The tenant of the e2e runs' API key; each run's learners are new ("e2e-<rate>-...").
 E2E_TENANT = "bench-e2e"
@@ -237,6 +247,24 @@ async def processor_applied_counts(ports: Sequence[int]) -> list[float]:
                     total += float(line.rsplit(" ", 1)[1])
             counts.append(total)
     return counts
+
+
+async def batch_sums(ports: Sequence[int]) -> dict[str, float]:
+    """Sums and counts of the workers' batch histograms (seconds and records per batch)."""
+    wanted = {
+        "learnstream_processor_batch_seconds_sum": "seconds_sum",
+        "learnstream_processor_batch_seconds_count": "batches",
+        "learnstream_processor_batch_records_sum": "records_sum",
+    }
+    sums = dict.fromkeys(wanted.values(), 0.0)
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        for port in ports:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            for line in text.splitlines():
+                name = line.split("{", 1)[0]
+                if name in wanted:
+                    sums[wanted[name]] += float(line.rsplit(" ", 1)[1])
+    return sums
 
 
 @dataclass
@@ -420,11 +448,18 @@ async def measure_faust_count(
 
 
 async def measure_e2e(
-    env: BenchEnvironment, settings: Settings, api_key: str, *, rate: int, seconds: float
+    env: BenchEnvironment,
+    settings: Settings,
+    api_key: str,
+    *,
+    rate: int,
+    seconds: float,
+    worker_names: Sequence[str],
 ) -> dict[str, Any]:
     """POST-to-view latency at an offered ``rate`` events/s (E2E_REQUESTS_PER_S requests/s)."""
     batch = max(1, rate // E2E_REQUESTS_PER_S)
-    prefix = f"e2e-{rate}"
+    # New learners every run (a row from an earlier run would count as seen at once).
+    prefix = f"e2e-{rate}-{uuid.uuid4().hex[:6]}"
     url = f"http://127.0.0.1:{settings.ingest_port}/v1/events"
     headers = {
         "Authorization": f"Bearer {api_key}",
@@ -435,6 +470,7 @@ async def measure_e2e(
     requests_total = int(seconds * rate / batch)
     sent_at: dict[str, float] = {}  # user id -> when its POST was sent
     visible_at: dict[str, float] = {}
+    answered_at: dict[str, float] = {}  # user id -> when ingest answered its POST (200)
     post_latencies: list[float] = []
     failures: list[str] = []
     occurred = datetime.now(UTC) - timedelta(minutes=1)
@@ -460,35 +496,52 @@ async def measure_e2e(
         for user in users:
             sent_at[user] = started
         answer = await client.post(url, content=content, headers=headers)
-        post_latencies.append((time.perf_counter() - started) * 1000)
+        answered = time.perf_counter()
+        post_latencies.append((answered - started) * 1000)
         if answer.status_code != 200:
             failures.append(f"{answer.status_code}: {answer.text[:200]}")
             return
         accepted = ingest_pb2.IngestResponse.FromString(answer.content).accepted
         if accepted != len(users):
             failures.append(f"only {accepted} of {len(users)} accepted")
+        for user in users:
+            answered_at[user] = answered
 
     conn = await db.connect(settings)
     sending_done = asyncio.Event()
+
+    poll_starts: list[float] = []
 
     async def poller() -> None:
         while True:
             outstanding = [u for u in sent_at if u not in visible_at]
             if outstanding:
+                # The query's start, not its answer: its snapshot is taken then, so a row
+                # it returns was committed before this instant (and after the last poll).
+                queried = time.perf_counter()
+                poll_starts.append(queried)
                 rows = await conn.fetch(
                     "SELECT user_id FROM skill_mastery WHERE tenant_id = $1 "
                     "AND user_id = ANY($2::text[])",
                     E2E_TENANT,
                     outstanding,
                 )
-                now = time.perf_counter()
                 for row in rows:
-                    visible_at[row["user_id"]] = now
+                    visible_at[row["user_id"]] = queried
             elif sending_done.is_set():
                 return
             await asyncio.sleep(POLL_S)
 
-    meter = CpuMeter({"ingest": _pids(env, "ingest"), "worker": _pids(env, "processor-e2e")})
+    ports = _worker_ports(env, worker_names)
+    batches_before = await batch_sums(ports)
+    meter = CpuMeter(
+        {
+            "ingest": _pids(env, "ingest"),
+            "workers": [pid for name in worker_names for pid in _pids(env, name)],
+            "broker": [env.broker.pid],
+            "postgres": pids_named("postgres"),
+        }
+    )
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     try:
         async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
@@ -503,12 +556,21 @@ async def measure_e2e(
                 tasks.append(asyncio.create_task(post(client, n)))
             await asyncio.gather(*tasks)
             send_seconds = time.perf_counter() - start
-            shares = meter.read()
             sending_done.set()
             await asyncio.wait_for(poll_task, timeout=120)
+            # Sending and the backlog's processing: what the pipeline cost at this rate.
+            shares = meter.read()
+            load_1m = os.getloadavg()[0]
+            batches_after = await batch_sums(ports)
     finally:
         await conn.close()
     latencies = [(visible_at[u] - sent_at[u]) * 1000 for u in sent_at if u in visible_at]
+    # The pipeline behind ingest alone: the record was on the topic when the POST answered.
+    # Negative when the row was seen before the answer reached the client.
+    after_answer = [(visible_at[u] - answered_at[u]) * 1000 for u in answered_at if u in visible_at]
+    last_seen = max(visible_at.values(), default=start)
+    batches = {k: batches_after[k] - batches_before[k] for k in batches_after}
+    count = max(batches["batches"], 1.0)
     return {
         "offered_events_per_s": rate,
         "batch": batch,
@@ -520,9 +582,29 @@ async def measure_e2e(
         "failure_count": len(failures),
         "e2e_ms": percentiles(latencies),
         "post_ms": percentiles(post_latencies),
+        "after_answer_ms": percentiles(after_answer),
+        "applied_events_per_s": len(visible_at) / max(last_seen - start, 1e-9),
         "poll_interval_ms": POLL_S * 1000,
+        "poll_period_ms": (
+            (poll_starts[-1] - poll_starts[0]) * 1000 / (len(poll_starts) - 1)
+            if len(poll_starts) > 1
+            else float("nan")
+        ),
+        "load_avg_1m": load_1m,
+        # BatchRunner.process: transaction start to commit (derived events' acks included).
+        "batches": batches["batches"],
+        "mean_batch_ms": batches["seconds_sum"] * 1000 / count,
+        "mean_batch_records": batches["records_sum"] / count,
+        "workers": len(worker_names),
+        "consumer_fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
+        "processor_batch_within_s": settings.processor_batch_within_s,
         "cpu": shares,
     }
+
+
+def _worker_ports(env: BenchEnvironment, names: Sequence[str]) -> list[int]:
+    """The /metrics ports of the e2e workers (written by start_e2e_pipeline)."""
+    return [int((env.settings.run_dir / f"{name}.port").read_text()) for name in names]
 
 
 def _pids(env: BenchEnvironment, name: str) -> list[int]:
@@ -578,10 +660,109 @@ async def measure_replay(
     }
 
 
+@dataclass(frozen=True)
+class E2EConfig:
+    """One e2e configuration: the consumer's fetch wait, the batch window, workers."""
+
+    fetch_wait_ms: int | None  # None: the settings' default
+    batch_within_s: float | None
+    workers: int
+
+    @classmethod
+    def parse(cls, text: str) -> E2EConfig:
+        """``FETCH_MS:WITHIN_S[:WORKERS]``, ``-`` for a default (e.g. ``1500:0.2``, ``-:-:2``)."""
+        parts = text.split(":")
+        if len(parts) not in (2, 3):
+            raise argparse.ArgumentTypeError(f"config {text!r}: want FETCH_MS:WITHIN_S[:WORKERS]")
+        fetch, within = parts[0], parts[1]
+        return cls(
+            fetch_wait_ms=None if fetch == "-" else int(fetch),
+            batch_within_s=None if within == "-" else float(within),
+            workers=int(parts[2]) if len(parts) == 3 and parts[2] != "-" else 1,
+        )
+
+
+async def start_e2e_pipeline(env: BenchEnvironment, config: E2EConfig, suffix: str) -> Settings:
+    """Ingest and ``config.workers`` mastery workers on namespace ``suffix``."""
+    changes: dict[str, Any] = {}
+    if config.fetch_wait_ms is not None:
+        changes["consumer_fetch_max_wait_ms"] = config.fetch_wait_ms
+    if config.batch_within_s is not None:
+        changes["processor_batch_within_s"] = config.batch_within_s
+    e2e = namespace(env, suffix, **changes)
+    env.start("ingest", ["ingest"], e2e)
+    names = e2e_worker_names(config.workers)
+    for name in names:
+        port = services.free_port()
+        (env.settings.run_dir / f"{name}.port").write_text(str(port))
+        worker = e2e.model_copy(update={"processor_web_port": port})
+        env.start(name, ["processors", "mastery"], worker)
+    await env.wait_ready(f"http://127.0.0.1:{e2e.ingest_port}/readyz", "ingest")
+    for name, port in zip(names, _worker_ports(env, names), strict=True):
+        await env.wait_ready(f"http://127.0.0.1:{port}/healthz", name)
+    return e2e
+
+
+def stop_e2e_pipeline(env: BenchEnvironment, config: E2EConfig) -> None:
+    """Stop what :func:`start_e2e_pipeline` started."""
+    for name in ["ingest", *e2e_worker_names(config.workers)]:
+        env.stop(name)
+
+
+def e2e_worker_names(workers: int) -> list[str]:
+    """Process names of the e2e workers (the first keeps the name the replay reads)."""
+    return ["processor-e2e", *(f"processor-e2e-{n}" for n in range(1, workers))]
+
+
+async def measure_e2e_rates(
+    env: BenchEnvironment,
+    e2e: Settings,
+    *,
+    workers: int,
+    rates: Sequence[int],
+    seconds: float,
+) -> list[dict[str, Any]]:
+    """The e2e latency at each of ``rates`` (after a warm-up that joins the group)."""
+    names = e2e_worker_names(workers)
+    api_key = await env.api_key(E2E_TENANT)
+    await measure_e2e(env, e2e, api_key, rate=100, seconds=2, worker_names=names)
+    if workers > 1:
+        # Let every worker finish joining (each one more rebalance, half a session timeout
+        # each on Tansu), then warm up again so no run starts inside a rebalance.
+        await asyncio.sleep(env.settings.consumer_session_timeout_s * 2 + 1)
+        await measure_e2e(env, e2e, api_key, rate=100, seconds=2, worker_names=names)
+    outcomes = []
+    for rate in rates:
+        outcome = await measure_e2e(
+            env, e2e, api_key, rate=rate, seconds=seconds, worker_names=names
+        )
+        outcomes.append(outcome)
+        print(
+            f"e2e at {rate}/s ({workers} worker(s), fetch wait "
+            f"{e2e.consumer_fetch_max_wait_ms} ms, within {e2e.processor_batch_within_s} s): "
+            f"p50 {outcome['e2e_ms']['p50_ms']:.0f} ms, p99 {outcome['e2e_ms']['p99_ms']:.0f} ms",
+            file=sys.stderr,
+        )
+    return outcomes
+
+
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Every phase of this benchmark; see the module docstring."""
     results: dict[str, Any] = {"settings": vars(args).copy()}
     async with bench_environment("pipeline") as env:
+        if args.e2e_only:
+            # Each configuration on fresh topics and processes, one after the other, so
+            # they compare under the same machine load.
+            results["e2e"] = []
+            for n, config in enumerate(args.configs):
+                e2e = await start_e2e_pipeline(env, config, f"e2e{n}")
+                try:
+                    results["e2e"] += await measure_e2e_rates(
+                        env, e2e, workers=config.workers, rates=args.rates, seconds=args.e2e_seconds
+                    )
+                finally:
+                    stop_e2e_pipeline(env, config)
+            return results
         base = env.settings
         attempts = dataset_attempts(base, [TRAIN_FILE], None)[: args.records + WARMUP_RECORDS]
         print(f"building {len(attempts):,} records ...", file=sys.stderr)
@@ -615,18 +796,10 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_one_worker_to_raw_consumer": one.events_per_s / raw["events_per_s"],
         }
 
-        # Ingest and one worker for the e2e latency runs and the replay.
-        e2e = namespace(env, "e2e")
-        env.start("ingest", ["ingest"], e2e)
-        env.start("processor-e2e", ["processors", "mastery"], e2e)
-        await env.wait_ready(f"http://127.0.0.1:{e2e.ingest_port}/readyz", "ingest")
-        api_key = await env.api_key(E2E_TENANT)
-        await measure_e2e(env, e2e, api_key, rate=100, seconds=2)  # warm-up: worker joined
-        results["e2e"] = []
-        for rate in E2E_RATES:
-            outcome = await measure_e2e(env, e2e, api_key, rate=rate, seconds=args.e2e_seconds)
-            results["e2e"].append(outcome)
-            print(f"e2e at {rate}/s: p99 {outcome['e2e_ms']['p99_ms']:.0f} ms", file=sys.stderr)
+        e2e = await start_e2e_pipeline(env, args.configs[0], "e2e")
+        results["e2e"] = await measure_e2e_rates(
+            env, e2e, workers=args.configs[0].workers, rates=args.rates, seconds=args.e2e_seconds
+        )
         if not args.skip_replay:
             results["replay"] = await measure_replay(
                 env, e2e, max_learners=40 if args.quick else None
@@ -637,12 +810,43 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(results: dict[str, Any]) -> None:
     """Tables of every phase."""
-    t = results["throughput"]
+    if "throughput" in results:
+        report_throughput(results["throughput"])
+    report_e2e(results["e2e"])
+    replay_result = results.get("replay")
+    if replay_result:
+        print_table(
+            f"Replay of {replay_result['dataset']} through HTTP, broker and one worker",
+            [
+                "answers",
+                "accepted",
+                "POST s",
+                "ingest ev/s",
+                "then processed s",
+                "total s",
+                "events/s",
+            ],
+            [
+                [
+                    replay_result["answers"],
+                    replay_result["accepted"],
+                    replay_result["post_seconds"],
+                    replay_result["ingest_events_per_s"],
+                    replay_result["processed_after_last_post_s"],
+                    replay_result["total_seconds"],
+                    replay_result["events_per_s"],
+                ]
+            ],
+        )
 
-    def cpu(shares: dict[str, dict[str, float]], name: str) -> str:
-        share = shares.get(name)
-        return "-" if share is None else f"{share['cpu']:.2f}/{share['waiting']:.2f}"
 
+def _cpu(shares: dict[str, dict[str, float]], name: str) -> str:
+    share = shares.get(name)
+    return "-" if share is None else f"{share['cpu']:.2f}/{share['waiting']:.2f}"
+
+
+def report_throughput(t: dict[str, Any]) -> None:
+    """Phases 1-3: workers against the raw consumer and the trivial Faust agent."""
     print_table(
         f"Processing {t['records']:,} attempts already on the topic (cpu/wait: cores used / "
         "threads waiting for a core)",
@@ -671,18 +875,18 @@ def report(results: dict[str, Any]) -> None:
                 t["one_worker"]["events_per_s"],
                 t["one_worker"]["seconds"],
                 t["ratio_one_worker_to_faust"],
-                cpu(t["one_worker"]["cpu"], "workers"),
-                cpu(t["one_worker"]["cpu"], "broker"),
-                cpu(t["one_worker"]["cpu"], "postgres"),
+                _cpu(t["one_worker"]["cpu"], "workers"),
+                _cpu(t["one_worker"]["cpu"], "broker"),
+                _cpu(t["one_worker"]["cpu"], "postgres"),
             ],
             [
                 "mastery, 2 workers, views committed",
                 t["two_workers"]["events_per_s"],
                 t["two_workers"]["seconds"],
                 t["two_workers"]["events_per_s"] / t["faust_count_agent"]["events_per_s"],
-                cpu(t["two_workers"]["cpu"], "workers"),
-                cpu(t["two_workers"]["cpu"], "broker"),
-                cpu(t["two_workers"]["cpu"], "postgres"),
+                _cpu(t["two_workers"]["cpu"], "workers"),
+                _cpu(t["two_workers"]["cpu"], "broker"),
+                _cpu(t["two_workers"]["cpu"], "postgres"),
             ],
         ],
     )
@@ -712,64 +916,66 @@ def report(results: dict[str, Any]) -> None:
             ["share", "function"],
             [[f"{share:.1%}", name] for name, share in profile["ours_inclusive"].items()],
         )
+
+
+def report_e2e(runs: Sequence[dict[str, Any]]) -> None:
+    """Phase 4: latency per offered rate (cpu/wait: cores used / threads waiting)."""
     print_table(
-        f"End to end: POST sent -> skill_mastery row visible ({E2E_REQUESTS_PER_S} requests/s, "
-        "one worker)",
+        f"End to end: POST sent -> skill_mastery row visible ({E2E_REQUESTS_PER_S} requests/s)",
         [
             "offered/s",
-            "batch",
+            "workers",
+            "fetch wait ms",
+            "batch within s",
             "achieved/s",
+            "applied/s",
             "events",
             "visible",
             "p50 ms",
             "p95 ms",
             "p99 ms",
             "max ms",
+            "POST p50 ms",
             "POST p99 ms",
+            "batch ms",
+            "batch records",
+            "answer->row p50 ms",
+            "answer->row p99 ms",
+            "poll ms",
+            "load 1m",
+            "ingest cpu/wait",
+            "workers cpu/wait",
             "failures",
         ],
         [
             [
                 r["offered_events_per_s"],
-                r["batch"],
+                r["workers"],
+                r["consumer_fetch_max_wait_ms"],
+                r["processor_batch_within_s"],
                 r["achieved_events_per_s"],
+                r["applied_events_per_s"],
                 r["events"],
                 r["visible"],
                 r["e2e_ms"]["p50_ms"],
                 r["e2e_ms"]["p95_ms"],
                 r["e2e_ms"]["p99_ms"],
                 r["e2e_ms"]["max_ms"],
+                r["post_ms"]["p50_ms"],
                 r["post_ms"]["p99_ms"],
+                r["mean_batch_ms"],
+                r["mean_batch_records"],
+                r["after_answer_ms"]["p50_ms"],
+                r["after_answer_ms"]["p99_ms"],
+                r["poll_period_ms"],
+                r["load_avg_1m"],
+                _cpu(r["cpu"], "ingest"),
+                _cpu(r["cpu"], "workers"),
                 r["failure_count"],
             ]
-            for r in results["e2e"]
+            for r in runs
         ],
     )
-    replay_result = results.get("replay")
-    if replay_result:
-        print_table(
-            f"Replay of {replay_result['dataset']} through HTTP, broker and one worker",
-            [
-                "answers",
-                "accepted",
-                "POST s",
-                "ingest ev/s",
-                "then processed s",
-                "total s",
-                "events/s",
-            ],
-            [
-                [
-                    replay_result["answers"],
-                    replay_result["accepted"],
-                    replay_result["post_seconds"],
-                    replay_result["ingest_events_per_s"],
-                    replay_result["processed_after_last_post_s"],
-                    replay_result["total_seconds"],
-                    replay_result["events_per_s"],
-                ]
-            ],
-        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -783,6 +989,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--e2e-seconds", type=float, default=None)
     parser.add_argument("--profile-seconds", type=float, default=None)
     parser.add_argument("--skip-replay", action="store_true")
+    parser.add_argument("--e2e-only", action="store_true", help="only phase 4 (no replay)")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [int(r) for r in text.split(",")],
+        default=list(E2E_RATES),
+        help="offered events/s of the e2e runs, comma-separated",
+    )
+    parser.add_argument(
+        "--configs",
+        type=lambda text: [E2EConfig.parse(c) for c in text.split(",")],
+        default=[E2EConfig(None, None, 1)],
+        help="e2e configurations FETCH_MS:WITHIN_S[:WORKERS], comma-separated, '-' for the "
+        "default (e.g. 1500:0.2,-:-,-:-:2); more than one only with --e2e-only",
+    )
     args = parser.parse_args(argv)
     if args.command == "faust-count":
         faust_count(args.expected, args.out)
