@@ -292,14 +292,19 @@ async def publish_seconds(client: httpx.AsyncClient, url: str) -> tuple[float, f
 
 
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (uvicorn's worker processes), from /proc."""
+    """``pid`` and its descendants (uvicorn's worker processes), by parent PID in /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # Field 4 of stat is the parent PID; the command (field 2) may hold spaces.
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
     found = [pid]
     for parent in found:
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                found.extend(int(child) for child in (task / "children").read_text().split())
-            except OSError:
-                continue
+        found.extend(child for child, of in parents.items() if of == parent)
     return found
 
 

@@ -29,6 +29,7 @@ out, must not leave claims undecided), and the app's shutdown waits for it
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -36,12 +37,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from ingest.codec import DecodedEvent
 from ingest.dedup import ClaimState, DedupKey, DedupStore, DedupUnavailableError, new_claim_token
 from ingest.exceptions import DependencyUnavailableError
 from ingest.metrics import IngestMetrics
 from ingest.producer import DeliveryBatch, IngestProducer
-from ingest.validation import EventMessage, Limits, Violation, stamp_event, validate_event
+from ingest.validation import (
+    EventMessage,
+    Limits,
+    Violation,
+    receipt_timestamp,
+    stamp_envelope,
+    validate_event,
+)
 from learnstream.apikeys import ApiKey
 from learnstream.events.v1 import ingest_pb2
 from learnstream.kafka import (
@@ -95,11 +105,15 @@ def build_record(kind: str, message: EventMessage, settings: Settings) -> Outgoi
         topic=settings.topic(STREAM_OF_KIND[kind]),
         key=learner_key(envelope.tenant_id, envelope.user_id),
         value=message.SerializeToString(),
-        headers=(
-            (EVENT_TYPE_HEADER, message.DESCRIPTOR.full_name.encode()),
-            (EVENT_ID_HEADER, envelope.event_id.encode()),
-        ),
+        headers=(_type_header(kind), (EVENT_ID_HEADER, envelope.event_id.encode())),
     )
+
+
+@functools.cache
+def _type_header(kind: str) -> tuple[str, bytes]:
+    """The event-type header of every event of ``kind`` (its full message name)."""
+    message_name = getattr(ingest_pb2.LearningEvent(), kind).DESCRIPTOR.full_name
+    return EVENT_TYPE_HEADER, message_name.encode()
 
 
 class BatchIngestor:
@@ -154,8 +168,9 @@ class BatchIngestor:
         kinds = [(d.event.WhichOneof("event") if d.event else None) or "event" for d in events]
         candidates: list[_Candidate] = []
         first_index: dict[DedupKey, int] = {}
+        received_at = receipt_timestamp(now)  # one for the batch, copied into each event
         for i, decoded in enumerate(events):
-            candidate = self._prepare(i, decoded, api_key=api_key, now=now)
+            candidate = self._prepare(i, decoded, api_key=api_key, now=now, received_at=received_at)
             if isinstance(candidate, Violation):
                 self._reject(results[i], i, candidate)
                 continue
@@ -193,7 +208,13 @@ class BatchIngestor:
         return response
 
     def _prepare(
-        self, index: int, decoded: DecodedEvent, *, api_key: ApiKey, now: datetime
+        self,
+        index: int,
+        decoded: DecodedEvent,
+        *,
+        api_key: ApiKey,
+        now: datetime,
+        received_at: Timestamp,
     ) -> _Candidate | Violation:
         if decoded.event is None:
             return decoded.error or Violation("", "could not be parsed")
@@ -203,10 +224,10 @@ class BatchIngestor:
         )
         if violations:
             return violations[0]
-        stamp_event(event, tenant_id=api_key.tenant_id, received_at=now)
         kind = event.WhichOneof("event")
         assert kind is not None  # validate_event rejected events without a kind
         message: EventMessage = getattr(event, kind)
+        stamp_envelope(message.envelope, tenant_id=api_key.tenant_id, received_at=received_at)
         record = build_record(kind, message, self._settings)
         size = len(record.value) + len(record.key)
         if size > self._settings.ingest_max_record_bytes:
