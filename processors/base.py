@@ -69,6 +69,7 @@ roll the transaction back and retry the whole batch with exponential backoff
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -633,6 +634,7 @@ def attach(
             settings.processor_batch_max, within=settings.processor_batch_within_s
         )
         await runner.warm_up()
+        frozen = False
         try:
             async for events in batches:
                 committed = False
@@ -645,6 +647,11 @@ def attach(
                 try:
                     outcome = await runner.process([source_record(e.message) for e in events])
                     committed = True
+                    if not frozen:
+                        # After the first batch: it imports and caches what processors
+                        # load lazily (schedulers, parameters), which lives on too.
+                        frozen = True
+                        _freeze_long_lived_objects()
                     await _rewind(app, events, outcome)
                 except BatchAbandoned:
                     log.warning(
@@ -672,6 +679,20 @@ def attach(
     app.agent(topic, name=f"{app.conf.id}.batches")(consume)
     app.timer(settings.processor_lag_interval_s, name=f"{app.conf.id}.lag")(sample_partitions)
     return runner
+
+
+def _freeze_long_lived_objects() -> None:
+    """Move every object alive now out of the garbage collector's reach (``gc.freeze``).
+
+    A worker holds some 370,000 objects (Faust, aiokafka, protobuf, numpy, the pools)
+    that live as long as it does, and each full collection scanned them all: 0.2-0.4 s
+    with the event loop stopped (measured on the learner-state worker). Frozen, a full
+    collection scans only what batches allocate (1-15 ms). Frozen objects are never
+    freed by the collector, which long-lived objects do not need anyway. One full
+    collection first, so garbage is not frozen with them.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _rewind(app: faust.App, events: Sequence[Any], outcome: BatchOutcome) -> None:
