@@ -255,9 +255,9 @@ PROFILE_STEPS = {
     "validate, stamp, build record (_prepare)": "BatchIngestor._prepare (ingest/batch.py",
     "dedup claim (one Redis script call)": "DedupStore.claim (ingest/dedup.py",
     "dedup mark done (one Redis script call)": "DedupStore.mark_done (ingest/dedup.py",
-    "publish (queue records)": "IngestProducer.publish (ingest/producer.py",
+    "publish (queue records)": "AsyncProducer.publish_batch (learnstream/kafka.py",
     "settle deliveries (await acks, mark done)": "BatchIngestor._settle (ingest/batch.py",
-    "producer poll thread (delivery callbacks)": "_poll_forever (ingest/producer.py",
+    "producer poll thread (delivery callbacks)": "_poll_forever (learnstream/kafka.py",
 }
 
 

@@ -1,7 +1,8 @@
 """The ingest FastAPI application: ``create_app(settings)``.
 
 The lifespan opens what a request needs and closes it on shutdown: the idempotent
-Kafka producer (ingest/producer.py), an admin client for readiness, a Redis client (deduplication)
+Kafka producer (``learnstream.kafka.AsyncProducer`` with ingest's delivery bound,
+ingest/producer.py), an admin client for readiness, a Redis client (deduplication)
 and an asyncpg pool (API keys). They live on ``app.state``. Every error answer is
 RFC 9457 ``application/problem+json`` with ``errors: [{field, reason}]``.
 """
@@ -26,7 +27,7 @@ from ingest.batch import BatchIngestor
 from ingest.dedup import DedupStore
 from ingest.exceptions import FieldProblem, IngestError
 from ingest.metrics import IngestMetrics
-from ingest.producer import IngestProducer
+from ingest.producer import ingest_producer
 from ingest.routes import events, health
 from learnstream import db
 from learnstream.kafka import admin_client
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.callback(metrics.process_exiting)
-            producer = IngestProducer(settings)
+            producer = ingest_producer(settings)
             stack.push_async_callback(asyncio.to_thread, producer.close)
             redis = Redis.from_url(
                 settings.redis_url,

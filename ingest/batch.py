@@ -43,7 +43,6 @@ from ingest.codec import DecodedEvent
 from ingest.dedup import ClaimState, DedupKey, DedupStore, DedupUnavailableError, new_claim_token
 from ingest.exceptions import DependencyUnavailableError
 from ingest.metrics import IngestMetrics
-from ingest.producer import DeliveryBatch, IngestProducer
 from ingest.validation import (
     EventMessage,
     Limits,
@@ -57,6 +56,8 @@ from learnstream.events.v1 import ingest_pb2
 from learnstream.kafka import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
+    AsyncProducer,
+    DeliveryBatch,
     OutgoingRecord,
     ProducerQueueFull,
     Stream,
@@ -123,7 +124,7 @@ class BatchIngestor:
         self,
         *,
         settings: Settings,
-        producer: IngestProducer,
+        producer: AsyncProducer,
         dedup: DedupStore,
         metrics: IngestMetrics,
     ) -> None:
@@ -279,7 +280,7 @@ class BatchIngestor:
             return
         keys = [c.dedup_key for c in claimed]
         try:
-            batch = self._producer.publish([c.record for c in claimed])
+            batch = self._producer.publish_batch([c.record for c in claimed])
         except ProducerQueueFull as exc:
             await self._release_quietly(keys, token)
             raise DependencyUnavailableError(

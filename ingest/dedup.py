@@ -42,8 +42,9 @@ from enum import Enum
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ingest.producer import REPORT_MARGIN_S, message_timeout_ms
+from ingest.producer import message_timeout_ms
 from learnstream.exceptions import ServiceUnavailableError
+from learnstream.kafka import REPORT_MARGIN_S
 from learnstream.settings import Settings
 
 _PENDING_PREFIX = b"pending:"

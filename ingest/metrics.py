@@ -30,7 +30,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ingest.producer import IngestProducer
+from learnstream.kafka import AsyncProducer
 
 # Publish latency buckets in seconds: a healthy local broker answers in a few ms,
 # a struggling one in seconds, the delivery timeout caps it.
@@ -84,8 +84,8 @@ class IngestMetrics:
             registry=self.registry,
         )
 
-    def watch_producer(self, producer: IngestProducer) -> None:
-        """Export the producer's queue depth and fatal-error replacements."""
+    def watch_producer(self, producer: AsyncProducer) -> None:
+        """Export the producer's queue depth and replacements (fatal error or timed-out records)."""
         self._producer_collector = _ProducerCollector(producer, per_process=self.multiprocess)
         self.registry.register(self._producer_collector)
 
@@ -113,7 +113,7 @@ class IngestMetrics:
 class _ProducerCollector:
     """Reads the live producer at scrape time, so the figures are never stale."""
 
-    def __init__(self, producer: IngestProducer, *, per_process: bool = False) -> None:
+    def __init__(self, producer: AsyncProducer, *, per_process: bool = False) -> None:
         self._producer = producer
         self._labels = {"pid": str(os.getpid())} if per_process else {}
 

@@ -4,19 +4,23 @@
   ``<namespace>.<stream>.v1``.
 * :func:`client_config` builds the librdkafka dictionary once (bootstrap,
   security); producer, consumer and admin configs extend it.
-* :class:`AsyncProducer` wraps confluent-kafka's idempotent producer for asyncio:
-  every publish is awaited until the broker acknowledged it, and a producer left
-  in a fatal state (seen after a broker restart) is replaced on the next call.
+* :class:`AsyncProducer` wraps confluent-kafka's idempotent producer for asyncio, the
+  one producer of every service: a batch of records resolves one future when the
+  broker acknowledged or failed each (:meth:`AsyncProducer.publish_batch`, ingest's
+  hot path) or is awaited for one answer per record (:meth:`AsyncProducer.publish`);
+  a producer left fatal or with timed-out records (seen after a broker restart) is
+  replaced on the next call.
 * :func:`faust_broker_kwargs` gives Faust apps the same endpoints and timeouts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -81,7 +85,11 @@ def client_config(settings: Settings) -> dict[str, Any]:
 def producer_config(
     settings: Settings, *, delivery_timeout_ms: int | None = None
 ) -> dict[str, Any]:
-    """An idempotent, acks=all producer whose deliveries fail after ``delivery_timeout_ms``."""
+    """An idempotent, acks=all producer whose deliveries fail after ``delivery_timeout_ms``.
+
+    ``delivery_timeout_ms`` (librdkafka's ``message.timeout.ms``) defaults to
+    ``settings.ingest_delivery_timeout_ms``, what a request waits.
+    """
     timeout_ms = delivery_timeout_ms or settings.ingest_delivery_timeout_ms
     return {
         **client_config(settings),
@@ -89,8 +97,11 @@ def producer_config(
         "acks": "all",
         "linger.ms": 2,
         "message.timeout.ms": timeout_ms,
-        # A broker that is down must fail the request quickly, not after minutes.
-        "socket.connection.setup.timeout.ms": min(timeout_ms, 10_000),
+        # A broker that is down must fail the request quickly, not after minutes: within
+        # what a request waits, even where deliveries may take longer (ingest).
+        "socket.connection.setup.timeout.ms": min(
+            timeout_ms, settings.ingest_delivery_timeout_ms, 10_000
+        ),
         "queue.buffering.max.messages": 200_000,
         # librdkafka's default (consistent_random, CRC32) maps keys unlike the Java client
         # and aiokafka/Faust (murmur2); this one agrees, so a learner keeps one partition
@@ -212,25 +223,89 @@ class ProducerQueueFull(ServiceUnavailableError):
     """The local producer queue is full: the broker is slow or down."""
 
 
+# Extra time, beyond message.timeout.ms, allowed for librdkafka to report a record's
+# delivery and the poll thread to serve the report.
+REPORT_MARGIN_S = 5.0
+# What a record's delivery says until librdkafka reported it.
+NOT_REPORTED = "delivery not confirmed in time"
+
+
+class DeliveryBatch:
+    """The pending deliveries of one publish; ``errors[i]`` is None once record i is stored.
+
+    The poll thread counts it down; :attr:`done` resolves with one loop wake-up when
+    the last record was reported. Until then ``errors[i]`` is :data:`NOT_REPORTED`
+    for a record not reported yet. ``positions[i]`` (partition, offset) is filled only
+    for batches published by :meth:`AsyncProducer.publish`.
+    """
+
+    __slots__ = ("_lock", "_loop", "_remaining", "done", "errors", "positions")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, size: int, *, positions: bool = False
+    ) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()  # a replaced producer's purge may report from the loop
+        self._remaining = size
+        self.errors: list[str | None] = [NOT_REPORTED] * size
+        self.positions: list[tuple[int, int]] | None = [(-1, -1)] * size if positions else None
+        self.done: asyncio.Future[None] = loop.create_future()
+        if size == 0:
+            self.done.set_result(None)
+
+    def report(self, index: int, error: str | None) -> None:
+        """Record the delivery of record ``index``: None when stored (any thread)."""
+        with self._lock:
+            self.errors[index] = error
+            self._remaining -= 1
+            last = self._remaining == 0
+        if last:
+            self._loop.call_soon_threadsafe(_resolve, self.done)
+
+    def give_up_unqueued(self, first: int, error: str) -> None:
+        """Records from ``first`` on were never queued: report them failed now (loop thread)."""
+        for index in range(first, len(self.errors)):
+            self.report(index, error)
+
+
 class AsyncProducer:
     """An idempotent confluent-kafka producer whose deliveries can be awaited.
 
-    A background thread serves delivery callbacks (``poll``). If librdkafka
-    reports a fatal error (an idempotent producer can be left fenced after a
-    broker restart), the instance is replaced on the next publish, so a service
-    recovers by itself. Use :meth:`close` on shutdown; it flushes.
+    :meth:`publish_batch` queues records and returns one :class:`DeliveryBatch` (one
+    future for the whole batch; the delivery callback only counts it down: a C-level
+    ``partial`` call and an integer decrement per record, no thread hop). This is
+    ingest's hot path. :meth:`publish` awaits the same batch and answers one
+    :class:`Delivery` per record.
+
+    A background thread serves delivery callbacks (``poll``). The producer is replaced
+    on the next publish when librdkafka reported a fatal error (an idempotent producer
+    can be left fenced after a broker restart) or a record timed out (after a broker
+    restart that lost the producer's state, its records time out for ever), so a
+    service recovers by itself. The replaced producer is retired, not dropped: records
+    it never sent are purged (failed for sure), records in flight keep their delivery
+    reports, which the poll thread still serves until it is empty. Use :meth:`close`
+    on shutdown; it flushes (every outstanding record gets its delivery report).
     """
 
     def __init__(self, settings: Settings, *, delivery_timeout_ms: int | None = None) -> None:
+        """``delivery_timeout_ms`` is librdkafka's ``message.timeout.ms`` (default:
+        ``settings.ingest_delivery_timeout_ms``)."""
         self._config = producer_config(settings, delivery_timeout_ms=delivery_timeout_ms)
-        self._timeout_s = self._config["message.timeout.ms"] / 1000
+        self.message_timeout_ms: int = self._config["message.timeout.ms"]
         self._lock = threading.Lock()
-        self._fatal: str | None = None
+        self._replace_reason: str | None = None
         self._closed = False
-        self.replacements = 0  # how many times a fatal producer was replaced
+        self.replacements = 0  # how many times a fatal or timed-out producer was replaced
         self._producer = self._new_producer()
+        # Replaced producers with records still in flight; polled until empty.
+        self._retired: list[Producer] = []
         self._poller = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
         self._poller.start()
+
+    @property
+    def report_within_s(self) -> float:
+        """Seconds within which every queued record gets its delivery report."""
+        return self.message_timeout_ms / 1000 + REPORT_MARGIN_S
 
     def _new_producer(self) -> Producer:
         return Producer({**self._config, "error_cb": self._on_error})
@@ -238,7 +313,7 @@ class AsyncProducer:
     def _on_error(self, error: KafkaError) -> None:
         if _is_fatal(error):
             log.error("kafka producer fatal error", extra={"kafka_error": str(error)})
-            self._fatal = str(error)
+            self._replace_reason = str(error)
         else:
             log.warning("kafka producer error", extra={"kafka_error": str(error)})
 
@@ -246,92 +321,127 @@ class AsyncProducer:
         while not self._closed:
             with self._lock:
                 producer = self._producer
+                retired = list(self._retired)
             try:
+                for old in retired:
+                    old.poll(0)
+                    if len(old) == 0:
+                        with self._lock:
+                            self._retired.remove(old)
                 producer.poll(0.05)
             except KafkaException as exc:
                 # poll() raises an idempotent producer's fatal error (e.g. UNKNOWN_PRODUCER_ID
                 # after a broker restart). The thread must live on, or no delivery is ever
                 # reported again; the next publish replaces the producer.
                 if _is_fatal(exc.args[0]):
-                    self._fatal = str(exc)
+                    self._replace_reason = str(exc)
                 log.error("kafka producer poll failed", extra={"kafka_error": str(exc)})
                 time.sleep(0.05)
 
-    def _replace_if_fatal(self) -> None:
-        if self._fatal is None:
+    def _replace_if_needed(self) -> None:
+        if self._replace_reason is None:
             return
+        reason = self._replace_reason
         with self._lock:
             old, self._producer = self._producer, self._new_producer()
-            self._fatal = None
+            self._replace_reason = None
             self.replacements += 1
-        log.warning("replaced kafka producer after a fatal error")
+            self._retired.append(old)
+        log.warning("replaced kafka producer", extra={"kafka_error": reason})
         try:
-            old.purge()  # its queued messages are failed; their callers already got errors
-            old.flush(0)
+            # Records never sent fail for sure; records in flight may be stored, so they
+            # wait for their own reports.
+            old.purge(in_queue=True, in_flight=False, blocking=False)
         except KafkaException as exc:  # a fatal producer may raise its error again here
-            log.warning("discarding the fatal producer", extra={"kafka_error": str(exc)})
+            log.warning("purging the replaced producer", extra={"kafka_error": str(exc)})
 
     def queue_depth(self) -> int:
-        """Messages waiting in the local queue (not yet acknowledged)."""
+        """Records in the local queue, not yet acknowledged."""
         return len(self._producer)
+
+    def publish_batch(self, records: Sequence[OutgoingRecord]) -> DeliveryBatch:
+        """Queue ``records``; the batch resolves when each was stored or failed for sure.
+
+        Within :attr:`report_within_s` librdkafka reports every queued record. Raises
+        ProducerQueueFull when the local queue takes none of them; records it took
+        are still delivered or failed, the rest are reported failed at once.
+        """
+        batch = DeliveryBatch(asyncio.get_running_loop(), len(records))
+        self._produce(records, batch, self._delivered)
+        return batch
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> list[Delivery]:
         """Publish ``records`` and wait until the broker acknowledged or failed each one.
 
-        Returns one Delivery per record, in order. Raises ProducerQueueFull when the
-        local queue cannot take them (nothing of this call was queued then).
+        Returns one Delivery per record, in order; a record not reported within
+        :attr:`report_within_s` says :data:`NOT_REPORTED`. Raises ProducerQueueFull
+        when the local queue cannot take them (nothing of this call was queued then).
         """
-        self._replace_if_fatal()
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Delivery]] = [loop.create_future() for _ in records]
+        batch = DeliveryBatch(asyncio.get_running_loop(), len(records), positions=True)
+        self._produce(records, batch, self._delivered_at)
+        # Not wait_for: a caller that stops waiting must not cancel the batch's future.
+        await asyncio.wait((batch.done,), timeout=self.report_within_s)
+        positions = batch.positions or []
+        return [
+            Delivery(error=error) if error is not None else Delivery(*position)
+            for error, position in zip(batch.errors, positions, strict=True)
+        ]
 
-        def callback_for(future: asyncio.Future[Delivery]) -> Any:
-            def on_delivery(error: KafkaError | None, message: Message) -> None:
-                if error is not None:
-                    if _is_fatal(error):
-                        self._fatal = str(error)
-                    result = Delivery(error=str(error))
-                else:
-                    result = Delivery(
-                        partition=message.partition() or 0, offset=message.offset() or 0
-                    )
-                loop.call_soon_threadsafe(_resolve, future, result)
-
-            return on_delivery
-
-        producer = self._producer
+    def _produce(
+        self,
+        records: Sequence[OutgoingRecord],
+        batch: DeliveryBatch,
+        delivered: Callable[[DeliveryBatch, int, KafkaError | None, Message], None],
+    ) -> None:
+        self._replace_if_needed()
+        produce = self._producer.produce
         queued = 0
         try:
-            for record, future in zip(records, futures, strict=True):
-                producer.produce(
+            for index, record in enumerate(records):
+                produce(
                     record.topic,
-                    key=record.key,
-                    value=record.value,
+                    record.value,
+                    record.key,
                     headers=list(record.headers),
-                    on_delivery=callback_for(future),
+                    on_delivery=functools.partial(delivered, batch, index),
                 )
                 queued += 1
         except BufferError as exc:
-            # Records already queued will still be delivered or fail; report the rest failed.
-            for future in futures[queued:]:
-                future.set_result(Delivery(error="producer queue full"))
             if queued == 0:
                 raise ProducerQueueFull("producer queue is full") from exc
+            batch.give_up_unqueued(queued, "producer queue full")
         except KafkaException as exc:
             if _is_fatal(exc.args[0]):
-                self._fatal = str(exc)
-            for future in futures[queued:]:
-                future.set_result(Delivery(error=str(exc)))
-        # librdkafka fails each message after message.timeout.ms; the margin covers polling.
-        _done, pending = await asyncio.wait(futures, timeout=self._timeout_s + 5)
-        for future in pending:
-            future.set_result(Delivery(error="delivery not confirmed in time"))
-        return [future.result() for future in futures]
+                self._replace_reason = str(exc)
+            batch.give_up_unqueued(queued, str(exc))
+
+    def _delivered(
+        self, batch: DeliveryBatch, index: int, error: KafkaError | None, _message: Message
+    ) -> None:
+        if error is None:
+            batch.report(index, None)
+            return
+        if _is_fatal(error) or error.code() == KafkaError._MSG_TIMED_OUT:
+            self._replace_reason = str(error)
+        batch.report(index, str(error))
+
+    def _delivered_at(
+        self, batch: DeliveryBatch, index: int, error: KafkaError | None, message: Message
+    ) -> None:
+        if error is None and batch.positions is not None:
+            batch.positions[index] = (message.partition() or 0, message.offset() or 0)
+        self._delivered(batch, index, error, message)
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for outstanding reports; how many records are left."""
+        return int(self._producer.flush(timeout_s))
 
     def close(self, timeout_s: float = 10.0) -> int:
-        """Flush outstanding messages and stop; returns how many were still unsent."""
+        """Flush outstanding records and stop; returns how many were still unsent."""
         self._closed = True
         self._poller.join(timeout=1.0)
+        for old in self._retired:
+            old.flush(0)
         return int(self._producer.flush(timeout_s))
 
 
@@ -345,6 +455,6 @@ def _is_fatal(error: KafkaError) -> bool:
     return bool(error.fatal()) or error.code() in (KafkaError._FATAL, KafkaError.PRODUCER_FENCED)
 
 
-def _resolve(future: asyncio.Future[Delivery], result: Delivery) -> None:
+def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
-        future.set_result(result)
+        future.set_result(None)

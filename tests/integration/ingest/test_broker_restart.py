@@ -3,7 +3,7 @@
 A broker of this test's own (not the session broker other tests use) is stopped
 and a new one started on the same port. Tansu keeps nothing across a restart, so
 the topics are created again. An idempotent librdkafka producer can be left
-fatal by such a restart; IngestProducer replaces it on the next publish. The
+fatal by such a restart; AsyncProducer replaces it on the next publish. The
 records of the refused batch stay claimed until librdkafka reports them (within
 ``message.timeout.ms``, ingest/producer.py): until then a retry gets RETRY_LATER,
 never a second publish. The test proves the client's retries succeed within that

@@ -1,11 +1,16 @@
-"""DeliveryBatch: the countdown the poll thread runs, resolved once per batch."""
+"""The shared producer's batch of deliveries, and its answers without a broker.
+
+DeliveryBatch is the countdown the poll thread runs, resolved once per batch.
+AsyncProducer against an address nobody answers: every record is reported failed
+within ``report_within_s``, and the timed-out producer is replaced on the next publish.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
-from ingest.producer import MESSAGE_TIMEOUT_FACTOR, DeliveryBatch, message_timeout_ms
+from learnstream.kafka import NOT_REPORTED, AsyncProducer, DeliveryBatch, OutgoingRecord
 from learnstream.settings import Settings
 
 
@@ -21,6 +26,7 @@ async def test_a_batch_resolves_once_every_record_is_reported_from_another_threa
     thread.join()
     await asyncio.sleep(0.01)
     assert not batch.done.done()  # record 1 is still undecided
+    assert batch.errors == ["KafkaError{code=_MSG_TIMED_OUT}", NOT_REPORTED, None]
     batch.report(1, None)
     await asyncio.wait_for(batch.done, 1.0)
     assert batch.errors == ["KafkaError{code=_MSG_TIMED_OUT}", None, None]
@@ -38,6 +44,20 @@ async def test_an_empty_batch_is_resolved() -> None:
     assert DeliveryBatch(asyncio.get_running_loop(), 0).done.done()
 
 
-def test_librdkafka_waits_longer_than_a_request() -> None:
-    settings = Settings(ingest_delivery_timeout_ms=5_000)
-    assert message_timeout_ms(settings) == MESSAGE_TIMEOUT_FACTOR * 5_000 == 30_000
+async def test_records_nobody_acknowledges_fail_and_the_producer_is_replaced() -> None:
+    # Port 9 (discard) on loopback: nothing listens, so every record times out.
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", ingest_delivery_timeout_ms=1_000)
+    producer = AsyncProducer(settings)
+    try:
+        record = OutgoingRecord(topic="t", key=b"k", value=b"v")
+        deliveries = await producer.publish([record, record])
+        assert [d.ok for d in deliveries] == [False, False]
+        assert all(d.partition == -1 and d.offset == -1 for d in deliveries)
+        assert producer.replacements == 0
+        batch = producer.publish_batch([record])
+        assert producer.replacements == 1  # the timed-out producer was retired
+        await asyncio.wait_for(batch.done, producer.report_within_s)
+        assert batch.errors[0] is not None
+        assert await producer.publish([]) == []
+    finally:
+        producer.close(timeout_s=0)

@@ -34,6 +34,12 @@ def test_producer_is_idempotent_with_acks_all() -> None:
     assert config["message.timeout.ms"] == 1234
 
 
+def test_connection_set_up_fails_within_a_request_even_when_deliveries_wait_longer() -> None:
+    config = producer_config(Settings(ingest_delivery_timeout_ms=5_000), delivery_timeout_ms=30_000)
+    assert config["message.timeout.ms"] == 30_000
+    assert config["socket.connection.setup.timeout.ms"] == 5_000
+
+
 def test_consumer_commits_only_when_told() -> None:
     config = consumer_config(Settings(consumer_session_timeout_s=4), "g")
     assert config["enable.auto.commit"] is False
