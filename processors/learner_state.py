@@ -223,31 +223,20 @@ def ability_after(
     """The learner's ability after ``answers`` (in order; ``attempt.score`` in [0, 1]).
 
     A learner without a row starts from ``prior``; a stored posterior keeps the grid
-    it was built on. After every answer the log density is shifted to a maximum of 0
-    (same weights, bounded numbers after thousands of answers), so the stored posterior
-    is bit-identical however the answers fall into batches: each step is exactly
-    :func:`scheduler.irt.update_posterior` then the shift. Only the likelihoods of all
-    answers are computed at once (one :func:`scheduler.irt.log_p_q` over the batch's
-    items, column by column the same numbers), and the EAP summary is taken once, at
-    the end, since only the last state of a batch is stored.
+    it was built on. :func:`scheduler.irt.update_posterior_shifted` shifts the log
+    density after every answer, so the stored posterior is bit-identical however the
+    answers fall into batches; the EAP summary is taken once, at the end, since only
+    the last state of a batch is stored.
     """
     posterior = irt.initial_posterior(prior) if before is None else before.posterior
     grid_prior = prior if before is None else before.prior
-    scores = [attempt.score for attempt, _ in answers]
-    for score in scores:
-        if not 0.0 <= score <= 1.0:
-            raise ValueError(f"score must be in [0, 1], got {score}")
-    log_p, log_q = irt.log_p_q(
-        posterior.points,
+    shifted = irt.update_posterior_shifted(
+        posterior,
         np.array([item.a for _, item in answers], dtype=np.float64),
         np.array([item.b for _, item in answers], dtype=np.float64),
         np.array([item.c for _, item in answers], dtype=np.float64),
+        [attempt.score for attempt, _ in answers],
     )
-    density = posterior.log_density
-    for column, score in enumerate(scores):
-        density = density + score * log_p[:, column] + (1.0 - score) * log_q[:, column]
-        density = density - density.max()
-    shifted = irt.AbilityPosterior(posterior.points, density, posterior.n_responses + len(answers))
     last = answers[-1][0]
     return AbilityState(
         posterior=shifted,

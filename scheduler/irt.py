@@ -28,6 +28,7 @@ Fisher-scoring steps on (log a, intercept, logit c), batched over items.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -290,6 +291,33 @@ def update_posterior(
     )
     log_density = posterior.log_density + score * log_p[:, 0] + (1.0 - score) * log_q[:, 0]
     return AbilityPosterior(posterior.points, log_density, posterior.n_responses + 1)
+
+
+def update_posterior_shifted(
+    posterior: AbilityPosterior,
+    a: FloatArray,
+    b: FloatArray,
+    c: FloatArray,
+    scores: Sequence[float],
+) -> AbilityPosterior:
+    """Posterior after answers ``scores[i]`` (each in [0, 1]) to items ``(a[i], b[i], c[i])``,
+    in order, with the log density shifted to a maximum of 0 after every answer.
+
+    Bit-identical to :func:`update_posterior` answer by answer, each followed by the shift,
+    so a stream processor that stores the shifted density gets the same numbers however
+    answers fall into batches; only the likelihoods are computed at once (one
+    :func:`log_p_q` over the items, column by column the same numbers). The shift keeps
+    the numbers bounded after thousands of answers without changing the weights.
+    """
+    for score in scores:
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"score must be in [0, 1], got {score}")
+    log_p, log_q = log_p_q(posterior.points, a, b, c)
+    density = posterior.log_density
+    for column, score in enumerate(scores):
+        density = density + score * log_p[:, column] + (1.0 - score) * log_q[:, column]
+        density = density - density.max()
+    return AbilityPosterior(posterior.points, density, posterior.n_responses + len(scores))
 
 
 def summarize(posterior: AbilityPosterior) -> AbilityEstimate:
@@ -618,4 +646,5 @@ __all__ = [
     "summarize",
     "total_information",
     "update_posterior",
+    "update_posterior_shifted",
 ]

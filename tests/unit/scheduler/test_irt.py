@@ -190,6 +190,30 @@ def test_ml_of_an_all_correct_pattern_is_the_upper_bound(bank_3pl: irt.ItemBank)
     assert irt.estimate_ml(bank_3pl, [0, 1, 2], [0, 0, 0], bounds=(-5, 5)).ability == -5.0
 
 
+def test_shifted_updates_are_bit_identical_to_one_update_and_shift_per_answer(
+    bank_3pl: irt.ItemBank,
+) -> None:
+    items = [5, 0, 17, 33, 2, 5]
+    scores = [1.0, 0.0, 1.0, 0.5, 0.0, 0.25]
+    stepwise = irt.initial_posterior()
+    for item, score in zip(items, scores, strict=True):
+        after = irt.update_posterior(
+            stepwise, bank_3pl.a[item], bank_3pl.b[item], bank_3pl.c[item], score
+        )
+        stepwise = irt.AbilityPosterior(
+            after.points, after.log_density - after.log_density.max(), after.n_responses
+        )
+    index = np.array(items)
+    at_once = irt.update_posterior_shifted(
+        irt.initial_posterior(), bank_3pl.a[index], bank_3pl.b[index], bank_3pl.c[index], scores
+    )
+    assert at_once.n_responses == stepwise.n_responses == len(items)
+    assert at_once.log_density.tolist() == stepwise.log_density.tolist()
+    assert at_once.log_density.max() == 0.0
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        irt.update_posterior_shifted(at_once, bank_3pl.a[:1], bank_3pl.b[:1], bank_3pl.c[:1], [1.5])
+
+
 def test_scores_outside_the_unit_interval_are_refused(bank_3pl: irt.ItemBank) -> None:
     for bad in ([2.0], [-0.5], [math.nan]):
         with pytest.raises(ValueError, match=r"\[0, 1\]"):
