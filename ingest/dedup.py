@@ -44,7 +44,7 @@ from redis.exceptions import RedisError
 
 from ingest.producer import message_timeout_ms
 from learnstream.exceptions import ServiceUnavailableError
-from learnstream.kafka import REPORT_MARGIN_S
+from learnstream.kafka import report_bound_s
 from learnstream.settings import Settings
 
 _PENDING_PREFIX = b"pending:"
@@ -111,10 +111,10 @@ def pending_ttl_s(settings: Settings) -> int:
     """Seconds a pending claim lives: until its delivery report is due, plus a margin.
 
     librdkafka reports every record within ``message.timeout.ms`` (ingest/producer.py);
-    ingest waits :data:`REPORT_MARGIN_S` beyond that, then needs Redis round trips.
+    ingest waits :data:`~learnstream.kafka.REPORT_MARGIN_S` beyond that, then needs
+    Redis round trips.
     """
-    report_within_s = message_timeout_ms(settings) / 1000 + REPORT_MARGIN_S
-    return math.ceil(report_within_s) + _PENDING_MARGIN_S
+    return math.ceil(report_bound_s(message_timeout_ms(settings))) + _PENDING_MARGIN_S
 
 
 def new_claim_token() -> str:

@@ -230,16 +230,22 @@ REPORT_MARGIN_S = 5.0
 NOT_REPORTED = "delivery not confirmed in time"
 
 
+def report_bound_s(message_timeout_ms: int) -> float:
+    """Seconds within which a record queued with ``message_timeout_ms`` gets its report."""
+    return message_timeout_ms / 1000 + REPORT_MARGIN_S
+
+
 class DeliveryBatch:
     """The pending deliveries of one publish; ``errors[i]`` is None once record i is stored.
 
     The poll thread counts it down; :attr:`done` resolves with one loop wake-up when
     the last record was reported. Until then ``errors[i]`` is :data:`NOT_REPORTED`
     for a record not reported yet. ``positions[i]`` (partition, offset) is filled only
-    for batches published by :meth:`AsyncProducer.publish`.
+    for batches published by :meth:`AsyncProducer.publish`. ``generation`` is the
+    :attr:`AsyncProducer.replacements` count of the producer that took the records.
     """
 
-    __slots__ = ("_lock", "_loop", "_remaining", "done", "errors", "positions")
+    __slots__ = ("_lock", "_loop", "_remaining", "done", "errors", "generation", "positions")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, size: int, *, positions: bool = False
@@ -250,6 +256,7 @@ class DeliveryBatch:
         self.errors: list[str | None] = [NOT_REPORTED] * size
         self.positions: list[tuple[int, int]] | None = [(-1, -1)] * size if positions else None
         self.done: asyncio.Future[None] = loop.create_future()
+        self.generation = 0
         if size == 0:
             self.done.set_result(None)
 
@@ -305,7 +312,7 @@ class AsyncProducer:
     @property
     def report_within_s(self) -> float:
         """Seconds within which every queued record gets its delivery report."""
-        return self.message_timeout_ms / 1000 + REPORT_MARGIN_S
+        return report_bound_s(self.message_timeout_ms)
 
     def _new_producer(self) -> Producer:
         return Producer({**self._config, "error_cb": self._on_error})
@@ -322,21 +329,25 @@ class AsyncProducer:
             with self._lock:
                 producer = self._producer
                 retired = list(self._retired)
-            try:
-                for old in retired:
-                    old.poll(0)
-                    if len(old) == 0:
-                        with self._lock:
-                            self._retired.remove(old)
-                producer.poll(0.05)
-            except KafkaException as exc:
-                # poll() raises an idempotent producer's fatal error (e.g. UNKNOWN_PRODUCER_ID
-                # after a broker restart). The thread must live on, or no delivery is ever
-                # reported again; the next publish replaces the producer.
-                if _is_fatal(exc.args[0]):
-                    self._replace_reason = str(exc)
-                log.error("kafka producer poll failed", extra={"kafka_error": str(exc)})
-                time.sleep(0.05)
+            for old in retired:
+                # A retired producer's fatal error is already dealt with: it was replaced.
+                self._poll_once(old, 0, current=False)
+                if len(old) == 0:
+                    with self._lock:
+                        self._retired.remove(old)
+            self._poll_once(producer, 0.05, current=True)
+
+    def _poll_once(self, producer: Producer, timeout_s: float, *, current: bool) -> None:
+        try:
+            producer.poll(timeout_s)
+        except KafkaException as exc:
+            # poll() raises an idempotent producer's fatal error (e.g. UNKNOWN_PRODUCER_ID
+            # after a broker restart). The thread must live on, or no delivery is ever
+            # reported again; the next publish replaces the producer.
+            if current and _is_fatal(exc.args[0]):
+                self._replace_reason = str(exc)
+            log.error("kafka producer poll failed", extra={"kafka_error": str(exc)})
+            time.sleep(0.05)
 
     def _replace_if_needed(self) -> None:
         if self._replace_reason is None:
@@ -394,6 +405,7 @@ class AsyncProducer:
         delivered: Callable[[DeliveryBatch, int, KafkaError | None, Message], None],
     ) -> None:
         self._replace_if_needed()
+        batch.generation = self.replacements
         produce = self._producer.produce
         queued = 0
         try:
@@ -421,7 +433,11 @@ class AsyncProducer:
         if error is None:
             batch.report(index, None)
             return
-        if _is_fatal(error) or error.code() == KafkaError._MSG_TIMED_OUT:
+        # Only the current producer's failures replace it: a retired one's in-flight
+        # records time out too, and must not retire its healthy successor.
+        if batch.generation == self.replacements and (
+            _is_fatal(error) or error.code() == KafkaError._MSG_TIMED_OUT
+        ):
             self._replace_reason = str(error)
         batch.report(index, str(error))
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import cast
+
+from confluent_kafka import KafkaError, Message
 
 from learnstream.kafka import NOT_REPORTED, AsyncProducer, DeliveryBatch, OutgoingRecord
 from learnstream.settings import Settings
@@ -59,5 +62,31 @@ async def test_records_nobody_acknowledges_fail_and_the_producer_is_replaced() -
         await asyncio.wait_for(batch.done, producer.report_within_s)
         assert batch.errors[0] is not None
         assert await producer.publish([]) == []
+    finally:
+        producer.close(timeout_s=0)
+
+
+async def test_a_retired_producers_timed_out_records_do_not_replace_its_successor() -> None:
+    # Reports are fed by hand (what the poll thread calls), so the order is exact; the
+    # real records to port 9 would only time out after message.timeout.ms (30 s).
+    producer = AsyncProducer(Settings(kafka_bootstrap="127.0.0.1:9"))
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+    no_message = cast("Message", None)
+    record = OutgoingRecord(topic="t", key=b"k", value=b"v")
+    try:
+        first = producer.publish_batch([record, record])
+        producer._delivered(first, 0, timed_out, no_message)
+        second = producer.publish_batch([record])
+        assert (first.generation, second.generation, producer.replacements) == (0, 1, 1)
+        # The first producer's other record times out after it was retired: no new
+        # replacement, the second producer has not failed.
+        producer._delivered(first, 1, timed_out, no_message)
+        producer.publish_batch([record])
+        assert producer.replacements == 1
+        assert first.errors == [str(timed_out)] * 2
+        # The current producer's own timeout still replaces it.
+        producer._delivered(second, 0, timed_out, no_message)
+        producer.publish_batch([record])
+        assert producer.replacements == 2
     finally:
         producer.close(timeout_s=0)
