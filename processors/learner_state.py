@@ -207,44 +207,65 @@ def learner_changes(
         review, reset = review_step(reviews.get(key) or states.reviews.get(key), attempt, algorithm)
         reviews[key] = review
         resets += reset
-    ability = {
-        learner: ability_after(states.ability.get(learner), answers, prior)
-        for learner, answers in answered.items()
-    }
+    ability = abilities_after(states.ability, answered, prior)
     records = [mastery_updated(u, topic=mastery_topic) for u in updates if u.steps]
     return LearnerChanges(mastery, ability, reviews, records, skipped, resets)
 
 
-def ability_after(
-    before: AbilityState | None,
-    answers: Sequence[tuple[Attempt, ItemParams]],
+def abilities_after(
+    before: Mapping[LearnerKey, AbilityState],
+    answered: Mapping[LearnerKey, Sequence[tuple[Attempt, ItemParams]]],
     prior: irt.NormalPrior,
-) -> AbilityState:
-    """The learner's ability after ``answers`` (in order; ``attempt.score`` in [0, 1]).
+) -> dict[LearnerKey, AbilityState]:
+    """Each learner's ability after their ``answered`` (in order; ``attempt.score`` in [0, 1]).
 
-    A learner without a row starts from ``prior``; a stored posterior keeps the grid
-    it was built on. :func:`scheduler.irt.update_posterior_shifted` shifts the log
-    density after every answer, so the stored posterior is bit-identical however the
-    answers fall into batches; the EAP summary is taken once, at the end, since only
-    the last state of a batch is stored.
+    A learner without a row in ``before`` starts from ``prior``; a stored posterior keeps
+    the grid it was built on. :func:`scheduler.irt.add_likelihoods_shifted` shifts the
+    log density after every answer, so the stored posterior is bit-identical however the
+    answers fall into batches; the EAP summary is taken once, at the end, since only the
+    last state of a batch is stored. The likelihoods of all answers on one grid come
+    from one :func:`scheduler.irt.log_p_q` call (a learner has two or three answers in a
+    typical batch, so numpy's per-call cost outweighed the arithmetic).
     """
-    posterior = irt.initial_posterior(prior) if before is None else before.posterior
-    grid_prior = prior if before is None else before.prior
-    shifted = irt.update_posterior_shifted(
-        posterior,
-        np.array([item.a for _, item in answers], dtype=np.float64),
-        np.array([item.b for _, item in answers], dtype=np.float64),
-        np.array([item.c for _, item in answers], dtype=np.float64),
-        [attempt.score for attempt, _ in answers],
-    )
-    last = answers[-1][0]
-    return AbilityState(
-        posterior=shifted,
-        prior=grid_prior,
-        estimate=irt.summarize(shifted),
-        last_event_id=last.event_id,
-        last_attempt_at=last.occurred_at,
-    )
+    start: dict[LearnerKey, tuple[irt.AbilityPosterior, irt.NormalPrior]] = {}
+    on_grid: dict[bytes, list[LearnerKey]] = {}
+    for learner in answered:
+        stored = before.get(learner)
+        if stored is None:
+            start[learner] = (irt.initial_posterior(prior), prior)
+        else:
+            start[learner] = (stored.posterior, stored.prior)
+        on_grid.setdefault(start[learner][0].points.tobytes(), []).append(learner)
+    ability: dict[LearnerKey, AbilityState] = {}
+    for learners in on_grid.values():
+        items = [item for learner in learners for _, item in answered[learner]]
+        log_p, log_q = irt.log_p_q(
+            start[learners[0]][0].points,
+            np.array([item.a for item in items], dtype=np.float64),
+            np.array([item.b for item in items], dtype=np.float64),
+            np.array([item.c for item in items], dtype=np.float64),
+        )
+        first = 0
+        for learner in learners:
+            answers = answered[learner]
+            last = first + len(answers)
+            posterior, grid_prior = start[learner]
+            shifted = irt.add_likelihoods_shifted(
+                posterior,
+                log_p[:, first:last],
+                log_q[:, first:last],
+                [attempt.score for attempt, _ in answers],
+            )
+            first = last
+            last_attempt = answers[-1][0]
+            ability[learner] = AbilityState(
+                posterior=shifted,
+                prior=grid_prior,
+                estimate=irt.summarize(shifted),
+                last_event_id=last_attempt.event_id,
+                last_attempt_at=last_attempt.occurred_at,
+            )
+    return ability
 
 
 def review_step(

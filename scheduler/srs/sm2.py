@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -195,4 +195,4 @@ class SM2Scheduler:
         )
         if state.easiness < MIN_EASINESS or state.repetitions < 0 or state.interval_days < 0:
             raise ValueError(f"SM-2 state out of range: {payload!r}")
-        return replace(state)
+        return state

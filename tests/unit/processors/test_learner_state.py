@@ -162,6 +162,51 @@ def test_batched_ability_is_bit_identical_to_one_answer_at_a_time(seed: int) -> 
         assert stored.last_event_id == attempts[-1].event_id
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_learners_sharing_a_batch_each_get_their_one_at_a_time_posterior(seed: int) -> None:
+    # One log_p_q call serves every learner on a grid; learners on other grids (a stored
+    # posterior built on another prior) get their own. Answers interleave across learners.
+    rng = np.random.default_rng(seed)
+    items = {
+        ("t", f"i{k}"): ItemParams(
+            float(rng.uniform(0.2, 3.0)),
+            float(rng.normal(0.0, 2.0)),
+            float(rng.choice([0.0, rng.uniform(0.0, 0.35)])),
+        )
+        for k in range(30)
+    }
+    default = irt.NormalPrior()
+    other = irt.NormalPrior(mean=0.5, sd=1.5)
+    stored: dict[LearnerKey, AbilityState] = {}
+    for user, prior in (("stored-default", default), ("stored-other", other)):
+        start = irt.initial_posterior(prior)
+        start = irt.AbilityPosterior(start.points, start.log_density + rng.normal(size=81), 2)
+        stored[LearnerKey("t", user)] = AbilityState(start, prior, irt.summarize(start), "e", T0)
+    users = ["new-a", "new-b", "stored-default", "stored-other"]
+    answers: dict[str, list[tuple[ItemParams, float]]] = {user: [] for user in users}
+    attempts = []
+    for n in range(int(rng.integers(4, 60))):
+        user = users[int(rng.integers(len(users)))]
+        item = f"i{int(rng.integers(30))}"
+        score = float(rng.choice([0.0, 1.0, rng.uniform()]))
+        answers[user].append((items[("t", item)], score))
+        attempts.append(attempt(user, item, ("s",), score >= 1.0, n, score=score))
+    states = LearnerStates({}, {}, stored, {}, {}, {})
+    changes = learner_changes(attempts, states, parameters(items=items), mastery_topic="m")
+    for user in users:
+        key = LearnerKey("t", user)
+        if not answers[user]:
+            assert key not in changes.ability
+            continue
+        before = stored[key].posterior if key in stored else irt.initial_posterior(default)
+        expected = _one_answer_at_a_time(before, answers[user])
+        after = changes.ability[key]
+        assert after.posterior.log_density.tobytes() == expected.log_density.tobytes()
+        assert after.posterior.points.tobytes() == before.points.tobytes()
+        assert after.estimate == irt.summarize(expected)
+        assert after.prior == (stored[key].prior if key in stored else default)
+
+
 def test_uncalibrated_items_and_missing_items_skip_ability_with_a_reason() -> None:
     items = {("t", "known"): ItemParams(1.0, 0.0, 0.0)}
     attempts = [
