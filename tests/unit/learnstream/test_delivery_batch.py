@@ -67,26 +67,28 @@ async def test_records_nobody_acknowledges_fail_and_the_producer_is_replaced() -
 
 
 async def test_a_retired_producers_timed_out_records_do_not_replace_its_successor() -> None:
-    # Reports are fed by hand (what the poll thread calls), so the order is exact; the
-    # real records to port 9 would only time out after message.timeout.ms (30 s).
+    # Reports are fed by hand, as the poll thread would call them, on batches that hold
+    # no real record (a real one would also get the replaced producer's purge report).
     producer = AsyncProducer(Settings(kafka_bootstrap="127.0.0.1:9"))
+    loop = asyncio.get_running_loop()
     timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
     no_message = cast("Message", None)
-    record = OutgoingRecord(topic="t", key=b"k", value=b"v")
     try:
-        first = producer.publish_batch([record, record])
+        first = DeliveryBatch(loop, 2)  # taken by the first producer: generation 0
         producer._delivered(first, 0, timed_out, no_message)
-        second = producer.publish_batch([record])
-        assert (first.generation, second.generation, producer.replacements) == (0, 1, 1)
+        second = producer.publish_batch([])  # the next publish replaces the timed-out one
+        assert (second.generation, producer.replacements) == (1, 1)
         # The first producer's other record times out after it was retired: no new
-        # replacement, the second producer has not failed.
+        # replacement, its successor has not failed.
         producer._delivered(first, 1, timed_out, no_message)
-        producer.publish_batch([record])
+        producer.publish_batch([])
         assert producer.replacements == 1
         assert first.errors == [str(timed_out)] * 2
         # The current producer's own timeout still replaces it.
-        producer._delivered(second, 0, timed_out, no_message)
-        producer.publish_batch([record])
+        current = DeliveryBatch(loop, 1)
+        current.generation = second.generation
+        producer._delivered(current, 0, timed_out, no_message)
+        producer.publish_batch([])
         assert producer.replacements == 2
     finally:
         producer.close(timeout_s=0)
