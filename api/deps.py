@@ -29,35 +29,42 @@ _bearer = HTTPBearer(auto_error=False, description="User access token (JWT) or l
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="lsk_ API key")
 
 
-def _settings(request: Request) -> Settings:
+# Every dependency is ``async def``, even one that only reads app.state: FastAPI runs a
+# plain ``def`` in its threadpool, a thread hop per request for an attribute read
+# (tests/unit/test_request_dependencies.py).
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _pool(request: Request) -> asyncpg.Pool:
+async def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-def _redis(request: Request) -> Redis:
+async def _redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 
 
-def _email_sender(request: Request) -> EmailSender:
+async def _email_sender(request: Request) -> EmailSender:
     sender: EmailSender = request.app.state.email_sender
     return sender
 
 
-def _publisher(request: Request) -> EventPublisher:
+async def _publisher(request: Request) -> EventPublisher:
     publisher: EventPublisher = request.app.state.publisher
     return publisher
 
 
-def _client_ip(request: Request) -> str | None:
+def _ip_of(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def utc_now() -> datetime:
+async def _client_ip(request: Request) -> str | None:
+    return _ip_of(request)
+
+
+async def utc_now() -> datetime:
     """The request's clock; services take ``now`` as an argument so tests can move time."""
     return datetime.now(UTC)
 
@@ -111,7 +118,7 @@ async def _current_principal(
                 actor=None,
                 action=audit.Action.API_KEY_REJECTED,
                 outcome=audit.Outcome.DENIED,
-                ip=_client_ip(request),
+                ip=_ip_of(request),
                 details={"key_id_prefix": presented_key[:16]},
             )
             raise NotAuthenticatedError(
@@ -156,7 +163,7 @@ async def _limit_by_ip(request: Request, redis: RedisDep, settings: SettingsDep)
     decision = await rate_limits.hit(
         redis,
         namespace=settings.redis_namespace,
-        bucket=f"ip:{_client_ip(request) or 'unknown'}",
+        bucket=f"ip:{_ip_of(request) or 'unknown'}",
         limit=settings.api_auth_rate_limit_per_minute,
         now_s=time.time(),
     )

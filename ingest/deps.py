@@ -24,22 +24,25 @@ _bearer = HTTPBearer(auto_error=False, description="API key: Authorization: Bear
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key lsk_...")
 
 
-def _settings(request: Request) -> Settings:
+# Every dependency is ``async def``, even one that only reads app.state: FastAPI runs a
+# plain ``def`` in its threadpool, a thread hop per request for an attribute read
+# (tests/unit/test_request_dependencies.py).
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _metrics(request: Request) -> IngestMetrics:
+async def _metrics(request: Request) -> IngestMetrics:
     metrics: IngestMetrics = request.app.state.metrics
     return metrics
 
 
-def _ingestor(request: Request) -> BatchIngestor:
+async def _ingestor(request: Request) -> BatchIngestor:
     ingestor: BatchIngestor = request.app.state.ingestor
     return ingestor
 
 
-def _authenticator(request: Request) -> CachedApiKeyAuthenticator:
+async def _authenticator(request: Request) -> CachedApiKeyAuthenticator:
     authenticator: CachedApiKeyAuthenticator = request.app.state.authenticator
     return authenticator
 

@@ -17,7 +17,7 @@ UserIdPath = Path(min_length=1, max_length=200, description="The learner's id in
 SkillIdPath = Path(min_length=1, max_length=200, description="The skill's id in the tenant")
 
 
-def _champion(request: Request) -> predictions.ChampionTracer:
+async def _champion(request: Request) -> predictions.ChampionTracer:
     # One per app (process): created on first use, so apps that never explain load nothing.
     state = request.app.state
     if getattr(state, "champion_tracer", None) is None:
