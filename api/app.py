@@ -7,11 +7,10 @@ Redis client per process and closes both at shutdown; routes reach them through
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -37,6 +36,7 @@ from api.routes import (
 from api.services.email import EmailSender, SmtpEmailSender
 from api.services.events import EventPublisher
 from learnstream import db
+from learnstream.asgi import ObserveRequests
 from learnstream.settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
@@ -73,7 +73,7 @@ def create_app(
     app.state.settings = settings
     app.state.email_sender = email_sender or SmtpEmailSender(settings)
     install_problem_handlers(app)
-    app.middleware("http")(_count_requests)
+    app.add_middleware(ObserveRequests, observe=_observe_request)
     app.include_router(health.router)
     for router in (
         auth.router,
@@ -97,14 +97,6 @@ def create_app(
     return app
 
 
-async def _count_requests(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    started = time.perf_counter()
-    response = await call_next(request)
-    # The route template (/v1/learners/{user_id}/mastery), not the raw path, keeps
-    # the label set small however many learners there are.
-    route = getattr(request.scope.get("route"), "path", "unmatched")
-    HTTP_REQUESTS.labels(route=route, method=request.method, status=str(response.status_code)).inc()
-    HTTP_LATENCY.labels(route=route).observe(time.perf_counter() - started)
-    return response
+def _observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
+    HTTP_LATENCY.labels(route=route).observe(seconds)

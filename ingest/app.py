@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
@@ -30,6 +30,7 @@ from ingest.metrics import IngestMetrics
 from ingest.producer import ingest_producer
 from ingest.routes import events, health
 from learnstream import db
+from learnstream.asgi import ObserveRequests
 from learnstream.kafka import admin_client
 from learnstream.settings import Settings, get_settings
 
@@ -175,16 +176,7 @@ def _add_problem_handlers(app: FastAPI) -> None:
 
 
 def _add_request_metrics(app: FastAPI, metrics: IngestMetrics) -> None:
-    @app.middleware("http")
-    async def count_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            metrics.requests.labels(route=template, method=request.method, status=status).inc()
+    def observe(route: str, method: str, status: int, _seconds: float) -> None:
+        metrics.requests.labels(route=route, method=method, status=status).inc()
+
+    app.add_middleware(ObserveRequests, observe=observe)
