@@ -642,6 +642,7 @@ __all__ = [
     "CalibrationPriors",
     "ItemBank",
     "NormalPrior",
+    "add_likelihoods_shifted",
     "bank_information",
     "bank_p_correct",
     "calibrate",
