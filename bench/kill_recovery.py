@@ -49,7 +49,7 @@ from bench.common import bench_environment, percentiles, print_table, write_resu
 from learnstream import db
 from learnstream.events.v1 import derived_pb2
 from learnstream.kafka import Stream, ensure_topics
-from learnstream.settings import REPO_ROOT, Settings
+from learnstream.settings import Settings, get_settings
 from processors.app import app_id
 from tests.integration.processors.learners import (
     AKT_FILE,
@@ -239,7 +239,7 @@ def compare(clean: dict[str, ViewRows], after_kills: dict[str, ViewRows]) -> lis
 async def main(arguments: argparse.Namespace) -> int:
     seed = arguments.seed if arguments.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
-    data = REPO_ROOT.parent / "shared" / "data"
+    data = get_settings().dataset_dir
     specs = read_item_attempts(data / AKT_FILE, learners=400, limit=arguments.records)
     records = [(spec.key(), spec.value()) for spec in specs]
     causes = {spec.event_id for spec in specs}

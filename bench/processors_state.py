@@ -35,7 +35,7 @@ from typing import Any
 from bench.common import bench_environment, print_table, write_results
 from learnstream import db
 from learnstream.kafka import Stream, learner_key
-from learnstream.settings import REPO_ROOT, Settings
+from learnstream.settings import Settings, get_settings
 from processors.base import BatchRunner, Processor
 from processors.learner_state import (
     ItemParams,
@@ -124,7 +124,7 @@ def pure_step(specs: Sequence[ItemAttempt], records: list[SourceRecord], batch: 
 
 
 async def main(records_wanted: int, batch: int) -> None:
-    data = REPO_ROOT.parent / "shared" / "data"
+    data = get_settings().dataset_dir
     specs = read_item_attempts(data / AKT_FILE, learners=400, limit=records_wanted)
     async with bench_environment("processors_state", topic_partitions=PARTITIONS) as env:
         settings = env.settings
