@@ -11,26 +11,42 @@ Sources:
   ``order_id`` order, starting 2009-09-01 (the school year the log comes from).
 * ``assistments2009_dkvmn`` (3-line format: count / skill ids / 0-1 flags per learner):
   skills and correctness only; timestamps synthesised the same way per learner.
+* ``assistments2009_akt_pid`` (AKT's 4-line files: user / problem ids / skill ids /
+  0-1): real learners, problems and skill names (110 skills), read by
+  :func:`ml.datasets.read_kt_file`; the k rows of a question tagged with k skills
+  become one attempt carrying the k skills, as a client app would post it.
+* :func:`rebase_to_recent`: none of the logs has usable dates for today's dashboards
+  (they are from 2009), so the demo moves every learner's answers into sessions of
+  the last weeks, each learner's order kept, the newest answer a few minutes old.
 * :func:`simulated_attempts`: BKT-generated learners for a clone without the datasets.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from learnstream.events.v1 import attempt_pb2, ingest_pb2
+from ml.datasets import read_kt_file, repeat_copy_mask
 from scheduler.bkt import BKTParams, predict_correct, update
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d2c9e-5b7a-4e0f-9a51-2b3c4d5e6f70")
 SYNTHETIC_START = datetime(2009, 9, 1, tzinfo=UTC)
 SOURCE_APP = "learnstream-replay"
+# The AKT split file the demo replays: fold 1's held-out learners (830 learners).
+AKT_PID_FILE = "assist2009_pid_test1.csv"
+# rebase_to_recent: answers per session, seconds between answers, days the history spans.
+SESSION_ANSWERS = 12
+ANSWER_GAP_S = 45
+HISTORY_DAYS = 21
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +143,94 @@ def three_line_file(path: Path, *, max_learners: int | None = None) -> list[Repl
     return attempts
 
 
+def akt_pid_attempts(folder: Path, *, max_learners: int | None = None) -> list[ReplayAttempt]:
+    """ASSISTments 2009 with problem ids (AKT's 4-line ``assist2009_pid`` files).
+
+    Learners keep their original ASSISTments user ids, items their original problem ids
+    (``problems.json``), skills their names (``skill.json``). The consecutive rows of one
+    question tagged with k skills (same problem, same answer) become one attempt with
+    the k skills: :func:`ml.datasets.repeat_copy_mask` is the one rule for what counts
+    as such a copy. ``row`` is the file row of the question's first copy, so event ids
+    stay stable. Timestamps are placeholders one minute apart; see :func:`rebase_to_recent`.
+    """
+    skill_names = {str(index): name for name, index in _json_map(folder / "skill.json").items()}
+    problem_ids = {str(index): pid for pid, index in _json_map(folder / "problems.json").items()}
+    attempts: list[ReplayAttempt] = []
+    row = 0
+    for learner, sequence in enumerate(read_kt_file(folder / AKT_PID_FILE, "4line")):
+        if max_learners is not None and learner >= max_learners:
+            break
+        item_ids = sequence.item_ids or ()
+        first_copy = repeat_copy_mask(item_ids)  # False for copies 2..k
+        for position, (item, skill, flag) in enumerate(
+            zip(item_ids, sequence.skill_ids, sequence.correct, strict=True)
+        ):
+            skill_name = skill_names.get(skill, f"skill-{skill}")
+            if (
+                not first_copy[position]
+                and attempts
+                and attempts[-1].user_id == sequence.learner_id
+            ):
+                previous = attempts[-1]
+                if skill_name not in previous.skill_ids:
+                    attempts[-1] = replace(previous, skill_ids=(*previous.skill_ids, skill_name))
+            else:
+                attempts.append(
+                    ReplayAttempt(
+                        row=row,
+                        user_id=sequence.learner_id,
+                        item_id=problem_ids.get(item, f"problem-{item}"),
+                        skill_ids=(skill_name,),
+                        correct=flag == 1,
+                        occurred_at=SYNTHETIC_START + timedelta(minutes=position),
+                    )
+                )
+            row += 1
+    return attempts
+
+
+def _json_map(path: Path) -> dict[str, int]:
+    mapping: dict[str, int] = json.loads(path.read_text())
+    return mapping
+
+
+def rebase_to_recent(attempts: list[ReplayAttempt], *, end_at: datetime) -> list[ReplayAttempt]:
+    """The same answers, re-dated into recent study sessions ending at or before ``end_at``.
+
+    Each learner's answers keep their order and are cut into sessions of
+    ``SESSION_ANSWERS`` answers ``ANSWER_GAP_S`` seconds apart (or the answer's own
+    response time plus 20 s, when the log has it). Sessions are spread evenly over at
+    most ``HISTORY_DAYS`` days; a learner's last session ends 0 to 7 days before
+    ``end_at`` (a stable function of the user id), so the dashboards show active and
+    lapsing learners. ``end_at`` is timezone-aware UTC; the result is in input order.
+    """
+    by_learner: dict[str, list[int]] = {}
+    for index, attempt in enumerate(attempts):
+        by_learner.setdefault(attempt.user_id, []).append(index)
+    rebased: list[ReplayAttempt | None] = [None] * len(attempts)
+    for user_id, indices in by_learner.items():
+        digest = int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:8], "big")
+        idle = timedelta(days=digest % 8, minutes=2 + digest % 600)
+        sessions = [
+            indices[i : i + SESSION_ANSWERS] for i in range(0, len(indices), SESSION_ANSWERS)
+        ]
+        spacing = timedelta(days=min(2.0, HISTORY_DAYS / max(len(sessions), 1)))
+        for back, session in enumerate(reversed(sessions)):
+            ends_at = end_at - idle - spacing * back
+            gaps = [
+                timedelta(seconds=attempts[i].response_time_ms / 1000 + 20)
+                if attempts[i].response_time_ms
+                else timedelta(seconds=ANSWER_GAP_S)
+                for i in session
+            ]
+            moment = ends_at - sum(gaps[1:], timedelta())
+            for position, index in enumerate(session):
+                if position:
+                    moment += gaps[position]
+                rebased[index] = replace(attempts[index], occurred_at=moment)
+    return [attempt for attempt in rebased if attempt is not None]
+
+
 def simulated_attempts(
     rng: np.random.Generator, *, learners: int = 200, skills: int = 8, answers_per_skill: int = 12
 ) -> list[ReplayAttempt]:
@@ -156,18 +260,21 @@ def simulated_attempts(
 
 
 def load_replay(
-    dataset_dir: Path, dataset: str, *, seed: int = 7
+    dataset_dir: Path, dataset: str, *, seed: int = 7, max_learners: int | None = None
 ) -> tuple[str, list[ReplayAttempt]]:
     """The attempts of ``dataset`` under ``dataset_dir``, or simulated ones if it is absent.
 
-    Returns the name of what was loaded (``"simulated"`` for the fallback) and the attempts.
+    Returns the name of what was loaded (``"simulated"`` for the fallback) and the
+    attempts; ``max_learners`` keeps the first learners of the AKT and 3-line files.
     """
     folder = dataset_dir / dataset
     if (folder / "as.csv").exists():
         return dataset, assistments_as_csv(folder / "as.csv")
+    if (folder / AKT_PID_FILE).exists():
+        return dataset, akt_pid_attempts(folder, max_learners=max_learners)
     three_line = sorted(folder.glob("*_train.csv")) if folder.exists() else []
     if three_line:
-        return dataset, three_line_file(three_line[0])
+        return dataset, three_line_file(three_line[0], max_learners=max_learners)
     return "simulated", simulated_attempts(np.random.default_rng(seed))
 
 

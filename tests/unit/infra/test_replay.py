@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from infra import replay
+from ml.datasets import read_kt_file
 
 
 def test_as_csv_rows_become_ordered_attempts(shared_data: Path) -> None:
@@ -59,3 +62,46 @@ def test_sharding_keeps_each_learner_in_one_shard_in_order() -> None:
     for user in owner:
         ours = [e.attempt.envelope.event_id for e in events if e.attempt.envelope.user_id == user]
         assert [i for i in replayed if i in set(ours)] == ours
+
+
+def test_akt_pid_questions_become_one_attempt_with_all_their_skills(shared_data: Path) -> None:
+    folder = shared_data / "assistments2009_akt_pid"
+    attempts = replay.akt_pid_attempts(folder, max_learners=2)
+    # The file's second learner starts with problem 8340 tagged with skills 54 and 45
+    # (two rows, one answer), then problem 7372 tagged with 54 and 37.
+    first_user = attempts[0].user_id
+    second = [a for a in attempts if a.user_id != first_user]
+    skill_names = {v: k for k, v in json.loads((folder / "skill.json").read_text()).items()}
+    problems = {v: k for k, v in json.loads((folder / "problems.json").read_text()).items()}
+    assert second[0].item_id == problems[8340]
+    assert second[0].skill_ids == (skill_names[54], skill_names[45])
+    assert second[1].item_id == problems[7372]
+    assert second[1].skill_ids == (skill_names[54], skill_names[37])
+    # Every row of the file is one skill of one attempt: nothing dropped, nothing added.
+    rows = sum(len(a.skill_ids) for a in attempts)
+    sequences = read_kt_file(folder / replay.AKT_PID_FILE, "4line")[:2]
+    assert rows == sum(len(s.skill_ids) for s in sequences)
+    assert len({a.row for a in attempts}) == len(attempts)
+
+
+def test_rebase_keeps_each_learners_order_and_ends_recently(shared_data: Path) -> None:
+    folder = shared_data / "assistments2009_akt_pid"
+    attempts = replay.akt_pid_attempts(folder, max_learners=60)
+    end_at = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    rebased = replay.rebase_to_recent(attempts, end_at=end_at)
+    assert [a.row for a in rebased] == [a.row for a in attempts]
+    assert all(a.occurred_at <= end_at for a in rebased)
+    assert max(a.occurred_at for a in rebased) >= end_at - timedelta(days=1)
+    # Inside the dkt_retrain DAG's default 28-day lookback, so last night's run sees it all.
+    assert min(a.occurred_at for a in rebased) >= end_at - timedelta(days=28)
+    for user in {a.user_id for a in rebased}:
+        times = [a.occurred_at for a in rebased if a.user_id == user]
+        assert times == sorted(times)
+        assert len(set(times)) == len(times)
+    assert replay.rebase_to_recent(attempts, end_at=end_at) == rebased  # deterministic
+
+
+def test_load_replay_reads_the_akt_files_with_a_learner_cap(shared_data: Path) -> None:
+    dataset, attempts = replay.load_replay(shared_data, "assistments2009_akt_pid", max_learners=5)
+    assert dataset == "assistments2009_akt_pid"
+    assert len({a.user_id for a in attempts}) == 5
