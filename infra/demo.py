@@ -6,11 +6,16 @@
    parameters calibrated by the DAG jobs' functions on the replayed answers themselves.
 3. Starts the ingest API, the stream processors and the read API as background
    processes (PIDs and logs in ``.run/``).
-4. Replays a real dataset (``LEARNSTREAM_DEMO_DATASET``, default pyBKT's ASSISTments
-   ``as.csv``) through ``POST /v1/events`` with a progress bar; without the dataset
-   it replays simulated learners instead.
-5. Waits until the mastery view has absorbed every accepted answer and prints a
-   summary, with a few learners' mastery read back through the read API.
+4. Replays a real dataset (``LEARNSTREAM_DEMO_DATASET``, default ASSISTments 2009 with
+   problem ids, its first ``LEARNSTREAM_DEMO_MAX_LEARNERS`` learners) through
+   ``POST /v1/events`` with a progress bar, re-dated into the last weeks
+   (:func:`infra.replay.rebase_to_recent`); without the dataset it replays simulated
+   learners instead. First the answers before last midnight (UTC); then last night's
+   ``dkt_retrain`` run on the lake (the DAG's five steps in this process), which makes
+   the first DKT model champion; then today's answers, scored by it.
+5. After each part, waits until the mastery view has absorbed every accepted answer
+   and the other processors are quiet; prints a summary, with a few learners' mastery
+   read back through the read API.
 
 The services keep running for exploration; ``make stop`` ends them.
 """
@@ -25,6 +30,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -79,6 +85,13 @@ class ReplayTotals:
     reasons: Counter[str] = field(default_factory=Counter)
     rejected_event_ids: set[str] = field(default_factory=set)
     seconds: float = 0.0
+
+    def add(self, other: ReplayTotals) -> None:
+        """Count ``other`` (a later phase of the same replay) in too."""
+        self.outcomes.update(other.outcomes)
+        self.reasons.update(other.reasons)
+        self.rejected_event_ids |= other.rejected_event_ids
+        self.seconds += other.seconds
 
 
 def start_process(settings: Settings, name: str, module_args: list[str]) -> int:
@@ -263,6 +276,78 @@ async def show_learners(settings: Settings, api_key: str, learners: list[str]) -
                 )
 
 
+def expected_answers(
+    attempts: list[replay.ReplayAttempt],
+    events: list[ingest_pb2.LearningEvent],
+    rejected_event_ids: set[str],
+) -> int:
+    """Skill answers the mastery view will count for these attempts (one per skill).
+
+    Duplicates count too: their first run already put them in the view.
+    """
+    return sum(
+        len(attempt.skill_ids)
+        for attempt, event in zip(attempts, events, strict=True)
+        if event.attempt.envelope.event_id not in rejected_event_ids
+    )
+
+
+async def wait_for_lake(settings: Settings, tenant_id: str, expected_rows: int) -> None:
+    """Wait until the lake holds ``expected_rows`` attempts of the tenant (lake sink flushed).
+
+    The lake sink writes a batch every ``lake_batch_within_s``; the offsets the other
+    processors store say nothing about it, the lake's own partitions do.
+    """
+    deadline = time.monotonic() + 120
+    rows = 0
+    while time.monotonic() < deadline:
+        partitions = lake.list_partitions(lake.default_root(settings))
+        rows = sum(p.rows for p in partitions if p.tenant_id == tenant_id)
+        if rows >= expected_rows:
+            return
+        await asyncio.sleep(1.0)
+    raise LearnstreamError(
+        f"the lake holds {rows} of {expected_rows} attempts after 2 minutes; "
+        f"see {settings.run_dir / 'processor-lake_sink.log'}"
+    )
+
+
+def train_champion(settings: Settings, midnight: datetime) -> dict[str, object] | None:
+    """Last night's ``dkt_retrain`` run: the data interval of the day before ``midnight``.
+
+    The same five steps the DAG runs (:func:`ml.jobs.dkt_retrain.run_interval`), on the
+    demo's lake; the first model registered becomes the champion.
+    """
+    import torch
+
+    from ml.jobs.common import Interval
+    from ml.jobs.dkt_retrain import RetrainOptions, run_interval
+
+    # The services run beside it on the same cores: torch's default of one thread per
+    # core spins against them (165 s per epoch measured on a busy 2-core box; `python
+    # -m ml train` defaults to one thread for the same reason).
+    torch.set_num_threads(1)
+    interval = Interval(midnight - timedelta(days=1), midnight)
+    return run_interval(settings, interval, RetrainOptions(), run_id="make-demo")
+
+
+async def replay_phase(
+    settings: Settings,
+    api_key: str,
+    attempts: list[replay.ReplayAttempt],
+    events: list[ingest_pb2.LearningEvent],
+    *,
+    answers_before: int,
+) -> tuple[ReplayTotals, int, float]:
+    """Post ``events`` and wait for the views; returns (totals, answers counted, seconds)."""
+    requests = replay.shard_by_learner(events, SENDERS, BATCH_SIZE)
+    totals = await post_replay(settings, api_key, requests, len(events))
+    answers = answers_before + expected_answers(attempts, events, totals.rejected_event_ids)
+    processing_s = await wait_for_mastery(settings, settings.demo_tenant, answers)
+    await wait_for_downstream(settings)
+    return totals, answers, processing_s
+
+
 async def run_demo(settings: Settings) -> None:
     """The whole demo; see the module docstring."""
     from learnstream.apikeys import create_api_key
@@ -276,13 +361,18 @@ async def run_demo(settings: Settings) -> None:
     finally:
         await conn.close()
 
-    dataset, attempts = replay.load_replay(settings.dataset_dir, settings.demo_dataset)
+    dataset, attempts = replay.load_replay(
+        settings.dataset_dir, settings.demo_dataset, max_learners=settings.demo_max_learners
+    )
     if dataset == "simulated":
         print(
             f"dataset {settings.demo_dataset} not found under {settings.dataset_dir}; "
             "replaying simulated learners instead",
             file=sys.stderr,
         )
+    # The logs are from 2009: date them into the last weeks, newest a minute ago.
+    now = datetime.now(UTC)
+    attempts = replay.rebase_to_recent(attempts, end_at=now - timedelta(minutes=1))
     events = [replay.attempt_event(a, dataset=dataset, tenant_id=tenant_id) for a in attempts]
     # Before the processors start, so their caches load the catalog and parameters.
     print("publishing demo content and calibrating on the replayed answers ...", file=sys.stderr)
@@ -291,16 +381,31 @@ async def run_demo(settings: Settings) -> None:
     print("starting ingest, processors and read API ...", file=sys.stderr)
     await start_pipeline(settings)
 
-    requests = replay.shard_by_learner(events, SENDERS, BATCH_SIZE)
-    totals = await post_replay(settings, api_key, requests, len(events))
-    # Duplicates count too: their first run already put them in the view.
-    expected_answers = sum(
-        len(attempt.skill_ids)
-        for attempt, event in zip(attempts, events, strict=True)
-        if event.attempt.envelope.event_id not in totals.rejected_event_ids
-    )
-    processing_s = await wait_for_mastery(settings, tenant_id, expected_answers)
-    await wait_for_downstream(settings)
+    # Up to last midnight (UTC), then last night's DKT retrain, then today's answers,
+    # which the predictions processor scores with the new champion.
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    earlier = [i for i, a in enumerate(attempts) if a.occurred_at < midnight]
+    today = [i for i, a in enumerate(attempts) if a.occurred_at >= midnight]
+    phases = [(midnight, earlier), (None, today)]
+    totals = ReplayTotals()
+    answers = 0
+    processing_s = 0.0
+    champion: dict[str, object] | None = None
+    for train_at, indices in phases:
+        if not indices:
+            continue
+        phase_totals, answers, processing_s = await replay_phase(
+            settings,
+            api_key,
+            [attempts[i] for i in indices],
+            [events[i] for i in indices],
+            answers_before=answers,
+        )
+        totals.add(phase_totals)
+        if train_at is not None:
+            await wait_for_lake(settings, tenant_id, len(indices) - len(totals.rejected_event_ids))
+            print("training last night's DKT model on the lake (dkt_retrain) ...", file=sys.stderr)
+            champion = await asyncio.to_thread(train_champion, settings, train_at)
     counts = await view_counts(settings, tenant_id)
     lake_files = sorted(lake.default_root(settings).rglob("*.parquet"))
 
@@ -318,6 +423,10 @@ async def run_demo(settings: Settings) -> None:
     print(f"  processed  all answers {processing_s:.1f} s after the last POST returned")
     print(f"  skills     {len(skills):>9,}")
     print(
+        f"  dated      {min(a.occurred_at for a in attempts):%Y-%m-%d} to "
+        f"{max(a.occurred_at for a in attempts):%Y-%m-%d %H:%M} UTC (rebased from 2009)"
+    )
+    print(
         f"  seeded     {seeded.published_items:>9,} published questions over {seeded.skills} "
         f"skills; {seeded.irt_items:,} IRT items and {seeded.bkt_skills} BKT skills calibrated"
     )
@@ -325,6 +434,13 @@ async def run_demo(settings: Settings) -> None:
         "             on the replayed answers themselves (in production the DAGs "
         "calibrate from the lake)"
     )
+    if champion is None:
+        print("  DKT model  not trained (too few answers before midnight)")
+    else:
+        print(
+            f"  DKT model  {settings.ml_model_name} version {champion['version']} is "
+            f"{champion['alias']} ({champion['reason']}); `python -m ml show` lists versions"
+        )
     print("Views (PostgreSQL) and lake:")
     for label, count in counts:
         print(f"  {label:<24} {count:>9,}")
@@ -335,6 +451,7 @@ async def run_demo(settings: Settings) -> None:
     print()
     print(f"Ingest API  http://127.0.0.1:{settings.ingest_port}/docs")
     print(f"Read API    http://127.0.0.1:{settings.api_port}/docs")
+    print(f"Dashboard   http://127.0.0.1:{settings.api_port}/dashboard")
     print(f"Logs        {settings.run_dir}/*.log")
     print("The services keep running. Stop everything with `make stop`.")
 

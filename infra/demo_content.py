@@ -40,6 +40,8 @@ from ml.jobs.common import Interval
 AUTHOR_ID = "00000000-0000-4000-8000-00000000a001"
 REVIEWER_ID = "00000000-0000-4000-8000-00000000a002"
 CALIBRATION_RUN_ID = "demo-calibration-on-replayed-data"
+# Concurrent connections publishing the catalog (thousands of items for the AKT data).
+SEED_WORKERS = 6
 # The rest of the workflow from each status (a re-run resumes an interrupted seed).
 _NEXT_STEPS = {
     content.ContentStatus.DRAFT: (
@@ -63,6 +65,42 @@ class SeedCounts:
     published_items: int
     irt_items: int
     bkt_skills: int
+
+
+async def publish_item(
+    pool: asyncpg.Pool,
+    author: Principal,
+    reviewer: Principal,
+    item_id: str,
+    item_skill_ids: tuple[str, ...],
+    *,
+    now: datetime,
+) -> None:
+    """One question for ``item_id``, moved on to published from wherever it stands."""
+    try:
+        status = (await content.get_item(pool, author, item_id=item_id)).status
+    except NotFoundError:
+        await content.create_item(
+            pool,
+            author,
+            item_id=item_id,
+            kind=content.ContentKind.QUESTION,
+            title=f"Problem {item_id}",
+            skill_ids=list(item_skill_ids),
+            # The dataset has ids and outcomes, not the problems' text.
+            payload={
+                "prompt": f"Problem {item_id} of the replayed dataset "
+                f"({', '.join(item_skill_ids)}); its text is not in the dataset.",
+                "answer_key": ["not in the dataset"],
+            },
+            now=now,
+        )
+        status = content.ContentStatus.DRAFT
+    for target in _NEXT_STEPS.get(status, ()):
+        who = author if target is content.ContentStatus.IN_REVIEW else reviewer
+        await content.transition_item(
+            pool, who, item_id=item_id, target=target, comment="demo seed", now=now
+        )
 
 
 async def publish_catalog(
@@ -89,31 +127,14 @@ async def publish_catalog(
     item_skills: dict[str, tuple[str, ...]] = {}
     for attempt in attempts:
         item_skills.setdefault(attempt.item_id, attempt.skill_ids)
-    for item_id, item_skill_ids in item_skills.items():
-        try:
-            status = (await content.get_item(pool, author, item_id=item_id)).status
-        except NotFoundError:
-            await content.create_item(
-                pool,
-                author,
-                item_id=item_id,
-                kind=content.ContentKind.QUESTION,
-                title=f"Problem {item_id}",
-                skill_ids=list(item_skill_ids),
-                # The dataset has ids and outcomes, not the problems' text.
-                payload={
-                    "prompt": f"Problem {item_id} of the replayed dataset "
-                    f"({', '.join(item_skill_ids)}); its text is not in the dataset.",
-                    "answer_key": ["not in the dataset"],
-                },
-                now=now,
-            )
-            status = content.ContentStatus.DRAFT
-        for target in _NEXT_STEPS.get(status, ()):
-            who = author if target is content.ContentStatus.IN_REVIEW else reviewer
-            await content.transition_item(
-                pool, who, item_id=item_id, target=target, comment="demo seed", now=now
-            )
+    queue = list(item_skills.items())
+
+    async def publish_some(worker: int) -> None:
+        # Items are independent: SEED_WORKERS connections publish disjoint slices.
+        for item_id, item_skill_ids in queue[worker::SEED_WORKERS]:
+            await publish_item(pool, author, reviewer, item_id, item_skill_ids, now=now)
+
+    await asyncio.gather(*(publish_some(worker) for worker in range(SEED_WORKERS)))
     return len(skill_ids), len(item_skills)
 
 
@@ -166,7 +187,7 @@ async def seed(
     events: Sequence[ingest_pb2.LearningEvent],
 ) -> SeedCounts:
     """Publish the catalog and the calibrated parameters for ``tenant_id`` (idempotent)."""
-    pool = await db.create_pool(settings, max_size=2)
+    pool = await db.create_pool(settings, max_size=SEED_WORKERS)
     try:
         skill_count, item_count = await publish_catalog(pool, tenant_id, attempts)
     finally:

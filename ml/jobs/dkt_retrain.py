@@ -407,3 +407,23 @@ def register_candidate(
         "alias": decision.alias,
         "reason": decision.reason,
     }
+
+
+def run_interval(
+    settings: Settings, interval: Interval, options: RetrainOptions, run_id: str
+) -> dict[str, Any] | None:
+    """The ``dkt_retrain`` DAG's five tasks in their order, in this process.
+
+    For callers outside Airflow (``make demo`` trains its champion this way) that want
+    exactly what a scheduled run does for ``interval``. Returns the register step's
+    answer (``run_id``, ``version``, ``alias``, ``reason``), or None when the window
+    holds fewer than ``options.min_rows`` attempts (the DAG skips the run then).
+    """
+    snapshot = snapshot_lake(settings, interval, options)
+    if snapshot["rows"] < options.min_rows:
+        log.info("%s attempts in the window, fewer than %s", snapshot["rows"], options.min_rows)
+        return None
+    train_candidate(settings, interval, options)
+    evaluate_candidate(settings, interval, options)
+    compare_with_champion(settings, interval, options)
+    return register_candidate(settings, interval, options, run_id)
