@@ -15,9 +15,15 @@ AF_PY    := $(AF_VENV)/bin/python
 AF_STAMP := $(AF_VENV)/.setup-stamp
 AIRFLOW_PACKAGES := apache-airflow numpy scipy torch mlflow-skinny sqlalchemy alembic \
 	pyarrow pydantic pydantic-settings asyncpg confluent-kafka pytest pytest-asyncio
+# MLflow's web UI is only in the full `mlflow` package, which pins an older pyarrow than
+# the services use: it gets an environment of its own, at the same version as the
+# mlflow-skinny client that writes the store.
+MLF_VENV  := .venv-mlflow
+MLF_STAMP := $(MLF_VENV)/.setup-stamp
+MLFLOW_UI_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-airflow setup-browser proto lint test test-unit test-integration demo demo-reset services stop bench clean
+.PHONY: help setup setup-airflow setup-browser proto lint test test-unit test-integration demo demo-reset services stop bench clean mlflow-ui
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -46,6 +52,15 @@ $(AF_STAMP): pyproject.toml infra/constraints-airflow.txt
 	touch $(AF_STAMP)
 
 setup-airflow: $(AF_STAMP) ## Create .venv-airflow (Airflow 3 + the project, no Faust) for dags/
+
+$(MLF_STAMP): infra/constraints.txt
+	test -x $(MLF_VENV)/bin/python || $(PYTHON) -m venv $(MLF_VENV)
+	$(MLF_VENV)/bin/pip install --quiet "mlflow==$$(sed -n 's/^mlflow-skinny==//p' infra/constraints.txt)"
+	touch $(MLF_STAMP)
+
+mlflow-ui: $(STAMP) $(MLF_STAMP) ## MLflow's UI on the local store (runs, models, aliases): :5000
+	$(MLF_VENV)/bin/mlflow server --host 127.0.0.1 --port $(MLFLOW_UI_PORT) \
+		--backend-store-uri "$$($(PY) -c 'from ml.registry import tracking_uri; from learnstream.settings import get_settings; print(tracking_uri(get_settings()))')"
 
 # The dashboard's browser test drives Debian's chromium with Playwright (never
 # `playwright install`). Installs the package only when /usr/bin/chromium is missing.
@@ -89,4 +104,4 @@ bench: $(STAMP) ## Run the benchmarks; figures are printed and written to bench/
 	$(PY) -m bench
 
 clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) $(AF_VENV) node_modules .data .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AF_VENV) $(MLF_VENV) node_modules .data .run .pytest_cache .mypy_cache .ruff_cache
