@@ -100,7 +100,9 @@ class ShardMap:
     @classmethod
     def from_settings(cls, settings: Settings) -> ShardMap:
         """The shards of ``database_shard_urls``, or the single ``database_url``."""
-        listed = tuple(url.strip() for url in settings.database_shard_urls.split(",") if url.strip())
+        listed = tuple(
+            url.strip() for url in settings.database_shard_urls.split(",") if url.strip()
+        )
         return cls(urls=listed or (settings.database_url,), partitions=settings.topic_partitions)
 
     @property

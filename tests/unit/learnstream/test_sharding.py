@@ -10,8 +10,8 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from learnstream.exceptions import ConfigurationError
-from learnstream.sharding import ShardMap, murmur2, partition_for
 from learnstream.settings import Settings
+from learnstream.sharding import ShardMap, murmur2, partition_for
 
 URLS = tuple(f"postgresql://learnstream@pg-{i}:5432/learnstream" for i in range(3))
 
@@ -81,7 +81,9 @@ def test_one_shard_is_database_url_by_default() -> None:
     assert shards.urls == ("postgresql://x@db:5432/ls",)
     assert shards.url_for("t", "u") == "postgresql://x@db:5432/ls"
 
-    listed = Settings(database_shard_urls=" postgresql://a/ls, postgresql://b/ls ", topic_partitions=8)
+    listed = Settings(
+        database_shard_urls=" postgresql://a/ls, postgresql://b/ls ", topic_partitions=8
+    )
     assert ShardMap.from_settings(listed).urls == ("postgresql://a/ls", "postgresql://b/ls")
 
 
