@@ -9,6 +9,7 @@ docker-compose, installed by ``make setup-compose``; nothing is started):
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,11 +24,12 @@ COMPOSE = REPO_ROOT / "infra" / "compose" / "docker-compose.yml"
 DOCKER_COMPOSE = shutil.which("docker-compose")
 # What an operator must provide (infra/compose/example.env); values stand in for secrets.
 REQUIRED = {
-    "POSTGRES_PASSWORD": "pg-" + "p" * 29,
-    "REDIS_PASSWORD": "redis-" + "r" * 26,
-    "LEARNSTREAM_JWT_SECRET": "jwt-" + "j" * 44,
-    "GRAFANA_ADMIN_PASSWORD": "grafana-" + "g" * 24,
+    "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+    "REDIS_PASSWORD": secrets.token_urlsafe(24),
+    "LEARNSTREAM_JWT_SECRET": secrets.token_urlsafe(48),
+    "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(24),
     "LEARNSTREAM_SMTP_HOST": "smtp.example.org",
+    "LEARNSTREAM_PUBLIC_BASE_URL": "https://learn.example.org",
 }
 
 pytestmark = pytest.mark.skipif(
