@@ -23,7 +23,7 @@ MLF_STAMP := $(MLF_VENV)/.setup-stamp
 MLFLOW_UI_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-airflow setup-browser proto lint test test-unit test-integration demo demo-reset services stop bench clean mlflow-ui
+.PHONY: help setup setup-airflow setup-browser setup-compose proto lint test test-unit test-integration demo demo-reset services stop bench clean mlflow-ui
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -71,6 +71,15 @@ setup-browser: ## Install Debian chromium for the dashboard browser test (idempo
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 	@/usr/bin/chromium --version 2>/dev/null | head -1
 
+# The deployment tests render infra/compose/docker-compose.yml with Debian's
+# docker-compose (`config` only: nothing is started, no Docker daemon is needed).
+setup-compose: ## Install Debian docker-compose for the compose file's validation (idempotent)
+	@command -v docker-compose >/dev/null || { \
+		SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker-compose; }
+	@docker-compose version 2>/dev/null | head -1
+
 proto: $(STAMP) ## Regenerate learnstream/events/v1 from proto/
 	$(PY) -m infra.gen_proto
 
@@ -80,7 +89,7 @@ lint: $(STAMP) ## ruff, mypy, buf lint and buf breaking against the released sch
 	$(VENV)/bin/mypy .
 	cd proto && ../$(BUF) lint && ../$(BUF) breaking --against released/v1.binpb
 
-test: $(STAMP) $(AF_STAMP) setup-browser ## Every test tier (unit, property, integration, e2e), DAGs too
+test: $(STAMP) $(AF_STAMP) setup-browser setup-compose ## Every test tier (unit, property, integration, e2e), DAGs too
 	$(PY) -m pytest $(PYTEST_ARGS)
 	# The DAG tests need Airflow, so they run in .venv-airflow (the run above skips them).
 	$(AF_PY) -m pytest tests/unit/dags tests/integration/dags $(PYTEST_ARGS)

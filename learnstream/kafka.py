@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -142,12 +143,29 @@ def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
         import faust  # Only needed against a secured cluster.
 
         password = settings.kafka_sasl_password
+        # Faust speaks SASL_SSL only when given an SSL context; without one it would
+        # send SASL over plaintext to a TLS listener and never connect.
         kwargs["broker_credentials"] = faust.SASLCredentials(
             username=settings.kafka_sasl_username or "",
             password=password.get_secret_value() if password else "",
             mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=(
+                kafka_ssl_context(settings)
+                if settings.kafka_security_protocol == "SASL_SSL"
+                else None
+            ),
         )
+    elif settings.kafka_security_protocol == "SSL":
+        import faust
+
+        kwargs["broker_credentials"] = faust.SSLCredentials(kafka_ssl_context(settings))
     return kwargs
+
+
+def kafka_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """A TLS context for aiokafka that trusts ``kafka_ssl_ca_location`` (else the system CAs)."""
+    cafile = str(settings.kafka_ssl_ca_location) if settings.kafka_ssl_ca_location else None
+    return ssl.create_default_context(cafile=cafile)
 
 
 def admin_client(settings: Settings) -> AdminClient:

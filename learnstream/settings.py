@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # --- PostgreSQL and Redis ---------------------------------------------------
     database_url: str = "postgresql://postgres@127.0.0.1:5432/learnstream"
     database_pool_max: int = Field(default=10, ge=1)
+    # Comma-separated PostgreSQL URLs of the learner-view shards, once one instance is not
+    # enough (learnstream/sharding.py routes a learner by Kafka partition); empty: one
+    # shard, database_url.
+    database_shard_urls: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key, so several deployments (or test runs) share one server.
     redis_namespace: str = "ls"
