@@ -87,7 +87,7 @@ def _public(method: str, path: str, body: object | None, ok: frozenset[int]) -> 
 
 
 ACTIONS = {
-    # --- public: no credentials needed (bodies refused after the absent check)---
+    # public: no credentials needed (bodies are refused, nothing else)
     "healthz": _public("GET", "/healthz", None, frozenset({200})),
     "readyz": _public("GET", "/readyz", None, frozenset({200, 503})),
     "metrics": _public("GET", "/metrics", None, frozenset({200})),
@@ -101,7 +101,7 @@ ACTIONS = {
     "password_reset_request": _public("POST", "/v1/auth/password-reset/request", {}, BODY_REFUSED),
     "password_reset_confirm": _public("POST", "/v1/auth/password-reset/confirm", {}, BODY_REFUSED),
     "unlock_by_token": _public("POST", "/v1/auth/unlock", {}, BODY_REFUSED),
-    # --- any signed-in user, never a key ---------------------------------------------------
+    # any signed-in user, never a key
     "logout": Action(
         "POST", "/v1/auth/logout", {"refresh_token": "x" * 201}, USERS, BODY_REFUSED, True
     ),
@@ -123,7 +123,7 @@ ACTIONS = {
     ),
     "me": Action("GET", "/v1/users/me", None, USERS, collection=True),
     "list_classes": Action("GET", "/v1/classes", None, USERS, collection=True),
-    # --- accounts: admins (MFA) only---
+    # accounts: admins (MFA) only
     "list_users": Action("GET", "/v1/users", None, ADMIN, collection=True),
     "create_user": Action("POST", "/v1/users", {}, ADMIN, BODY_REFUSED, collection=True),
     "get_user": Action("GET", "/v1/users/{L}", None, ADMIN),
@@ -144,7 +144,7 @@ ACTIONS = {
     "set_tenant_retention": Action(
         "PUT", "/v1/tenants/me/retention", {"retention_days": None}, ADMIN, collection=True
     ),
-    # --- classes---
+    # classes
     "create_class": Action(
         "POST",
         "/v1/classes",
@@ -166,7 +166,7 @@ ACTIONS = {
     "class_overview": Action(
         "GET", "/v1/dashboards/classes/{C}", None, frozenset({"teacher", "admin"})
     ),
-    # --- one learner's views: themself, their teachers, admins, keys with views:read---
+    # one learner's views: themself, their teachers, admins, keys with views:read
     "read_class_learner_mastery": Action("GET", "/v1/learners/{L}/mastery", None, READ_L),
     "read_learner_predictions": Action("GET", "/v1/learners/{L}/predictions", None, READ_L),
     "explain_learner_prediction": Action(
@@ -180,7 +180,7 @@ ACTIONS = {
     "read_learner_onboarding": Action(
         "GET", "/v1/learners/{L}/onboarding", None, frozenset({"teacher", "admin"})
     ),
-    # --- one learner's account: themself or an admin (MFA); never a key---
+    # one learner's account: themself or an admin (MFA); never a key
     "write_learner_profile": Action(
         "PUT", "/v1/learners/{L}/profile", {"display_name": "L"}, ADMIN
     ),
@@ -195,7 +195,7 @@ ACTIONS = {
     "privacy_erasure": Action(
         "POST", "/v1/learners/{L}/privacy/erasure", {"confirm": False}, ADMIN, BODY_REFUSED
     ),
-    # --- learning activity for a learner: themself, admins, keys with feedback:write---
+    # learning activity for a learner: themself, admins, keys with feedback:write
     "recommendation_feedback": Action(
         "POST",
         "/v1/dashboards/learners/{L}/recommendations/{P}/feedback",
@@ -209,13 +209,13 @@ ACTIONS = {
         frozenset({"admin", "key:feedback:write"}),
         frozenset({404}),  # allowed through, then no such notification
     ),
-    # --- the catalogue: any signed-in user, keys with content:read ------------------------------
+    # the catalogue: any signed-in user, keys with content:read
     "list_skills": Action("GET", "/v1/skills", None, CATALOGUE, collection=True),
     "skill_order": Action("GET", "/v1/skills/order", None, CATALOGUE, collection=True),
     "get_skill": Action("GET", "/v1/skills/{S}", None, CATALOGUE),
     "search_content": Action("GET", "/v1/content", None, CATALOGUE, collection=True),
     "read_published_item": Action("GET", "/v1/content/{P}", None, CATALOGUE),
-    # --- authoring: authors, reviewers, admins (MFA)---
+    # authoring: authors, reviewers, admins (MFA)
     "create_skill": Action("POST", "/v1/skills", {}, EDITORS, BODY_REFUSED, collection=True),
     "edit_skill": Action("PUT", "/v1/skills/{S}", {"name": "Fractions"}, EDITORS),
     "delete_skill": Action(
@@ -250,7 +250,7 @@ ACTIONS = {
         undo_body={"to_status": "draft"},
     ),
     "item_transitions": Action("GET", "/v1/content/{D}/transitions", None, STAFF),
-    # --- placement: learners themselves---
+    # placement: learners themselves
     "start_placement": Action(
         "POST",
         "/v1/placement/sessions",
@@ -275,7 +275,7 @@ ACTIONS = {
         BODY_REFUSED,
         collection=True,
     ),
-    # --- operations---
+    # operations
     "fraud_alerts": Action(
         "GET",
         "/v1/operator/fraud-alerts?status=all",
