@@ -2,12 +2,17 @@
 
 Callers authenticate in one of two ways, both in the Authorization header:
 ``Bearer lsk_...`` (or ``X-API-Key``) for client apps, ``Bearer <JWT>`` for users.
+
+Every route declares who may call it with exactly one of the guards below (an alias
+such as ``AdminUser``, ``allow(policy)``, ``CurrentUser`` or ``Public``); each carries
+its :class:`api.services.access.Policy` as ``access_policy``, which
+tests/unit/test_route_policies.py looks for on every route. ``CurrentPrincipal`` only
+authenticates: a route must not take it without a guard.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -16,7 +21,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
-from api.exceptions import ForbiddenError, NotAuthenticatedError
+from api.exceptions import NotAuthenticatedError
 from api.services import access, audit, rate_limits, sessions, tokens
 from api.services.email import EmailSender
 from api.services.events import EventPublisher
@@ -127,7 +132,10 @@ async def _current_principal(
                 reason="invalid API key",
             )
         return Principal(
-            tenant_id=key.tenant_id, subject_id=key.key_id, kind=PrincipalKind.CLIENT_APP
+            tenant_id=key.tenant_id,
+            subject_id=key.key_id,
+            kind=PrincipalKind.CLIENT_APP,
+            scopes=key.scopes,
         )
     if bearer is None:
         raise NotAuthenticatedError(
@@ -176,25 +184,73 @@ async def _limit_by_ip(request: Request, redis: RedisDep, settings: SettingsDep)
 LimitedByIp = Depends(_limit_by_ip)
 
 
-async def _current_user(claims: UserClaims, redis: RedisDep, settings: SettingsDep) -> Principal:
-    return await _limited_principal(claims.principal(), redis, settings)
+class _SignedInUser:
+    """Any signed-in user (a user access token, never an API key), rate-limited."""
+
+    access_policy = access.SIGNED_IN
+
+    async def __call__(
+        self, claims: UserClaims, redis: RedisDep, settings: SettingsDep
+    ) -> Principal:
+        return await _limited_principal(claims.principal(), redis, settings)
 
 
-CurrentUser = Annotated[Principal, Depends(_current_user)]
+class _SignedInClaims:
+    """The claims of any signed-in user's access token (for sign-out)."""
+
+    access_policy = access.SIGNED_IN
+
+    async def __call__(
+        self, bearer: BearerDep, redis: RedisDep, settings: SettingsDep
+    ) -> tokens.AccessClaims:
+        return await _user_claims(bearer, redis, settings)
 
 
-def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency admitting users holding one of ``roles`` (MFA-checked where required)."""
-    allowed = frozenset(roles)
+CurrentUser = Annotated[Principal, Depends(_SignedInUser())]
+SignedInClaims = Annotated[tokens.AccessClaims, Depends(_SignedInClaims())]
 
-    async def dependency(principal: CurrentPrincipal, pool: PoolDep) -> Principal:
-        refusal = access.role_refusal(principal, allowed)
-        if refusal is not None:
-            await access.deny(pool, principal, target_id=None, what=refusal)
-            raise ForbiddenError(refusal, field="header.Authorization", reason=refusal)
+
+class RouteGuard:
+    """The dependency enforcing one route's :class:`access.Policy` (403, audited)."""
+
+    def __init__(self, policy: access.Policy) -> None:
+        self.access_policy = policy
+
+    async def __call__(self, principal: CurrentPrincipal, pool: PoolDep) -> Principal:
+        await access.ensure_allowed(pool, principal, self.access_policy)
         return principal
 
-    return dependency
+
+class _PublicRoute:
+    """Declares a route open to anyone; checks nothing."""
+
+    access_policy = access.PUBLIC
+
+    async def __call__(self) -> None:
+        return None
 
 
-AdminUser = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+def allow(policy: access.Policy) -> RouteGuard:
+    """The guard of a route open to ``policy``: ``Annotated[Principal, Depends(allow(p))]``."""
+    return RouteGuard(policy)
+
+
+def require_roles(*roles: Role) -> RouteGuard:
+    """A guard admitting users holding one of ``roles`` (MFA-checked where required)."""
+    names = ", ".join(sorted(roles))
+    return RouteGuard(access.Policy(names, roles=frozenset(roles)))
+
+
+# A route with no caller to check (sign-in, health, the static page) says so.
+Public = Depends(_PublicRoute())
+AdminUser = Annotated[Principal, Depends(allow(access.ADMIN))]
+TeacherOrAdmin = Annotated[Principal, Depends(allow(access.TEACHER_OR_ADMIN))]
+Editor = Annotated[Principal, Depends(allow(access.EDITOR))]
+ContentStaff = Annotated[Principal, Depends(allow(access.CONTENT_STAFF))]
+Learner = Annotated[Principal, Depends(allow(access.LEARNER))]
+Operator = Annotated[Principal, Depends(allow(access.OPERATOR))]
+PlatformOperator = Annotated[Principal, Depends(allow(access.PLATFORM_OPERATOR))]
+CatalogueReader = Annotated[Principal, Depends(allow(access.CATALOGUE_READ))]
+LearnerViewer = Annotated[Principal, Depends(allow(access.LEARNER_VIEWS))]
+LearnerActor = Annotated[Principal, Depends(allow(access.LEARNER_ACTIVITY))]
+LearnerAccount = Annotated[Principal, Depends(allow(access.LEARNER_ACCOUNT))]

@@ -350,13 +350,19 @@ async def replay_phase(
 
 async def run_demo(settings: Settings) -> None:
     """The whole demo; see the module docstring."""
-    from learnstream.apikeys import create_api_key
+    from learnstream.apikeys import Scope, create_api_key
 
     tenant_id = settings.demo_tenant
     conn = await db.connect(settings)
     try:
         api_key = (
-            await create_api_key(conn, tenant_id=tenant_id, app_name="demo-replay")
+            # Posts the replay, then reads a few learners' mastery back.
+            await create_api_key(
+                conn,
+                tenant_id=tenant_id,
+                app_name="demo-replay",
+                scopes={Scope.EVENTS_WRITE, Scope.VIEWS_READ},
+            )
         ).plaintext
     finally:
         await conn.close()

@@ -8,8 +8,12 @@ in a bounded map.
 
 Command line::
 
-    python -m ingest.apikeys create --tenant T --app A   # prints the key once
+    python -m ingest.apikeys create --tenant T --app A [--scope events:write ...]
     python -m ingest.apikeys revoke KEY_ID
+
+``create`` prints the key once. Each ``--scope`` grants one scope (events:write,
+views:read, content:read, feedback:write); without any the key gets events:write
+only, the narrowest. No scope acts on accounts.
 """
 
 from __future__ import annotations
@@ -97,7 +101,12 @@ class CachedApiKeyAuthenticator:
 # --- command line ----------------------------------------------------------------
 
 
-async def _create(settings: Settings, tenant_id: str, app_name: str) -> str:
+async def _create(
+    settings: Settings,
+    tenant_id: str,
+    app_name: str,
+    scopes: frozenset[apikeys.Scope] = apikeys.DEFAULT_SCOPES,
+) -> str:
     if not TENANT_ID_PATTERN.match(tenant_id):
         raise SystemExit(
             f"error: tenant id {tenant_id!r} must match {TENANT_ID_PATTERN.pattern} "
@@ -105,13 +114,16 @@ async def _create(settings: Settings, tenant_id: str, app_name: str) -> str:
         )
     conn = await db.connect(settings)
     try:
-        issued = await apikeys.create_api_key(conn, tenant_id=tenant_id, app_name=app_name)
+        issued = await apikeys.create_api_key(
+            conn, tenant_id=tenant_id, app_name=app_name, scopes=scopes
+        )
     finally:
         await conn.close()
     return (
         f"key_id:  {issued.key_id}\n"
         f"tenant:  {issued.tenant_id}\n"
         f"app:     {issued.app_name}\n"
+        f"scopes:  {' '.join(sorted(issued.scopes))}\n"
         f"api_key: {issued.plaintext}\n"
         "Store the api_key now: it is shown only this once (only its SHA-256 is kept).\n"
     )
@@ -141,13 +153,20 @@ def main(argv: list[str] | None = None) -> None:
     create = commands.add_parser("create", help="issue a key for a client app of a tenant")
     create.add_argument("--tenant", required=True, help="tenant id, e.g. school-42")
     create.add_argument("--app", required=True, help="client application name")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=[scope.value for scope in apikeys.Scope],
+        help="grant this scope (repeat for several); default: events:write only",
+    )
     revoke = commands.add_parser("revoke", help="revoke a key by its key_id (lsk_...)")
     revoke.add_argument("key_id")
     args = parser.parse_args(argv)
     settings = get_settings()
     try:
         if args.command == "create":
-            out = asyncio.run(_create(settings, args.tenant, args.app))
+            scopes = apikeys.parse_scopes(args.scope) if args.scope else apikeys.DEFAULT_SCOPES
+            out = asyncio.run(_create(settings, args.tenant, args.app, scopes))
         else:
             out = asyncio.run(_revoke(settings, args.key_id))
     except ServiceUnavailableError as exc:

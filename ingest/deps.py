@@ -13,10 +13,10 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from ingest.apikeys import CachedApiKeyAuthenticator
 from ingest.batch import BatchIngestor
-from ingest.exceptions import FieldProblem, NotAuthenticatedError
+from ingest.exceptions import FieldProblem, ForbiddenError, NotAuthenticatedError
 from ingest.metrics import IngestMetrics
 from learnstream import apikeys
-from learnstream.apikeys import ApiKey
+from learnstream.apikeys import ApiKey, Scope
 from learnstream.settings import Settings
 
 # auto_error=False: a missing key becomes our own 401 problem, not FastAPI's 403.
@@ -76,3 +76,38 @@ async def _current_api_key(
 
 
 CurrentApiKey = Annotated[ApiKey, Depends(_current_api_key)]
+
+
+class KeyScopeGuard:
+    """A dependency admitting an API key that holds ``scope``: the route's access policy.
+
+    ``access_policy`` is what tests/unit/test_route_policies.py looks for: every route
+    of both apps declares who may call it.
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.access_policy = f"API key with scope {scope.value}"
+
+    async def __call__(self, key: CurrentApiKey) -> ApiKey:
+        if self.scope not in key.scopes:
+            field = "header.Authorization"
+            raise ForbiddenError(
+                f"this API key lacks the scope {self.scope.value}; issue one with "
+                f"`python -m ingest.apikeys create --scope {self.scope.value}`",
+                errors=[FieldProblem(field, f"missing scope {self.scope.value}")],
+            )
+        return key
+
+
+class PublicRoute:
+    """A dependency that checks nothing: the route's declared policy is "anyone"."""
+
+    access_policy = "public"
+
+    async def __call__(self) -> None:
+        return None
+
+
+EventWriter = Annotated[ApiKey, Depends(KeyScopeGuard(Scope.EVENTS_WRITE))]
+Public = Depends(PublicRoute())

@@ -84,6 +84,14 @@ class NotAuthenticatedError(IngestError):
         super().__init__(detail, errors=errors, headers={"WWW-Authenticate": "Bearer"})
 
 
+class ForbiddenError(IngestError):
+    """A valid API key whose scopes do not include what the route needs."""
+
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
 class DependencyUnavailableError(IngestError, ServiceUnavailableError):
     """A backing service (broker, Redis, PostgreSQL) failed; the client should retry.
 

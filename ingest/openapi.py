@@ -151,6 +151,7 @@ def ingest_responses() -> dict[int | str, dict[str, Any]]:
         },
         400: {"description": "Malformed body or empty batch", "content": problem},
         401: {"description": "Missing, malformed, unknown or revoked API key", "content": problem},
+        403: {"description": "The API key lacks the scope events:write", "content": problem},
         413: {"description": "Too many bytes or too many events", "content": problem},
         415: {"description": "Content-Type is neither protobuf nor JSON", "content": problem},
         503: {

@@ -5,6 +5,10 @@ stored in ``api_keys`` (safe to log), ``<secret>`` is shown once when the key is
 created. Only the SHA-256 of the whole key is stored. SHA-256 (not a slow
 password hash) is enough because the secret is 256 random bits, not a
 human-chosen password, and every request has to check it.
+
+Every key carries scopes (:class:`Scope`): what the client app may do with it. No
+scope acts on accounts (privacy, profiles, users, roles, keys, classes, audit):
+those need a signed-in user. A new key gets :data:`DEFAULT_SCOPES`, the narrowest.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from learnstream.exceptions import LearnstreamError
@@ -27,6 +33,33 @@ class InvalidApiKeyError(LearnstreamError):
     """The presented string is not a well-formed Learnstream API key."""
 
 
+class Scope(StrEnum):
+    """What a client app may do with a key; routes name the scope they need.
+
+    The values are stored in ``api_keys.scopes`` (a CHECK constraint lists them).
+    """
+
+    EVENTS_WRITE = "events:write"  # POST /v1/events (ingest)
+    VIEWS_READ = "views:read"  # learner views: mastery, dashboard, predictions, profile
+    CONTENT_READ = "content:read"  # published content (learner-facing fields) and skills
+    FEEDBACK_WRITE = "feedback:write"  # recommendation feedback, notifications read
+
+
+DEFAULT_SCOPES = frozenset({Scope.EVENTS_WRITE})
+"""What a key gets when its creator names no scope: posting events only."""
+
+
+def parse_scopes(values: Iterable[str]) -> frozenset[Scope]:
+    """The scopes named by ``values``; ValueError naming an unknown one."""
+    known = {scope.value: scope for scope in Scope}
+    found = set()
+    for value in values:
+        if value not in known:
+            raise ValueError(f"unknown scope {value!r}; known: {', '.join(sorted(known))}")
+        found.add(known[value])
+    return frozenset(found)
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """A live (not revoked) client-app key, as looked up from its presented form."""
@@ -34,6 +67,7 @@ class ApiKey:
     key_id: str
     tenant_id: str
     app_name: str
+    scopes: frozenset[Scope] = DEFAULT_SCOPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +79,7 @@ class IssuedApiKey:
     app_name: str
     plaintext: str
     created_at: datetime
+    scopes: frozenset[Scope] = DEFAULT_SCOPES
 
 
 def generate_api_key() -> tuple[str, str]:
@@ -66,20 +101,29 @@ def key_sha256(presented: str) -> bytes:
     return hashlib.sha256(presented.strip().encode()).digest()
 
 
-async def create_api_key(db: Any, *, tenant_id: str, app_name: str) -> IssuedApiKey:
-    """Insert a new key for ``tenant_id``; ``db`` is an asyncpg pool or connection."""
+async def create_api_key(
+    db: Any, *, tenant_id: str, app_name: str, scopes: Iterable[Scope] = DEFAULT_SCOPES
+) -> IssuedApiKey:
+    """Insert a new key for ``tenant_id`` holding ``scopes`` (default: events:write only).
+
+    ``db`` is an asyncpg pool or connection; ValueError when ``scopes`` is empty.
+    """
+    granted = frozenset(Scope(s) for s in scopes)
+    if not granted:
+        raise ValueError("an API key needs at least one scope")
     key_id, plaintext = generate_api_key()
     created_at = await db.fetchval(
         """
-        INSERT INTO api_keys (key_id, key_sha256, tenant_id, app_name)
-        VALUES ($1, $2, $3, $4) RETURNING created_at
+        INSERT INTO api_keys (key_id, key_sha256, tenant_id, app_name, scopes)
+        VALUES ($1, $2, $3, $4, $5) RETURNING created_at
         """,
         key_id,
         key_sha256(plaintext),
         tenant_id,
         app_name,
+        sorted(granted),
     )
-    return IssuedApiKey(key_id, tenant_id, app_name, plaintext, created_at)
+    return IssuedApiKey(key_id, tenant_id, app_name, plaintext, created_at, granted)
 
 
 async def authenticate_api_key(db: Any, presented: str) -> ApiKey | None:
@@ -93,14 +137,29 @@ async def authenticate_api_key(db: Any, presented: str) -> ApiKey | None:
     except InvalidApiKeyError:
         return None
     row = await db.fetchrow(
-        "SELECT key_sha256, tenant_id, app_name, revoked_at FROM api_keys WHERE key_id = $1",
+        """
+        SELECT key_sha256, tenant_id, app_name, scopes, revoked_at
+        FROM api_keys WHERE key_id = $1
+        """,
         key_id,
     )
     if row is None or row["revoked_at"] is not None:
         return None
     if not hmac.compare_digest(bytes(row["key_sha256"]), key_sha256(presented)):
         return None
-    return ApiKey(key_id=key_id, tenant_id=row["tenant_id"], app_name=row["app_name"])
+    return ApiKey(
+        key_id=key_id,
+        tenant_id=row["tenant_id"],
+        app_name=row["app_name"],
+        scopes=_known_scopes(row["scopes"]),
+    )
+
+
+def _known_scopes(stored: Iterable[str]) -> frozenset[Scope]:
+    # The CHECK constraint admits only known scopes; skipping others keeps a key usable
+    # (with less) should a newer deployment have stored a scope this one does not know.
+    known = {scope.value for scope in Scope}
+    return frozenset(Scope(value) for value in stored if value in known)
 
 
 async def revoke_api_key(db: Any, *, key_id: str, tenant_id: str) -> bool:
@@ -140,18 +199,25 @@ class ApiKeyRecord:
     app_name: str
     created_at: datetime
     revoked_at: datetime | None
+    scopes: frozenset[Scope] = DEFAULT_SCOPES
 
 
 async def list_api_keys(db: Any, *, tenant_id: str) -> list[ApiKeyRecord]:
     """Every key of ``tenant_id``, revoked ones included, oldest first."""
     rows = await db.fetch(
         """
-        SELECT key_id, app_name, created_at, revoked_at FROM api_keys
+        SELECT key_id, app_name, created_at, revoked_at, scopes FROM api_keys
         WHERE tenant_id = $1 ORDER BY created_at, key_id
         """,
         tenant_id,
     )
     return [
-        ApiKeyRecord(row["key_id"], row["app_name"], row["created_at"], row["revoked_at"])
+        ApiKeyRecord(
+            row["key_id"],
+            row["app_name"],
+            row["created_at"],
+            row["revoked_at"],
+            _known_scopes(row["scopes"]),
+        )
         for row in rows
     ]

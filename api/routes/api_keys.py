@@ -1,4 +1,8 @@
-"""API keys of the tenant's client apps (admin): create (shown once), list, revoke."""
+"""API keys of the tenant's client apps (admin): create (shown once), list, revoke.
+
+A key holds the scopes named at creation (default: events:write only, the narrowest);
+no scope lets a key act on accounts.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,25 @@ from api.deps import AdminUser, ClientIp, PoolDep
 from api.exceptions import NotFoundError
 from api.services import audit
 from learnstream import apikeys
+from learnstream.apikeys import Scope
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 
 
 class ApiKeyCreate(BaseModel):
     app_name: str = Field(min_length=1, max_length=200)
+    scopes: list[Scope] = Field(
+        default_factory=lambda: sorted(apikeys.DEFAULT_SCOPES),
+        min_length=1,
+        max_length=len(Scope),
+        description="what the key may do; default events:write only",
+    )
 
 
 class ApiKeyPublic(BaseModel):
     key_id: str
     app_name: str
+    scopes: list[Scope]
     created_at: datetime
     revoked_at: datetime | None
 
@@ -34,7 +46,9 @@ class ApiKeyIssued(ApiKeyPublic):
 async def create_key(
     body: ApiKeyCreate, admin: AdminUser, pool: PoolDep, ip: ClientIp
 ) -> ApiKeyIssued:
-    issued = await apikeys.create_api_key(pool, tenant_id=admin.tenant_id, app_name=body.app_name)
+    issued = await apikeys.create_api_key(
+        pool, tenant_id=admin.tenant_id, app_name=body.app_name, scopes=body.scopes
+    )
     await audit.record(
         pool,
         tenant_id=admin.tenant_id,
@@ -43,11 +57,12 @@ async def create_key(
         outcome=audit.Outcome.SUCCESS,
         target_id=issued.key_id,
         ip=ip,
-        details={"app_name": body.app_name},
+        details={"app_name": body.app_name, "scopes": sorted(issued.scopes)},
     )
     return ApiKeyIssued(
         key_id=issued.key_id,
         app_name=issued.app_name,
+        scopes=sorted(issued.scopes),
         created_at=issued.created_at,
         revoked_at=None,
         api_key=issued.plaintext,
@@ -57,7 +72,16 @@ async def create_key(
 @router.get("", summary="Keys of the tenant (admin)")
 async def list_keys(admin: AdminUser, pool: PoolDep) -> list[ApiKeyPublic]:
     keys = await apikeys.list_api_keys(pool, tenant_id=admin.tenant_id)
-    return [ApiKeyPublic.model_validate(key, from_attributes=True) for key in keys]
+    return [
+        ApiKeyPublic(
+            key_id=key.key_id,
+            app_name=key.app_name,
+            scopes=sorted(key.scopes),
+            created_at=key.created_at,
+            revoked_at=key.revoked_at,
+        )
+        for key in keys
+    ]
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke (admin)")

@@ -14,9 +14,10 @@ from api.deps import (
     LimitedByIp,
     Now,
     PoolDep,
+    Public,
     RedisDep,
     SettingsDep,
-    UserClaims,
+    SignedInClaims,
 )
 from api.exceptions import InvalidInputError, NotAuthenticatedError
 from api.services import accounts, mfa, sessions
@@ -125,7 +126,12 @@ def _pair(pair: sessions.TokenPair) -> TokenPairPublic:
     )
 
 
-@router.post("/register", status_code=status.HTTP_202_ACCEPTED, summary="Create a learner account")
+@router.post(
+    "/register",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Create a learner account",
+    dependencies=[Public],
+)
 async def register(
     body: RegisterRequest,
     pool: PoolDep,
@@ -149,14 +155,19 @@ async def register(
     return Accepted(detail="check your mailbox to confirm the address")
 
 
-@router.post("/verify-email", summary="Confirm an email address with the mailed token")
+@router.post(
+    "/verify-email", summary="Confirm an email address with the mailed token", dependencies=[Public]
+)
 async def verify_email(body: TokenRequest, pool: PoolDep, now: Now) -> VerifiedPublic:
     user_id = await accounts.verify_email(pool, token=body.token, now=now)
     return VerifiedPublic(user_id=user_id, email_verified=True)
 
 
 @router.post(
-    "/verify-email/resend", status_code=status.HTTP_202_ACCEPTED, summary="Mail a new token"
+    "/verify-email/resend",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Mail a new token",
+    dependencies=[Public],
 )
 async def resend_verification(
     body: TenantEmailRequest, pool: PoolDep, settings: SettingsDep, sender: EmailSenderDep, now: Now
@@ -167,7 +178,7 @@ async def resend_verification(
     return Accepted(detail="if the address has an unconfirmed account, a new token was mailed")
 
 
-@router.post("/login", summary="Sign in with email and password")
+@router.post("/login", summary="Sign in with email and password", dependencies=[Public])
 async def login(
     body: LoginRequest,
     pool: PoolDep,
@@ -192,7 +203,9 @@ async def login(
     return _pair(outcome)
 
 
-@router.post("/login/mfa", summary="Second sign-in step: TOTP or backup code")
+@router.post(
+    "/login/mfa", summary="Second sign-in step: TOTP or backup code", dependencies=[Public]
+)
 async def login_mfa(
     body: MfaLoginRequest,
     pool: PoolDep,
@@ -218,7 +231,9 @@ async def login_mfa(
     return _pair(pair)
 
 
-@router.post("/refresh", summary="Trade a refresh token for a new pair (rotation)")
+@router.post(
+    "/refresh", summary="Trade a refresh token for a new pair (rotation)", dependencies=[Public]
+)
 async def refresh(
     body: RefreshRequest, pool: PoolDep, settings: SettingsDep, ip: ClientIp, now: Now
 ) -> TokenPairPublic:
@@ -229,7 +244,7 @@ async def refresh(
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out")
 async def logout(
     body: LogoutRequest,
-    claims: UserClaims,
+    claims: SignedInClaims,
     pool: PoolDep,
     redis: RedisDep,
     settings: SettingsDep,
@@ -243,7 +258,10 @@ async def logout(
 
 
 @router.post(
-    "/password-reset/request", status_code=status.HTTP_202_ACCEPTED, summary="Mail a reset token"
+    "/password-reset/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Mail a reset token",
+    dependencies=[Public],
 )
 async def request_password_reset(
     body: TenantEmailRequest,
@@ -269,6 +287,7 @@ async def request_password_reset(
     "/password-reset/confirm",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Set a new password with the mailed token",
+    dependencies=[Public],
 )
 async def confirm_password_reset(
     body: PasswordResetConfirm, pool: PoolDep, settings: SettingsDep, ip: ClientIp, now: Now
@@ -279,7 +298,10 @@ async def confirm_password_reset(
 
 
 @router.post(
-    "/unlock", status_code=status.HTTP_204_NO_CONTENT, summary="Unlock with the mailed token"
+    "/unlock",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Unlock with the mailed token",
+    dependencies=[Public],
 )
 async def unlock(body: TokenRequest, pool: PoolDep, ip: ClientIp, now: Now) -> None:
     await accounts.unlock_with_token(pool, token=body.token, ip=ip, now=now)

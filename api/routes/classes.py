@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentUser, PoolDep, require_roles
+from api.deps import AdminUser, ClientIp, CurrentUser, PoolDep, TeacherOrAdmin
 from api.routes.learners import SkillMasteryPublic
 from api.services import classes
 from api.services.classes import MemberRole
-from api.services.principals import Principal, Role
 
 router = APIRouter(prefix="/v1/classes", tags=["classes"])
-
-TeacherOrAdmin = Annotated[Principal, Depends(require_roles(Role.TEACHER, Role.ADMIN))]
 
 
 class ClassCreate(BaseModel):
@@ -75,12 +71,13 @@ async def get_class(class_id: str, principal: TeacherOrAdmin, pool: PoolDep) -> 
     return _public(await classes.require_managed_class(pool, principal, class_id=class_id))
 
 
-@router.post("/{class_id}/members", summary="Enrol a user (its teachers, admins)")
+@router.post("/{class_id}/members", summary="Enrol a user (admin; audited)")
 async def add_member(
-    class_id: str, body: MemberAdd, principal: TeacherOrAdmin, pool: PoolDep
+    class_id: str, body: MemberAdd, admin: AdminUser, pool: PoolDep, ip: ClientIp
 ) -> ClassPublic:
+    """Admins only: membership decides whose data a class's teachers read."""
     found = await classes.add_member(
-        pool, principal, class_id=class_id, user_id=body.user_id, member_role=body.member_role
+        pool, admin, class_id=class_id, user_id=body.user_id, member_role=body.member_role, ip=ip
     )
     return _public(found)
 
@@ -88,12 +85,12 @@ async def add_member(
 @router.delete(
     "/{class_id}/members/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    summary="Remove a member (its teachers, admins)",
+    summary="Remove a member (admin; audited)",
 )
 async def remove_member(
-    class_id: str, user_id: str, principal: TeacherOrAdmin, pool: PoolDep
+    class_id: str, user_id: str, admin: AdminUser, pool: PoolDep, ip: ClientIp
 ) -> None:
-    await classes.remove_member(pool, principal, class_id=class_id, user_id=user_id)
+    await classes.remove_member(pool, admin, class_id=class_id, user_id=user_id, ip=ip)
 
 
 @router.get("/{class_id}/mastery", summary="Mastery of every learner in the class (heat map)")

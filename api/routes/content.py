@@ -6,21 +6,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentPrincipal, Now, PoolDep, require_roles
+from api.deps import CatalogueReader, ContentStaff, Editor, Now, PoolDep
 from api.exceptions import InvalidInputError
 from api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from api.services import content, content_import
 from api.services.content import ContentKind, ContentStatus
 from api.services.content_import import ImportFormat
-from api.services.principals import Principal, Role
 
 router = APIRouter(prefix="/v1/content", tags=["content"])
 
-Editor = Annotated[Principal, Depends(require_roles(Role.AUTHOR, Role.ADMIN))]
-Staff = Annotated[Principal, Depends(require_roles(Role.AUTHOR, Role.REVIEWER, Role.ADMIN))]
 ItemIdPath = Annotated[str, Path(pattern=content.ITEM_ID_PATTERN)]
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 
@@ -117,7 +114,7 @@ async def create_item(body: ItemCreate, editor: Editor, pool: PoolDep, now: Now)
 
 @router.get("", summary="Search: full text (web syntax) with skill, kind and status filters")
 async def search_items(
-    principal: CurrentPrincipal,
+    principal: CatalogueReader,
     pool: PoolDep,
     q: Annotated[str | None, Query(max_length=500, description="e.g. fractions -video")] = None,
     skill_id: str | None = None,
@@ -186,7 +183,7 @@ async def import_items(
 
 @router.get("/export", summary="Export rows that /import reads (staff)")
 async def export_items(
-    staff: Staff,
+    staff: ContentStaff,
     pool: PoolDep,
     format_: Annotated[ImportFormat, Query(alias="format")] = ImportFormat.JSON,
     skill_id: str | None = None,
@@ -213,7 +210,8 @@ async def export_items(
 
 
 @router.get("/{item_id}", summary="One item (drafts only for staff)")
-async def get_item(item_id: ItemIdPath, principal: CurrentPrincipal, pool: PoolDep) -> ItemPublic:
+async def get_item(item_id: ItemIdPath, principal: CatalogueReader, pool: PoolDep) -> ItemPublic:
+    """Learners and keys get the published version without answers or staff ids."""
     return _public(await content.get_item(pool, principal, item_id=item_id))
 
 
@@ -236,7 +234,9 @@ async def edit_item(
 
 
 @router.get("/{item_id}/versions", summary="Every version, oldest first (staff)")
-async def list_versions(item_id: ItemIdPath, staff: Staff, pool: PoolDep) -> list[VersionPublic]:
+async def list_versions(
+    item_id: ItemIdPath, staff: ContentStaff, pool: PoolDep
+) -> list[VersionPublic]:
     found = await content.versions(pool, staff, item_id=item_id)
     return [VersionPublic.model_validate(v, from_attributes=True) for v in found]
 
@@ -253,7 +253,7 @@ async def rollback(
 
 @router.post("/{item_id}/transitions", summary="Move one workflow step")
 async def transition(
-    item_id: ItemIdPath, body: TransitionRequest, staff: Staff, pool: PoolDep, now: Now
+    item_id: ItemIdPath, body: TransitionRequest, staff: ContentStaff, pool: PoolDep, now: Now
 ) -> ItemPublic:
     """draft -> in_review -> approved -> published -> archived; 403 names who may."""
     item = await content.transition_item(
@@ -264,7 +264,7 @@ async def transition(
 
 @router.get("/{item_id}/transitions", summary="Workflow history (staff)")
 async def list_transitions(
-    item_id: ItemIdPath, staff: Staff, pool: PoolDep
+    item_id: ItemIdPath, staff: ContentStaff, pool: PoolDep
 ) -> list[TransitionPublic]:
     found = await content.transitions(pool, staff, item_id=item_id)
     return [TransitionPublic.model_validate(t, from_attributes=True) for t in found]

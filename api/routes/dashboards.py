@@ -3,7 +3,8 @@
 Learner paths take the account id (or ``me``); the data comes from the views under
 that account's learner id (:mod:`api.services.learner_ids`). Who may read: the
 learner, teachers of a class the learner is in, MFA-signed-in admins, the tenant's
-client app (:func:`api.services.access.ensure_can_read_learner`).
+client app's key with views:read (:func:`api.services.access.ensure_can_read_learner`);
+feedback and notification reads: the learner, admins, a key with feedback:write.
 """
 
 from __future__ import annotations
@@ -12,20 +13,27 @@ from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentPrincipal, Now, PoolDep, PublisherDep, SettingsDep, require_roles
+from api.deps import (
+    LearnerActor,
+    LearnerViewer,
+    Now,
+    PoolDep,
+    PublisherDep,
+    SettingsDep,
+    TeacherOrAdmin,
+)
 from api.exceptions import InvalidInputError
 from api.routes.placement import PlacementResultPublic, result_public
 from api.services import access, classes, dashboards, feedback, learner_ids
 from api.services.feedback import Verdict
 from api.services.mastery import MasteryLabel
-from api.services.principals import Principal, Role
+from api.services.principals import Principal
 
 router = APIRouter(prefix="/v1/dashboards", tags=["dashboards"])
 
-TeacherOrAdmin = Annotated[Principal, Depends(require_roles(Role.TEACHER, Role.ADMIN))]
 AccountPath = Path(
     min_length=1, max_length=100, description="the learner's account id, or `me` for yourself"
 )
@@ -261,7 +269,7 @@ def _account_id(principal: Principal, user_id: str) -> str:
 
 @router.get("/learners/{user_id}", summary="The learner dashboard")
 async def learner_dashboard(
-    principal: CurrentPrincipal,
+    principal: LearnerViewer,
     pool: PoolDep,
     settings: SettingsDep,
     now: Now,
@@ -291,7 +299,7 @@ async def learner_dashboard(
 )
 async def recommendation_feedback(
     body: FeedbackCreate,
-    principal: CurrentPrincipal,
+    principal: LearnerActor,
     pool: PoolDep,
     publisher: PublisherDep,
     now: Now,
@@ -299,10 +307,10 @@ async def recommendation_feedback(
     item_id: str = Path(pattern=ITEM_ID_PATTERN),
 ) -> FeedbackStoredPublic:
     """Stored, and published as a RECOMMENDATION_FEEDBACK UserActivityEvent; the learner,
-    an MFA-signed-in admin or the tenant's app may give it. 404 unless the item is
+    an MFA-signed-in admin or a key with feedback:write may give it. 404 unless the item is
     published in the tenant."""
     account = _account_id(principal, user_id)
-    await access.ensure_can_manage_learner(pool, principal, account)
+    await access.ensure_can_act_for_learner(pool, principal, account)
     learner_id = await learner_ids.require_learner_id(
         pool, tenant_id=principal.tenant_id, user_id=account
     )
@@ -325,16 +333,16 @@ async def recommendation_feedback(
     summary="Mark an inbox notification read",
 )
 async def mark_read(
-    principal: CurrentPrincipal,
+    principal: LearnerActor,
     pool: PoolDep,
     now: Now,
     notification_id: str,
     user_id: str = AccountPath,
 ) -> ReadPublic:
     """Idempotent (the first read time stays); the learner, an MFA-signed-in admin or
-    the tenant's app. 404 for a notification that is not this learner's."""
+    a key with feedback:write. 404 for a notification that is not this learner's."""
     account = _account_id(principal, user_id)
-    await access.ensure_can_manage_learner(pool, principal, account)
+    await access.ensure_can_act_for_learner(pool, principal, account)
     learner_id = await learner_ids.require_learner_id(
         pool, tenant_id=principal.tenant_id, user_id=account
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import PoolDep, RedisDep
+from api.deps import PoolDep, Public, RedisDep
 from api.exceptions import ServiceDownError
 
-router = APIRouter(tags=["operations"])
+# Orchestrators and Prometheus call these without credentials.
+router = APIRouter(tags=["operations"], dependencies=[Public])
 
 
 @router.get("/healthz", summary="Liveness: the process answers")

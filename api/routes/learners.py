@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentPrincipal, Now, PoolDep, RedisDep, SettingsDep
+from api.deps import CurrentUser, LearnerAccount, LearnerViewer, Now, PoolDep, RedisDep, SettingsDep
 from api.exceptions import InvalidInputError, NotAuthenticatedError, NotFoundError
 from api.services import access, accounts, mastery, privacy, profiles
 from api.services.content import ContentKind
@@ -41,7 +41,7 @@ class LearnerMasteryPublic(BaseModel):
 
 @router.get("/{user_id}/mastery", summary="Mastery per skill with labels")
 async def get_mastery(
-    principal: CurrentPrincipal,
+    principal: LearnerViewer,
     pool: PoolDep,
     user_id: str = UserIdPath,
 ) -> LearnerMasteryPublic:
@@ -129,7 +129,7 @@ def _onboarding(found: profiles.Onboarding) -> OnboardingPublic:
 
 @router.get("/{user_id}/profile", summary="Profile and learning preferences")
 async def get_profile(
-    principal: CurrentPrincipal, pool: PoolDep, user_id: str = UserIdPath
+    principal: CurrentUser, pool: PoolDep, user_id: str = UserIdPath
 ) -> ProfilePublic:
     await access.ensure_can_read_learner(pool, principal, user_id)
     return _profile(
@@ -140,7 +140,7 @@ async def get_profile(
 @router.put("/{user_id}/profile", summary="Replace profile and preferences")
 async def put_profile(
     body: ProfileUpdate,
-    principal: CurrentPrincipal,
+    principal: LearnerAccount,
     pool: PoolDep,
     now: Now,
     user_id: str = UserIdPath,
@@ -172,7 +172,7 @@ async def put_profile(
 
 @router.get("/{user_id}/onboarding", summary="Onboarding progress")
 async def get_onboarding(
-    principal: CurrentPrincipal, pool: PoolDep, user_id: str = UserIdPath
+    principal: CurrentUser, pool: PoolDep, user_id: str = UserIdPath
 ) -> OnboardingPublic:
     await access.ensure_can_read_learner(pool, principal, user_id)
     return _onboarding(
@@ -184,7 +184,7 @@ async def get_onboarding(
 async def complete_onboarding_step(
     step: OnboardingStep,
     body: StepCompletion,
-    principal: CurrentPrincipal,
+    principal: LearnerAccount,
     pool: PoolDep,
     now: Now,
     user_id: str = UserIdPath,
@@ -204,7 +204,7 @@ async def complete_onboarding_step(
 
 @router.get("/{user_id}/privacy/export", summary="Everything held about the learner (JSON)")
 async def privacy_export(
-    principal: CurrentPrincipal, pool: PoolDep, now: Now, user_id: str = UserIdPath
+    principal: LearnerAccount, pool: PoolDep, now: Now, user_id: str = UserIdPath
 ) -> dict[str, Any]:
     """Account, roles, sessions, every learner table's rows, and security events; audited."""
     await access.ensure_can_manage_learner(pool, principal, user_id)
@@ -218,7 +218,7 @@ async def privacy_export(
 )
 async def privacy_erasure(
     body: ErasureRequest,
-    principal: CurrentPrincipal,
+    principal: LearnerAccount,
     pool: PoolDep,
     redis: RedisDep,
     settings: SettingsDep,

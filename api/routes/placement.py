@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, Field
 
-from api.deps import Now, PoolDep, PublisherDep, RedisDep, SettingsDep, require_roles
+from api.deps import Learner, Now, PoolDep, PublisherDep, RedisDep, SettingsDep
 from api.services import placement
 from api.services.mastery import MasteryLabel, mastery_label
-from api.services.principals import Principal, Role
 
 router = APIRouter(prefix="/v1/placement", tags=["placement"])
 
-Learner = Annotated[Principal, Depends(require_roles(Role.LEARNER))]
 PlacementIdPath = Path(max_length=100, description="placement_id from the start answer")
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentPrincipal, PoolDep
+from api.deps import LearnerViewer, PoolDep
 from api.services import access, predictions
 
 router = APIRouter(prefix="/v1/learners", tags=["learners"])
@@ -60,7 +60,7 @@ class SkillPredictionExplained(SkillPredictionPublic):
 
 @router.get("/{user_id}/predictions", summary="P(correct) per skill from the champion model")
 async def get_predictions(
-    principal: CurrentPrincipal, pool: PoolDep, user_id: str = UserIdPath
+    principal: LearnerViewer, pool: PoolDep, user_id: str = UserIdPath
 ) -> LearnerPredictionsPublic:
     """404 when the tenant holds no predictions for the learner."""
     await access.ensure_can_read_learner(pool, principal, user_id)
@@ -77,7 +77,7 @@ async def get_predictions(
     "/{user_id}/predictions/{skill_id}", summary="One skill's P(correct), optionally explained"
 )
 async def get_skill_prediction(
-    principal: CurrentPrincipal,
+    principal: LearnerViewer,
     pool: PoolDep,
     champion: ChampionDep,
     user_id: str = UserIdPath,

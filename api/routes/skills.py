@@ -5,16 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentPrincipal, Now, PoolDep, require_roles
+from api.deps import CatalogueReader, Editor, Now, PoolDep
 from api.services import skills
-from api.services.principals import Principal, Role
 
 router = APIRouter(prefix="/v1/skills", tags=["skills"])
 
-Editor = Annotated[Principal, Depends(require_roles(Role.AUTHOR, Role.ADMIN))]
 SkillIdPath = Annotated[str, Path(pattern=skills.SKILL_ID_PATTERN)]
 
 
@@ -63,19 +61,19 @@ async def create_skill(body: SkillCreate, editor: Editor, pool: PoolDep, now: No
 
 
 @router.get("", summary="Skills of the tenant with their prerequisites")
-async def list_skills(principal: CurrentPrincipal, pool: PoolDep) -> list[SkillPublic]:
+async def list_skills(principal: CatalogueReader, pool: PoolDep) -> list[SkillPublic]:
     return [_public(s) for s in await skills.list_skills(pool, tenant_id=principal.tenant_id)]
 
 
 @router.get("/order", summary="Every skill in learning order (prerequisites first)")
-async def learning_order(principal: CurrentPrincipal, pool: PoolDep) -> LearningOrderPublic:
+async def learning_order(principal: CatalogueReader, pool: PoolDep) -> LearningOrderPublic:
     order = await skills.learning_order(pool, tenant_id=principal.tenant_id)
     return LearningOrderPublic(skill_ids=order)
 
 
 @router.get("/{skill_id}", summary="One skill")
 async def get_skill(
-    skill_id: SkillIdPath, principal: CurrentPrincipal, pool: PoolDep
+    skill_id: SkillIdPath, principal: CatalogueReader, pool: PoolDep
 ) -> SkillPublic:
     found = await skills.require_skill(pool, tenant_id=principal.tenant_id, skill_id=skill_id)
     return _public(found)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, EmailStr, Field
 
 from api.deps import AdminUser, CurrentUser, Now, PoolDep, SettingsDep
 from api.exceptions import NotFoundError
@@ -14,6 +15,17 @@ from api.services import accounts, mfa
 from api.services.principals import Role
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
+
+
+def _tenant_grantable(roles: list[Role]) -> list[Role]:
+    # A platform operator sees every tenant's pipeline: no tenant admin may grant it
+    # (it is granted in SQL by whoever runs the deployment; docs/security.md).
+    if Role.PLATFORM_OPERATOR in roles:
+        raise ValueError("platform_operator is not granted through the API")
+    return roles
+
+
+TenantRoles = Annotated[list[Role], AfterValidator(_tenant_grantable)]
 
 
 class UserPublic(BaseModel):
@@ -35,11 +47,11 @@ class UserCreate(BaseModel):
         default=None, max_length=1024, description="omit to let the user set one by reset"
     )
     display_name: str = Field(default="", max_length=200)
-    roles: list[Role] = Field(default_factory=lambda: [Role.LEARNER], min_length=1)
+    roles: TenantRoles = Field(default_factory=lambda: [Role.LEARNER], min_length=1)
 
 
 class RolesUpdate(BaseModel):
-    roles: list[Role] = Field(min_length=1)
+    roles: TenantRoles = Field(min_length=1)
 
 
 def user_public(user: accounts.User) -> UserPublic:

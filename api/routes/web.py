@@ -13,9 +13,12 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.deps import Public
+
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
-router = APIRouter(tags=["web"])
+# A static page: it signs in and calls the API itself.
+router = APIRouter(tags=["web"], dependencies=[Public])
 
 
 @router.get("/dashboard", summary="The dashboard web page", include_in_schema=False)

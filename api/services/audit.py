@@ -44,6 +44,8 @@ class Action(StrEnum):
     LEARNER_ID_CHANGED = "learner_id_changed"
     FRAUD_ALERT_REVIEWED = "fraud_alert_reviewed"
     RETENTION_CHANGED = "retention_changed"
+    CLASS_MEMBER_ADDED = "class_member_added"
+    CLASS_MEMBER_REMOVED = "class_member_removed"
 
 
 class Outcome(StrEnum):

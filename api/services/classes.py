@@ -1,8 +1,10 @@
 """Classes: teachers and the learners they teach, within one tenant.
 
-Rules: only admins and teachers create classes (a teacher who creates one
-teaches it); a class is managed by its teachers and by admins; a member joins as
-teacher only if they hold the teacher role, as learner only with the learner role.
+Rules (decided in :mod:`api.services.access`): only admins and teachers create classes
+(a teacher who creates one teaches it); a class's members and mastery are read by its
+teachers and by admins (MFA); only admins enrol or remove members, audited, because
+membership decides whose data a teacher reads; a member joins as teacher only if they
+hold the teacher role, as learner only with the learner role.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from api.exceptions import ForbiddenError, InvalidInputError, NotFoundError
-from api.services import access, learner_ids
+from api.services import access, audit, learner_ids
 from api.services.identifiers import is_uuid
 from api.services.mastery import SkillMastery, skill_mastery_from_row
 from api.services.principals import Principal, Role
@@ -56,13 +58,6 @@ def membership_problem(member_role: MemberRole, user_roles: frozenset[Role]) -> 
     return None
 
 
-def may_manage_class(principal: Principal, *, teaches_class: bool) -> bool:
-    """Admins manage every class of their tenant; teachers the classes they teach."""
-    if principal.has_role(Role.ADMIN):
-        return True
-    return principal.has_role(Role.TEACHER) and teaches_class
-
-
 async def create_class(db: Any, principal: Principal, *, name: str) -> SchoolClass:
     """A new class; its creator teaches it when they hold the teacher role."""
     class_id = str(uuid.uuid4())
@@ -74,7 +69,7 @@ async def create_class(db: Any, principal: Principal, *, name: str) -> SchoolCla
             name,
             principal.subject_id,
         )
-        if principal.has_role(Role.TEACHER):
+        if access.holds_role(principal, Role.TEACHER):
             await conn.execute(
                 """
                 INSERT INTO class_members (tenant_id, class_id, user_id, member_role)
@@ -140,11 +135,11 @@ async def classes_of(db: Any, principal: Principal) -> list[SchoolClass]:
         """,
         principal.tenant_id,
         principal.subject_id,
-        principal.has_role(Role.ADMIN),
+        access.may_see_all_classes(principal),
     )
     found = []
     for row in rows:
-        if may_manage_class(principal, teaches_class=row["teaches"]):
+        if access.may_manage_class(principal, teaches_class=row["teaches"]):
             full = await get_class(db, tenant_id=principal.tenant_id, class_id=str(row["class_id"]))
             assert full is not None
             found.append(full)
@@ -168,7 +163,7 @@ async def require_managed_class(db: Any, principal: Principal, *, class_id: str)
         m.user_id == principal.subject_id and m.member_role is MemberRole.TEACHER
         for m in found.members
     )
-    if not may_manage_class(principal, teaches_class=teaches):
+    if not access.may_manage_class(principal, teaches_class=teaches):
         await access.deny(db, principal, target_id=class_id, what="manage class")
         raise ForbiddenError(
             "only the class's teachers and admins manage it",
@@ -178,11 +173,53 @@ async def require_managed_class(db: Any, principal: Principal, *, class_id: str)
     return found
 
 
-async def add_member(
-    db: Any, principal: Principal, *, class_id: str, user_id: str, member_role: MemberRole
-) -> SchoolClass:
-    """Enrol ``user_id`` (of the same tenant) as ``member_role``; idempotent."""
+async def _require_membership_changer(db: Any, principal: Principal, class_id: str) -> None:
     await require_managed_class(db, principal, class_id=class_id)
+    if not access.may_change_class_membership(principal):
+        await access.deny(db, principal, target_id=class_id, what="change class membership")
+        raise ForbiddenError(
+            "only admins (signed in with MFA) enrol or remove class members",
+            field="path.class_id",
+            reason="not permitted for this caller",
+        )
+
+
+async def _audit_membership(
+    db: Any,
+    principal: Principal,
+    action: audit.Action,
+    *,
+    class_id: str,
+    user_id: str,
+    ip: str | None,
+    details: dict[str, str],
+) -> None:
+    await audit.record(
+        db,
+        tenant_id=principal.tenant_id,
+        actor=(principal.kind.value, principal.subject_id),
+        action=action,
+        outcome=audit.Outcome.SUCCESS,
+        target_id=user_id,
+        ip=ip,
+        details={"class_id": class_id, **details},
+    )
+
+
+async def add_member(
+    db: Any,
+    principal: Principal,
+    *,
+    class_id: str,
+    user_id: str,
+    member_role: MemberRole,
+    ip: str | None = None,
+) -> SchoolClass:
+    """Enrol ``user_id`` (of the same tenant) as ``member_role``; idempotent; admins only.
+
+    Audited as class_member_added (target: the user; details: class and role).
+    """
+    await _require_membership_changer(db, principal, class_id)
     roles = await db.fetchval(
         """
         SELECT coalesce(array_agg(r.role), '{}') FROM users u
@@ -213,14 +250,25 @@ async def add_member(
         raise NotFoundError(
             "no such user in this tenant", field="body.user_id", reason="not found"
         ) from exc
+    await _audit_membership(
+        db,
+        principal,
+        audit.Action.CLASS_MEMBER_ADDED,
+        class_id=class_id,
+        user_id=user_id,
+        ip=ip,
+        details={"member_role": member_role.value},
+    )
     found = await get_class(db, tenant_id=principal.tenant_id, class_id=class_id)
     assert found is not None
     return found
 
 
-async def remove_member(db: Any, principal: Principal, *, class_id: str, user_id: str) -> None:
-    """Take ``user_id`` out of the class; 404 if they were not in it."""
-    await require_managed_class(db, principal, class_id=class_id)
+async def remove_member(
+    db: Any, principal: Principal, *, class_id: str, user_id: str, ip: str | None = None
+) -> None:
+    """Take ``user_id`` out of the class; 404 if they were not in it; admins only, audited."""
+    await _require_membership_changer(db, principal, class_id)
     status = await db.execute(
         "DELETE FROM class_members WHERE tenant_id = $1 AND class_id = $2 AND user_id::text = $3",
         principal.tenant_id,
@@ -231,6 +279,15 @@ async def remove_member(db: Any, principal: Principal, *, class_id: str, user_id
         raise NotFoundError(
             "user is not in this class", field="path.user_id", reason="not a member"
         )
+    await _audit_membership(
+        db,
+        principal,
+        audit.Action.CLASS_MEMBER_REMOVED,
+        class_id=class_id,
+        user_id=user_id,
+        ip=ip,
+        details={},
+    )
 
 
 async def class_mastery(

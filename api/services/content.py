@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -38,6 +38,7 @@ from api.exceptions import (
     InvalidInputError,
     NotFoundError,
 )
+from api.services import access
 from api.services import skills as skill_service
 from api.services.principals import Principal, Role
 from api.services.transactions import transaction
@@ -241,8 +242,29 @@ class Transition:
 
 
 def is_staff(principal: Principal) -> bool:
-    """Authors, reviewers and admins see drafts; everyone else only published content."""
-    return principal.has_role(*STAFF_ROLES)
+    """Authors, reviewers and admins (MFA) see drafts; everyone else only published content."""
+    return access.is_content_staff(principal)
+
+
+# What a learner (or a client app's key) must not read: the means to answer without
+# knowing (issue 12, M4). Placement grades from the stored payload, not from these reads.
+LEARNER_HIDDEN_FIELDS: dict[ContentKind, frozenset[str]] = {
+    ContentKind.QUESTION: frozenset({"answer_key", "explanation"}),
+    ContentKind.CODE_EXERCISE: frozenset({"tests", "reference_solution"}),
+}
+
+
+def learner_facing(item: ContentItem) -> ContentItem:
+    """``item`` as non-staff see it: no answer keys, explanations, tests or reference
+    solutions, and no staff identity (``created_by``) or editorial ``note``."""
+    hidden = LEARNER_HIDDEN_FIELDS.get(item.kind, frozenset())
+    payload = {k: v for k, v in item.shown.payload.items() if k not in hidden}
+    shown = replace(item.shown, payload=payload, created_by=None, note="")
+    return replace(item, shown=shown)
+
+
+def _as_seen_by(staff: bool, item: ContentItem) -> ContentItem:
+    return item if staff else learner_facing(item)
 
 
 def _version_from_row(row: Any) -> ContentVersion:
@@ -283,16 +305,20 @@ _LIVE = "($2 OR (i.published_version IS NOT NULL AND i.status <> 'archived'))"
 
 
 async def get_item(db: Any, principal: Principal, *, item_id: str) -> ContentItem:
-    """The item as the caller may see it; NotFoundError otherwise (drafts hide from learners)."""
+    """The item as the caller may see it; NotFoundError otherwise (drafts hide from learners).
+
+    Non-staff get :func:`learner_facing` items: no answers, no staff ids.
+    """
+    staff = is_staff(principal)
     row = await db.fetchrow(
         f"{_ITEM_SELECT} WHERE i.tenant_id = $1 AND i.item_id = $3 AND {_LIVE}",
         principal.tenant_id,
-        is_staff(principal),
+        staff,
         item_id,
     )
     if row is None:
         raise NotFoundError(f"no content item {item_id}", field="path.item_id", reason="not found")
-    return _item_from_row(row)
+    return _as_seen_by(staff, _item_from_row(row))
 
 
 async def _check_skills(db: Any, tenant_id: str, skill_ids: list[str], field: str) -> None:
@@ -550,7 +576,7 @@ async def transition_item(
         refusal = transition_refusal(
             current,
             target,
-            roles=principal.roles,
+            roles=access.usable_roles(principal),
             actor_id=principal.subject_id,
             version_author_id=str(author) if author else None,
         )
@@ -658,8 +684,10 @@ async def search(db: Any, principal: Principal, query: SearchQuery) -> list[Cont
     """Items matching every given filter, best text match first (then by id).
 
     Staff search current versions in any status; everyone else searches the live
-    published versions only, so draft wording never surfaces to learners.
+    published versions only, so draft wording never surfaces to learners, and gets
+    :func:`learner_facing` items.
     """
+    staff = is_staff(principal)
     rows = await db.fetch(
         f"""
         {_ITEM_SELECT}
@@ -674,7 +702,7 @@ async def search(db: Any, principal: Principal, query: SearchQuery) -> list[Cont
         OFFSET $7 LIMIT $8
         """,
         principal.tenant_id,
-        is_staff(principal),
+        staff,
         query.text,
         query.skill_id,
         query.kind.value if query.kind else None,
@@ -682,7 +710,7 @@ async def search(db: Any, principal: Principal, query: SearchQuery) -> list[Cont
         query.offset,
         query.limit,
     )
-    return [_item_from_row(r) for r in rows]
+    return [_as_seen_by(staff, _item_from_row(r)) for r in rows]
 
 
 def _user_id(principal: Principal) -> str | None:

@@ -22,7 +22,7 @@ from api.services.principals import Role
 from api.services.transactions import transaction
 
 # Roles whose powers are too broad to guard with a password alone.
-MFA_REQUIRED_ROLES = frozenset({Role.ADMIN, Role.OPERATOR})
+MFA_REQUIRED_ROLES = frozenset({Role.ADMIN, Role.OPERATOR, Role.PLATFORM_OPERATOR})
 BACKUP_CODE_COUNT = 10
 # Steps of 30 s accepted either side of now, for phones whose clock drifts.
 VALID_WINDOW_STEPS = 1

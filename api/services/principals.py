@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from learnstream.apikeys import Scope
+
 
 class Role(StrEnum):
     """What a user may do; a user can hold several roles within their tenant."""
@@ -15,6 +17,9 @@ class Role(StrEnum):
     REVIEWER = "reviewer"
     ADMIN = "admin"
     OPERATOR = "operator"
+    # Deployment-wide operations views (every tenant's pipeline offsets). Granted in SQL
+    # by whoever runs the deployment, never through the API (api.routes.users refuses it).
+    PLATFORM_OPERATOR = "platform_operator"
 
 
 class PrincipalKind(StrEnum):
@@ -38,6 +43,8 @@ class Principal:
     roles: frozenset[Role] = field(default_factory=frozenset)
     # True when the access token was issued after a TOTP (or backup code) check.
     mfa_verified: bool = False
+    # What a client app's key may do (empty for users): see learnstream.apikeys.Scope.
+    scopes: frozenset[Scope] = field(default_factory=frozenset)
 
     @property
     def is_client_app(self) -> bool:
@@ -45,5 +52,9 @@ class Principal:
         return self.kind is PrincipalKind.CLIENT_APP
 
     def has_role(self, *roles: Role) -> bool:
-        """True if the caller is a user holding any of ``roles``."""
+        """True if the caller is a user holding any of ``roles``, MFA or not.
+
+        Not an access rule: decide access with :mod:`api.services.access` (``holds_role``,
+        route policies), which demands MFA where a role requires it.
+        """
         return self.kind is PrincipalKind.USER and not self.roles.isdisjoint(roles)

@@ -583,7 +583,7 @@
 
   // --- operator view ---------------------------------------------------------------------------
   function renderOperator() {
-    const alerts = state.fraudAlerts.items;
+    const alerts = state.fraudAlerts ? state.fraudAlerts.items : [];
     $("#fraud-alerts").replaceChildren(
       el("thead", {}, el("tr", {}, ...["when", "learner", "what", "score", "reasons", ""].map((h) => el("th", {}, h)))),
       el(
@@ -612,6 +612,13 @@
       ),
     );
     const health = state.pipeline;
+    if (!health) {
+      // Offsets cover every tenant: only platform operators may read them.
+      $("#pipeline").replaceChildren(
+        el("tbody", {}, el("tr", {}, el("td", { class: "note" }, "pipeline health is shown to platform operators"))),
+      );
+      return;
+    }
     const rows = health.groups.flatMap((g) =>
       g.topics.map((t) =>
         el(
@@ -672,8 +679,11 @@
           await refreshDrilldown();
         }
       } else if (state.view === "operator") {
-        state.fraudAlerts = await call("/v1/operator/fraud-alerts?status=open&limit=50");
-        state.pipeline = await call("/v1/operator/pipeline");
+        const roles = new Set(state.me.roles);
+        state.fraudAlerts = roles.has("operator")
+          ? await call("/v1/operator/fraud-alerts?status=open&limit=50")
+          : null;
+        state.pipeline = roles.has("platform_operator") ? await call("/v1/operator/pipeline") : null;
         renderOperator();
       }
       state.polls += 1;
@@ -693,7 +703,7 @@
     const allowed = {
       learner: roles.has("learner"),
       teacher: roles.has("teacher") || roles.has("admin"),
-      operator: roles.has("operator"),
+      operator: roles.has("operator") || roles.has("platform_operator"),
     };
     for (const [view, ok] of Object.entries(allowed)) $(`nav button[data-view="${view}"]`).hidden = !ok;
     const first = params.get("view");

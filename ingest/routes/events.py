@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request, Response
 
 from ingest import codec, openapi
-from ingest.deps import CurrentApiKey, IngestorDep, SettingsDep
+from ingest.deps import EventWriter, IngestorDep, SettingsDep
 from ingest.exceptions import FieldProblem, MalformedBodyError, PayloadTooLargeError
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["events"])
     openapi_extra={"requestBody": openapi.ingest_request_body()},
 )
 async def post_events(
-    request: Request, api_key: CurrentApiKey, settings: SettingsDep, ingestor: IngestorDep
+    request: Request, api_key: EventWriter, settings: SettingsDep, ingestor: IngestorDep
 ) -> Response:
     """Validate, deduplicate and publish a batch; answer once the broker acknowledged.
 

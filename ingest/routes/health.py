@@ -17,11 +17,12 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ingest.batch import STREAM_OF_KIND
-from ingest.deps import MetricsDep, SettingsDep
+from ingest.deps import MetricsDep, Public, SettingsDep
 from ingest.exceptions import DependencyUnavailableError, FieldProblem
 from learnstream.settings import Settings
 
-router = APIRouter(tags=["health"])
+# Orchestrators and Prometheus call these without credentials.
+router = APIRouter(tags=["health"], dependencies=[Public])
 
 # Each readiness check gets this long; an orchestrator polls often, so keep it short.
 READY_TIMEOUT_S = 2.0

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from infra import demo, replay, services
-from learnstream.apikeys import create_api_key
+from learnstream.apikeys import Scope, create_api_key
 from learnstream.settings import Settings
 from scheduler.bkt import DEFAULT_PARAMS, update
 
@@ -81,7 +81,14 @@ async def test_real_answers_flow_from_http_to_the_read_api(
     events = [replay.attempt_event(a, dataset="e2e", tenant_id=TENANT) for a in attempts]
     requests = replay.shard_by_learner(events, shards=3, batch_size=200)
     async with db_pool.acquire() as conn:
-        api_key = (await create_api_key(conn, tenant_id=TENANT, app_name="e2e")).plaintext
+        api_key = (
+            await create_api_key(
+                conn,
+                tenant_id=TENANT,
+                app_name="e2e",
+                scopes={Scope.EVENTS_WRITE, Scope.VIEWS_READ},  # posts, then reads mastery
+            )
+        ).plaintext
 
     first = await demo.post_replay(settings, api_key, requests, len(events))
     assert first.outcomes == {"accepted": ANSWERS}

@@ -152,7 +152,7 @@ async def school(
         added = await api_client.post(
             f"/v1/classes/{class_id}/members",
             json={"user_id": member.user.id, "member_role": "learner"},
-            headers=teacher.headers,
+            headers=admin.headers,  # membership is an admin's call (issue 12, L2)
         )
         assert added.status_code == 200, added.text
     mapped = await api_client.put(
@@ -268,7 +268,7 @@ async def test_standing_is_withheld_in_a_small_class(
         await api_client.post(
             f"/v1/classes/{small.json()['class_id']}/members",
             json={"user_id": member.user.id, "member_role": "learner"},
-            headers=school.teacher.headers,
+            headers=school.admin.headers,
         )
     body = (
         await api_client.get("/v1/dashboards/learners/me", headers=school.learners[0].headers)
@@ -649,7 +649,7 @@ async def test_pipeline_health_compares_commits_with_the_broker_and_reads_worker
             transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50002))
             async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
                 operator = await sign_in(
-                    client, db_pool, settings, tenant_id="acme", roles={Role.OPERATOR}
+                    client, db_pool, settings, tenant_id="acme", roles={Role.PLATFORM_OPERATOR}
                 )
                 response = await client.get("/v1/operator/pipeline", headers=operator.headers)
                 learner = await sign_in(

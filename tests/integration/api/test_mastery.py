@@ -15,6 +15,7 @@ import httpx
 
 from api.services.mastery import mastery_label
 from learnstream import apikeys
+from learnstream.apikeys import Scope
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -42,7 +43,9 @@ async def insert_mastery(
 async def test_mastery_of_own_tenant_comes_back_with_labels(
     api_client: httpx.AsyncClient, db_pool: asyncpg.Pool
 ) -> None:
-    key = await apikeys.create_api_key(db_pool, tenant_id="acme", app_name="web")
+    key = await apikeys.create_api_key(
+        db_pool, tenant_id="acme", app_name="web", scopes={Scope.VIEWS_READ}
+    )
     await insert_mastery(db_pool, "acme", "u1", "fractions", 0.97, 12, 11)
     await insert_mastery(db_pool, "acme", "u1", "algebra", 0.31, 4, 1)
     await insert_mastery(db_pool, "acme", "u2", "algebra", 0.80, 5, 4)
@@ -65,7 +68,9 @@ async def test_mastery_of_own_tenant_comes_back_with_labels(
 async def test_x_api_key_header_works_too(
     api_client: httpx.AsyncClient, db_pool: asyncpg.Pool
 ) -> None:
-    key = await apikeys.create_api_key(db_pool, tenant_id="acme", app_name="web")
+    key = await apikeys.create_api_key(
+        db_pool, tenant_id="acme", app_name="web", scopes={Scope.VIEWS_READ}
+    )
     await insert_mastery(db_pool, "acme", "u1", "algebra", 0.5, 2, 1)
     response = await api_client.get("/v1/learners/u1/mastery", headers={"X-API-Key": key.plaintext})
     assert response.status_code == 200
@@ -76,7 +81,9 @@ async def test_other_tenants_key_gets_404(
     api_client: httpx.AsyncClient, db_pool: asyncpg.Pool
 ) -> None:
     await insert_mastery(db_pool, "acme", "u1", "algebra", 0.5, 2, 1)
-    other = await apikeys.create_api_key(db_pool, tenant_id="globex", app_name="web")
+    other = await apikeys.create_api_key(
+        db_pool, tenant_id="globex", app_name="web", scopes={Scope.VIEWS_READ}
+    )
     response = await api_client.get(
         "/v1/learners/u1/mastery", headers={"X-API-Key": other.plaintext}
     )
@@ -91,7 +98,9 @@ async def test_other_tenants_key_gets_404(
 async def test_missing_wrong_or_revoked_key_is_401_problem(
     api_client: httpx.AsyncClient, db_pool: asyncpg.Pool
 ) -> None:
-    key = await apikeys.create_api_key(db_pool, tenant_id="acme", app_name="web")
+    key = await apikeys.create_api_key(
+        db_pool, tenant_id="acme", app_name="web", scopes={Scope.VIEWS_READ}
+    )
     wrong_secret = key.key_id + "_" + "x" * 43
     assert await apikeys.revoke_api_key(db_pool, key_id=key.key_id, tenant_id="acme")
 

@@ -19,6 +19,7 @@ import httpx
 from api.app import create_app
 from api.services import accounts
 from learnstream import apikeys
+from learnstream.apikeys import Scope
 from learnstream.settings import Settings
 from ml.registry import CHAMPION
 from processors.predictions import PredictionsProcessor
@@ -56,7 +57,9 @@ async def app_keys(pool: asyncpg.Pool) -> dict[str, dict[str, str]]:
     headers = {}
     for tenant in (TENANT, "globex"):
         await accounts.create_tenant(pool, tenant_id=tenant, name=tenant)
-        key = await apikeys.create_api_key(pool, tenant_id=tenant, app_name="app")
+        key = await apikeys.create_api_key(
+            pool, tenant_id=tenant, app_name="app", scopes={Scope.VIEWS_READ}
+        )
         headers[tenant] = {"X-API-Key": key.plaintext}
     return headers
 

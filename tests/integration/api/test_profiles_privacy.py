@@ -17,7 +17,6 @@ import httpx
 from redis.asyncio import Redis
 
 from api.services.principals import Role
-from learnstream import apikeys
 from learnstream.settings import Settings
 from tests.integration.api.conftest import PASSWORD, sign_in
 
@@ -206,26 +205,30 @@ async def test_export_then_erase_everywhere(
     )
     assert [r["action"] for r in audited] == ["privacy_export", "privacy_deletion"]
     # Nothing left to export: the learner is unknown now.
-    key_of_app = await apikeys.create_api_key(db_pool, tenant_id="acme", app_name="app")
-    again = await api_client.get(
-        f"/v1/learners/{me}/privacy/export", headers={"X-API-Key": key_of_app.plaintext}
-    )
+    admin = await sign_in(api_client, db_pool, api_settings, tenant_id="acme", roles={Role.ADMIN})
+    again = await api_client.get(f"/v1/learners/{me}/privacy/export", headers=admin.headers)
     assert again.status_code == 404
 
 
-async def test_client_app_erases_a_learner_known_only_by_events(
+async def test_admin_erases_a_learner_known_only_by_events(
     api_client: httpx.AsyncClient,
     db_pool: asyncpg.Pool,
+    api_settings: Settings,
     tenants: tuple[str, str],
 ) -> None:
-    key = await apikeys.create_api_key(db_pool, tenant_id="acme", app_name="app")
-    other = await apikeys.create_api_key(db_pool, tenant_id="globex", app_name="app")
+    # Client-app keys never act on accounts (issue 12, H2): an admin erases for the app.
+    acme_admin = await sign_in(
+        api_client, db_pool, api_settings, tenant_id="acme", roles={Role.ADMIN}
+    )
+    globex_admin = await sign_in(
+        api_client, db_pool, api_settings, tenant_id="globex", roles={Role.ADMIN}
+    )
     await add_mastery(db_pool, "acme", "ext-42", "fractions")
     await add_mastery(db_pool, "globex", "ext-42", "fractions")
     cross = await api_client.post(
         "/v1/learners/ext-42/privacy/erasure",
         json={"confirm": True},
-        headers={"X-API-Key": other.plaintext},
+        headers=globex_admin.headers,
     )
     assert cross.status_code == 200  # globex erases its own ext-42 ...
     assert (
@@ -234,7 +237,7 @@ async def test_client_app_erases_a_learner_known_only_by_events(
     erased = await api_client.post(
         "/v1/learners/ext-42/privacy/erasure",
         json={"confirm": True},
-        headers={"X-API-Key": key.plaintext},
+        headers=acme_admin.headers,
     )
     assert erased.status_code == 200
     assert erased.json()["account_deleted"] is False
@@ -242,7 +245,7 @@ async def test_client_app_erases_a_learner_known_only_by_events(
     unconfirmed = await api_client.post(
         "/v1/learners/ext-43/privacy/erasure",
         json={"confirm": False},
-        headers={"X-API-Key": key.plaintext},
+        headers=acme_admin.headers,
     )
     assert unconfirmed.status_code == 422
 

@@ -13,6 +13,7 @@ import httpx
 from api.app import create_app
 from api.services.rate_limits import WINDOW_S
 from learnstream import apikeys
+from learnstream.apikeys import Scope
 from learnstream.settings import Settings
 
 LIMIT = 3
@@ -23,8 +24,12 @@ async def test_api_key_over_its_limit_gets_429_and_others_do_not(
     api_settings: Settings, db_pool: asyncpg.Pool
 ) -> None:
     settings = api_settings.model_copy(update={"api_rate_limit_per_minute": LIMIT})
-    busy = await apikeys.create_api_key(db_pool, tenant_id="acme", app_name="busy")
-    quiet = await apikeys.create_api_key(db_pool, tenant_id="acme", app_name="quiet")
+    busy = await apikeys.create_api_key(
+        db_pool, tenant_id="acme", app_name="busy", scopes={Scope.CONTENT_READ}
+    )
+    quiet = await apikeys.create_api_key(
+        db_pool, tenant_id="acme", app_name="quiet", scopes={Scope.CONTENT_READ}
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -12,13 +12,16 @@ import httpx
 from api.app import create_app
 from infra import services
 from learnstream import apikeys
+from learnstream.apikeys import Scope
 from learnstream.settings import Settings
 
 
 async def test_redis_down_is_a_503_problem(api_settings: Settings, db_pool: asyncpg.Pool) -> None:
     dead_redis = f"redis://127.0.0.1:{services.free_port()}/0"
     app = create_app(api_settings.model_copy(update={"redis_url": dead_redis}))
-    key = await apikeys.create_api_key(db_pool, tenant_id="acme", app_name="web")
+    key = await apikeys.create_api_key(
+        db_pool, tenant_id="acme", app_name="web", scopes={Scope.CONTENT_READ}
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

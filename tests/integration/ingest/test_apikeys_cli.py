@@ -9,7 +9,7 @@ import sys
 
 import asyncpg
 
-from learnstream.apikeys import authenticate_api_key
+from learnstream.apikeys import Scope, authenticate_api_key
 from learnstream.settings import Settings
 
 
@@ -54,3 +54,27 @@ async def test_bad_tenant_ids_and_unknown_keys_are_refused(migrated_database: Se
     unknown = run_cli(migrated_database, "revoke", "lsk_000000000000")
     assert unknown.returncode != 0
     assert "no API key" in unknown.stderr
+
+
+async def test_create_grants_the_named_scopes_default_events_write_only(
+    migrated_database: Settings, db_pool: asyncpg.Pool
+) -> None:
+    plain = run_cli(migrated_database, "create", "--tenant", "school-9", "--app", "poster")
+    assert plain.returncode == 0, plain.stderr
+    assert re.search(r"^scopes:  events:write$", plain.stdout, re.MULTILINE)
+    reader = run_cli(
+        migrated_database,
+        *("create", "--tenant", "school-9", "--app", "reader"),
+        *("--scope", "views:read", "--scope", "content:read"),
+    )
+    assert reader.returncode == 0, reader.stderr
+    plaintext = re.search(r"^api_key: (\S+)$", reader.stdout, re.MULTILINE)
+    assert plaintext
+    key = await authenticate_api_key(db_pool, plaintext[1])
+    assert key is not None
+    assert key.scopes == {Scope.VIEWS_READ, Scope.CONTENT_READ}
+    unknown = run_cli(
+        migrated_database, "create", "--tenant", "school-9", "--app", "x", "--scope", "users:write"
+    )
+    assert unknown.returncode != 0
+    assert "invalid choice" in unknown.stderr

@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import pytest
 
-from api.services.access import may_manage_learner, may_read_learner, role_refusal
-from api.services.classes import MemberRole, may_manage_class, membership_problem
+from api.services.access import (
+    may_act_for_learner,
+    may_change_class_membership,
+    may_manage_class,
+    may_manage_learner,
+    may_read_learner,
+    may_see_all_classes,
+    role_refusal,
+)
+from api.services.classes import MemberRole, membership_problem
 from api.services.principals import Principal, PrincipalKind, Role
+from learnstream.apikeys import Scope
 
 
 def user(*roles: Role, subject: str = "me", mfa: bool = False) -> Principal:
     return Principal("acme", subject, PrincipalKind.USER, frozenset(roles), mfa_verified=mfa)
 
 
-CLIENT_APP = Principal("acme", "lsk_0011aabb", PrincipalKind.CLIENT_APP)
+CLIENT_APP = Principal(
+    "acme", "lsk_0011aabb", PrincipalKind.CLIENT_APP, scopes=frozenset(Scope)
+)  # every scope: still no account actions
+EVENTS_ONLY_APP = Principal(
+    "acme", "lsk_0011aabc", PrincipalKind.CLIENT_APP, scopes=frozenset({Scope.EVENTS_WRITE})
+)
 
 
 @pytest.mark.parametrize(
     ("principal", "learner", "teaches", "allowed"),
     [
         (CLIENT_APP, "anyone", False, True),
+        (EVENTS_ONLY_APP, "anyone", False, False),
         (user(Role.LEARNER), "me", False, True),
         (user(Role.LEARNER), "other", False, False),
         (user(Role.TEACHER), "other", False, False),
@@ -59,7 +74,10 @@ def test_a_non_mfa_role_suffices_without_mfa() -> None:
 @pytest.mark.parametrize(
     ("principal", "teaches", "allowed"),
     [
-        (user(Role.ADMIN), False, True),
+        (user(Role.ADMIN), False, False),  # issue 12, M2: admin powers need MFA
+        (user(Role.TEACHER, Role.ADMIN), False, False),
+        (user(Role.TEACHER, Role.ADMIN), True, True),
+        (user(Role.ADMIN, mfa=True), False, True),
         (user(Role.TEACHER), True, True),
         (user(Role.TEACHER), False, False),
         (user(Role.LEARNER), True, False),
@@ -68,6 +86,22 @@ def test_a_non_mfa_role_suffices_without_mfa() -> None:
 )
 def test_may_manage_class(principal: Principal, teaches: bool, allowed: bool) -> None:
     assert may_manage_class(principal, teaches_class=teaches) is allowed
+
+
+@pytest.mark.parametrize(
+    ("principal", "allowed"),
+    [
+        (user(Role.TEACHER), False),  # issue 12, L2: membership decides whom they read
+        (user(Role.TEACHER, Role.ADMIN), False),
+        (user(Role.ADMIN, mfa=True), True),
+        (CLIENT_APP, False),
+    ],
+)
+def test_only_mfa_admins_change_membership_or_see_all_classes(
+    principal: Principal, allowed: bool
+) -> None:
+    assert may_change_class_membership(principal) is allowed
+    assert may_see_all_classes(principal) is allowed
 
 
 @pytest.mark.parametrize(
@@ -88,7 +122,7 @@ def test_membership_needs_the_matching_role(
 @pytest.mark.parametrize(
     ("principal", "learner", "allowed"),
     [
-        (CLIENT_APP, "anyone", True),
+        (CLIENT_APP, "anyone", False),  # issue 12, H2: keys never act on accounts
         (user(Role.LEARNER), "me", True),
         (user(Role.LEARNER), "other", False),
         (user(Role.TEACHER), "other", False),
@@ -98,3 +132,17 @@ def test_membership_needs_the_matching_role(
 )
 def test_may_manage_learner(principal: Principal, learner: str, allowed: bool) -> None:
     assert may_manage_learner(principal, learner) is allowed
+
+
+@pytest.mark.parametrize(
+    ("principal", "learner", "allowed"),
+    [
+        (CLIENT_APP, "anyone", True),
+        (EVENTS_ONLY_APP, "anyone", False),
+        (user(Role.LEARNER), "me", True),
+        (user(Role.TEACHER), "other", False),
+        (user(Role.ADMIN, mfa=True), "other", True),
+    ],
+)
+def test_may_act_for_learner(principal: Principal, learner: str, allowed: bool) -> None:
+    assert may_act_for_learner(principal, learner) is allowed
