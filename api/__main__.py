@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import uvicorn
 
 from api.app import create_app
+from api.mfa_rekey import reseal
 from learnstream.logging import configure_logging
 from learnstream.settings import get_settings
 
@@ -13,6 +16,9 @@ def main() -> None:
     """Run uvicorn with the process-wide settings until interrupted."""
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    # TOTP secrets stored in plain text or under a retired key are re-encrypted under the
+    # current one before serving (cheap when there is nothing to do).
+    asyncio.run(reseal(settings))
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

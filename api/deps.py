@@ -22,7 +22,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from redis.asyncio import Redis
 
 from api.exceptions import NotAuthenticatedError
-from api.services import access, audit, rate_limits, sessions, tokens
+from api.services import access, audit, rate_limits, token_versions, tokens
 from api.services.email import EmailSender
 from api.services.events import EventPublisher
 from api.services.principals import Principal, PrincipalKind, Role
@@ -85,7 +85,7 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 
 
 async def _user_claims(
-    bearer: BearerDep, redis: RedisDep, settings: SettingsDep
+    bearer: BearerDep, pool: PoolDep, redis: RedisDep, settings: SettingsDep
 ) -> tokens.AccessClaims:
     if bearer is None or bearer.credentials.startswith(apikeys.KEY_PREFIX):
         raise NotAuthenticatedError(
@@ -94,9 +94,18 @@ async def _user_claims(
             reason="user access token required",
         )
     claims = tokens.decode_access_token(bearer.credentials, settings=settings)
-    if await sessions.is_access_token_denied(redis, settings, jti=claims.jti):
+    # A valid signature is not enough: the account must exist in the token's tenant, be
+    # active, and not have had a security event since the token was issued (one cached
+    # Redis GET; api/services/token_versions.py).
+    current = await token_versions.current(
+        pool, redis, settings, tenant_id=claims.tenant_id, user_id=claims.user_id
+    )
+    if claims.token_version != current:
         raise NotAuthenticatedError(
-            "this access token was signed out", field="header.Authorization", reason="signed out"
+            "this access token has ended (signed out, password reset, role change, or the "
+            "account is gone); refresh it or sign in again",
+            field="header.Authorization",
+            reason="session ended",
         )
     return claims
 
@@ -143,7 +152,7 @@ async def _current_principal(
             field="header.Authorization",
             reason="missing credentials",
         )
-    return (await _user_claims(bearer, redis, settings)).principal()
+    return (await _user_claims(bearer, pool, redis, settings)).principal()
 
 
 async def _limited_principal(
@@ -201,9 +210,9 @@ class _SignedInClaims:
     access_policy = access.SIGNED_IN
 
     async def __call__(
-        self, bearer: BearerDep, redis: RedisDep, settings: SettingsDep
+        self, bearer: BearerDep, pool: PoolDep, redis: RedisDep, settings: SettingsDep
     ) -> tokens.AccessClaims:
-        return await _user_claims(bearer, redis, settings)
+        return await _user_claims(bearer, pool, redis, settings)
 
 
 CurrentUser = Annotated[Principal, Depends(_SignedInUser())]

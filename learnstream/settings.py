@@ -7,6 +7,11 @@ instead of touching the cached one.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
+import math
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -15,8 +20,67 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Local runs and tests sign tokens with this; production refuses to start with it.
+# The JWT secret earlier versions used by default outside production. It is public
+# (it is in the source), so every mode refuses it: a token signed with it is forged.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-in-production"
+PUBLIC_SECRETS = frozenset({DEV_JWT_SECRET})
+# Production secrets: at least this many characters and this many bits by the
+# character-frequency estimate below (32 random bytes in base64 give about 200).
+MIN_SECRET_CHARS = 32
+MIN_SECRET_BITS = 128
+# TOTP encryption keys are AES-256 keys.
+AES_KEY_BYTES = 32
+
+_log = logging.getLogger(__name__)
+
+
+def estimated_entropy_bits(secret: str) -> float:
+    """Bits of ``secret`` by its own character frequencies (length x Shannon entropy).
+
+    An over-estimate for anything but random text, so it only catches the obviously
+    weak: ``"a" * 32`` scores 0, ``"ab" * 32`` 64, 43 base64url random characters ~200.
+    """
+    if not secret:
+        return 0.0
+    counts = Counter(secret)
+    n = len(secret)
+    return -n * sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why ``secret`` is too weak for production, or None if it passes."""
+    if secret in PUBLIC_SECRETS:
+        return "is a public default from the source code"
+    if len(secret) < MIN_SECRET_CHARS:
+        return f"is shorter than {MIN_SECRET_CHARS} characters"
+    if secret in (secret + secret)[1:-1]:
+        return "is a short pattern repeated"
+    bits = estimated_entropy_bits(secret)
+    if bits < MIN_SECRET_BITS:
+        return (
+            f"looks low-entropy (about {bits:.0f} bits by character frequency, "
+            f"need {MIN_SECRET_BITS}): repeated characters or a short pattern"
+        )
+    return None
+
+
+def parse_aes_keys(text: str) -> list[bytes]:
+    """Comma-separated base64 (standard or url-safe, padding optional) 32-byte keys.
+
+    ValueError naming the position of a key that is not 32 bytes of base64.
+    """
+    keys = []
+    for position, item in enumerate(text.split(","), start=1):
+        item = item.strip()
+        standard = item.replace("-", "+").replace("_", "/").rstrip("=")
+        try:
+            key = base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"key {position} is not base64") from exc
+        if len(key) != AES_KEY_BYTES:
+            raise ValueError(f"key {position} decodes to {len(key)} bytes, not {AES_KEY_BYTES}")
+        keys.append(key)
+    return keys
 
 
 class Settings(BaseSettings):
@@ -173,9 +237,15 @@ class Settings(BaseSettings):
     processor_metrics_urls: str = ""
 
     # --- API accounts and authentication -----------------------------------------
-    # Signs user access tokens (HS256). The default only serves local runs and
-    # tests; production refuses to start with it (see the validator below).
-    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    # Signs user access tokens (HS256). Unset: a secret generated for this installation
+    # on first use, <data_dir>/secrets/jwt_secret (mode 0600; learnstream/
+    # installation_secrets.py). Production requires it set, strong (validator below).
+    jwt_secret: SecretStr | None = None
+    # Encrypts TOTP secrets at rest (AES-256-GCM): comma-separated base64 32-byte keys;
+    # the first encrypts, every one decrypts, so a key is rotated by putting the new one
+    # first (then `python -m api.mfa_rekey`). Unset: one generated key for this
+    # installation, <data_dir>/secrets/mfa_encryption_key. Production requires it set.
+    mfa_encryption_keys: SecretStr | None = None
     jwt_issuer: str = "learnstream"
     access_token_ttl_s: int = Field(default=900, ge=30)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=300)
@@ -195,8 +265,13 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     mail_from: str = "Learnstream <no-reply@learnstream.local>"
-    # Base of the links put into emails, e.g. https://learn.example.org
+    # Base of the links put into emails, e.g. https://learn.example.org; production
+    # requires https (the links carry reset and unlock tokens).
     public_base_url: str = "http://127.0.0.1:8001"
+    # Production refuses PLAINTEXT and SASL_PLAINTEXT Kafka unless this says the
+    # cleartext network is a deliberate choice (e.g. one private host network); every
+    # start then logs a warning.
+    kafka_plaintext_acknowledged: bool = False
 
     @model_validator(mode="after")
     def _production_needs_real_endpoints(self) -> Settings:
@@ -208,15 +283,77 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _production_needs_real_secrets(self) -> Settings:
-        secret = self.jwt_secret.get_secret_value()
-        if self.environment == "production" and (secret == DEV_JWT_SECRET or len(secret) < 32):
+    def _no_public_secrets(self) -> Settings:
+        # Every mode: a secret printed in the source signs tokens anyone can forge.
+        if self.jwt_secret is not None and self.jwt_secret.get_secret_value() in PUBLIC_SECRETS:
             raise ValueError(
-                "LEARNSTREAM_JWT_SECRET is the development default or shorter than 32 "
-                "characters; set a long random secret in production"
+                "LEARNSTREAM_JWT_SECRET is the public default from the source code; unset it "
+                "(a secret is generated for this installation) or set a long random one"
             )
-        if self.environment == "production" and self.password_hash_profile == "cheapest":
+        if self.mfa_encryption_keys is not None:
+            try:
+                parse_aes_keys(self.mfa_encryption_keys.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(
+                    f"LEARNSTREAM_MFA_ENCRYPTION_KEYS: {exc}; give comma-separated base64 "
+                    "32-byte keys, e.g. `openssl rand -base64 32`"
+                ) from exc
+        return self
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        if self.environment != "production":
+            return self
+        if self.jwt_secret is None:
+            raise ValueError(
+                "LEARNSTREAM_JWT_SECRET is not set; production needs one secret shared by "
+                "every API replica (e.g. `openssl rand -base64 48`)"
+            )
+        weakness = secret_weakness(self.jwt_secret.get_secret_value())
+        if weakness is not None:
+            raise ValueError(
+                f"LEARNSTREAM_JWT_SECRET {weakness}; set a long random secret in production "
+                "(e.g. `openssl rand -base64 48`)"
+            )
+        if self.mfa_encryption_keys is None:
+            raise ValueError(
+                "LEARNSTREAM_MFA_ENCRYPTION_KEYS is not set; production needs the same key on "
+                "every API replica (`openssl rand -base64 32`), or TOTP secrets become unreadable"
+            )
+        for position, key in enumerate(
+            parse_aes_keys(self.mfa_encryption_keys.get_secret_value()), start=1
+        ):
+            if len(set(key)) < AES_KEY_BYTES // 2:
+                raise ValueError(
+                    f"LEARNSTREAM_MFA_ENCRYPTION_KEYS key {position} repeats bytes; "
+                    "generate it with `openssl rand -base64 32`"
+                )
+        if self.password_hash_profile == "cheapest":
             raise ValueError("LEARNSTREAM_PASSWORD_HASH_PROFILE=cheapest is for tests only")
+        return self
+
+    @model_validator(mode="after")
+    def _production_needs_encrypted_transport(self) -> Settings:
+        if self.environment != "production":
+            return self
+        if not self.public_base_url.lower().startswith("https://"):
+            raise ValueError(
+                "LEARNSTREAM_PUBLIC_BASE_URL must be an https:// URL in production: the "
+                "links it builds carry password-reset and unlock tokens"
+            )
+        if self.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            if not self.kafka_plaintext_acknowledged:
+                raise ValueError(
+                    f"LEARNSTREAM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} sends "
+                    "learner events in clear; use SSL or SASL_SSL in production, or set "
+                    "LEARNSTREAM_KAFKA_PLAINTEXT_ACKNOWLEDGED=true for a trusted private network"
+                )
+            _log.warning(
+                "Kafka traffic is unencrypted (%s) in production, acknowledged by "
+                "LEARNSTREAM_KAFKA_PLAINTEXT_ACKNOWLEDGED; learner events cross the network "
+                "in clear",
+                self.kafka_security_protocol,
+            )
         return self
 
     def as_env(self) -> dict[str, str]:

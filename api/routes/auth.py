@@ -235,9 +235,16 @@ async def login_mfa(
     "/refresh", summary="Trade a refresh token for a new pair (rotation)", dependencies=[Public]
 )
 async def refresh(
-    body: RefreshRequest, pool: PoolDep, settings: SettingsDep, ip: ClientIp, now: Now
+    body: RefreshRequest,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    ip: ClientIp,
+    now: Now,
 ) -> TokenPairPublic:
-    pair = await sessions.refresh(pool, settings, refresh_token=body.refresh_token, ip=ip, now=now)
+    pair = await sessions.refresh(
+        pool, redis, settings, refresh_token=body.refresh_token, ip=ip, now=now
+    )
     return _pair(pair)
 
 
@@ -251,7 +258,8 @@ async def logout(
     ip: ClientIp,
     now: Now,
 ) -> None:
-    """Revokes the given refresh token's family and this access token."""
+    """Revokes this session's refresh family (and the given refresh token's) and ends
+    every access token of the user issued until now (other devices refresh once)."""
     await sessions.logout(
         pool, redis, settings, claims=claims, refresh_token=body.refresh_token, ip=ip, now=now
     )
@@ -290,10 +298,22 @@ async def request_password_reset(
     dependencies=[Public],
 )
 async def confirm_password_reset(
-    body: PasswordResetConfirm, pool: PoolDep, settings: SettingsDep, ip: ClientIp, now: Now
+    body: PasswordResetConfirm,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    ip: ClientIp,
+    now: Now,
 ) -> None:
+    """Also signs the user out everywhere: refresh tokens revoked, access tokens ended."""
     await accounts.reset_password(
-        pool, settings, token=body.token, new_password=body.new_password, ip=ip, now=now
+        pool,
+        settings,
+        redis=redis,
+        token=body.token,
+        new_password=body.new_password,
+        ip=ip,
+        now=now,
     )
 
 
@@ -309,17 +329,41 @@ async def unlock(body: TokenRequest, pool: PoolDep, ip: ClientIp, now: Now) -> N
 
 @router.post("/mfa/enrol", summary="Start TOTP enrolment")
 async def mfa_enrol(user: CurrentUser, pool: PoolDep, settings: SettingsDep) -> EnrolmentPublic:
-    """A new pending secret; it takes effect once /v1/auth/mfa/confirm gets a valid code."""
-    enrolment = await mfa.begin_enrolment(pool, user_id=user.subject_id, issuer=settings.mfa_issuer)
+    """A new pending secret; it takes effect once /v1/auth/mfa/confirm gets a valid code.
+
+    With MFA already on, only a session signed in with MFA may re-enrol (401 otherwise).
+    """
+    enrolment = await mfa.begin_enrolment(
+        pool,
+        user_id=user.subject_id,
+        issuer=settings.mfa_issuer,
+        settings=settings,
+        session_mfa_verified=user.mfa_verified,
+    )
     return EnrolmentPublic(secret=enrolment.secret, provisioning_uri=enrolment.provisioning_uri)
 
 
 @router.post("/mfa/confirm", summary="Finish TOTP enrolment with a first code")
 async def mfa_confirm(
-    body: MfaCodeRequest, user: CurrentUser, pool: PoolDep, ip: ClientIp, now: Now
+    body: MfaCodeRequest,
+    user: CurrentUser,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    ip: ClientIp,
+    now: Now,
 ) -> BackupCodesPublic:
+    """Turns MFA on; sessions that did not pass MFA (this one too, if so) are signed out."""
     codes = await mfa.confirm_enrolment(
-        pool, tenant_id=user.tenant_id, user_id=user.subject_id, code=body.code, ip=ip, now=now
+        pool,
+        redis,
+        settings,
+        tenant_id=user.tenant_id,
+        user_id=user.subject_id,
+        code=body.code,
+        ip=ip,
+        now=now,
+        session_mfa_verified=user.mfa_verified,
     )
     return BackupCodesPublic(backup_codes=codes)
 

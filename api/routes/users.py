@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, status
 from pydantic import AfterValidator, BaseModel, EmailStr, Field
 
-from api.deps import AdminUser, CurrentUser, Now, PoolDep, SettingsDep
+from api.deps import AdminUser, CurrentUser, Now, PoolDep, RedisDep, SettingsDep
 from api.exceptions import NotFoundError
 from api.pagination import Cursor, Limit, Page, decode_cursor, next_cursor
 from api.services import accounts, mfa
@@ -118,9 +118,19 @@ async def get_user(user_id: str, admin: AdminUser, pool: PoolDep) -> UserPublic:
 
 
 @router.put("/{user_id}/roles", summary="Replace a user's roles (admin)")
-async def set_roles(user_id: str, body: RolesUpdate, admin: AdminUser, pool: PoolDep) -> UserPublic:
+async def set_roles(
+    user_id: str,
+    body: RolesUpdate,
+    admin: AdminUser,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+) -> UserPublic:
+    """Removing a role ends the user's current access tokens at once."""
     user = await accounts.set_roles(
         pool,
+        redis,
+        settings,
         tenant_id=admin.tenant_id,
         user_id=user_id,
         roles=frozenset(body.roles),

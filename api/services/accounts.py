@@ -16,9 +16,10 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
+from redis.asyncio import Redis
 
 from api.exceptions import ConflictError, InvalidInputError, NotFoundError
-from api.services import audit, email, passwords, tokens
+from api.services import audit, email, passwords, token_versions, tokens
 from api.services.identifiers import is_uuid
 from api.services.principals import Role
 from api.services.transactions import transaction
@@ -376,6 +377,7 @@ async def reset_password(
     db: Any,
     settings: Settings,
     *,
+    redis: Redis,
     token: str,
     new_password: str,
     ip: str | None,
@@ -384,7 +386,8 @@ async def reset_password(
     """Spend a reset token and set ``new_password``; returns the user id.
 
     The reset also unlocks the account, marks the email verified (the mail
-    reached its owner) and revokes every refresh token, signing out all devices.
+    reached its owner), revokes every refresh token and ends every access token
+    (token version), signing out all devices at once.
     The token is only spent once the new password passes the rules.
     """
     row = await db.fetchrow(
@@ -418,6 +421,7 @@ async def reset_password(
             password_hash,
             now,
         )
+        bumped = await token_versions.bump(conn, user_id=user_id)
         await revoke_all_refresh_tokens(conn, user_id=user_id, now=now)
         await audit.record(
             conn,
@@ -428,6 +432,7 @@ async def reset_password(
             target_id=user_id,
             ip=ip,
         )
+    await token_versions.announce(redis, settings, bumped)
     return user_id
 
 
@@ -475,11 +480,23 @@ async def _unlock(
 
 
 async def set_roles(
-    db: Any, *, tenant_id: str, user_id: str, roles: frozenset[Role], admin_id: str
+    db: Any,
+    redis: Redis,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    user_id: str,
+    roles: frozenset[Role],
+    admin_id: str,
 ) -> User:
-    """Replace the user's roles; takes effect at their next sign-in or token refresh."""
+    """Replace the user's roles. Added roles take effect at their next token refresh;
+    removing any role ends their access tokens at once (token version), so a
+    demoted user cannot use the old roles until the token would expire."""
+    bumped = None
     async with transaction(db) as conn:
         before = await require_user(conn, tenant_id=tenant_id, user_id=user_id)
+        if before.roles - roles:
+            bumped = await token_versions.bump(conn, user_id=user_id)
         await conn.execute("DELETE FROM user_roles WHERE user_id = $1", user_id)
         await conn.executemany(
             "INSERT INTO user_roles (user_id, role, granted_by) VALUES ($1, $2, $3)",
@@ -494,7 +511,9 @@ async def set_roles(
             target_id=user_id,
             details={"before": sorted(before.roles), "after": sorted(roles)},
         )
-        return await require_user(conn, tenant_id=tenant_id, user_id=user_id)
+        after = await require_user(conn, tenant_id=tenant_id, user_id=user_id)
+    await token_versions.announce(redis, settings, bumped)
+    return after
 
 
 # --- single-use tokens -------------------------------------------------------------------
@@ -553,7 +572,8 @@ async def consume_account_token(
 
 
 async def revoke_all_refresh_tokens(db: Any, *, user_id: str, now: datetime) -> None:
-    """Sign the user out everywhere (their access tokens lapse within their short TTL)."""
+    """Revoke every refresh token of the user; pair with ``token_versions.bump`` to end
+    their access tokens too."""
     await db.execute(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
         user_id,

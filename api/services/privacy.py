@@ -26,7 +26,7 @@ from uuid import UUID
 from redis.asyncio import Redis
 
 from api.exceptions import NotFoundError
-from api.services import audit
+from api.services import audit, token_versions
 from api.services.identifiers import is_uuid
 from api.services.principals import Principal
 from api.services.transactions import transaction
@@ -246,6 +246,8 @@ async def erase_learner(
         for pattern in redis_key_patterns(settings.redis_namespace, tenant_id, erased_id):
             async for key in redis.scan_iter(match=pattern, count=500):
                 keys += int(await redis.delete(key))
+    if account is not None:  # after the sweep, which would delete the marker
+        await token_versions.forget_erased(redis, settings, tenant_id=tenant_id, user_id=subject_id)
     return ErasureReport(subject_id, deleted, account is not None, keys, now)
 
 

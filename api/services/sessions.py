@@ -7,8 +7,13 @@ Rules:
 - Every refresh rotates: the presented refresh token is spent and a successor
   issued in the same family. Presenting a spent token again means it was copied,
   so the whole family is revoked and the user must sign in again.
-- Sign-out revokes the refresh family and puts the access token's id on a Redis
-  deny list until it would have expired anyway.
+- Sign-out revokes the refresh family of the session it is called from (and of a
+  refresh token it is given), and raises the user's token version
+  (api/services/token_versions.py), so no access token issued before it works.
+- A replayed refresh token revokes its family and raises the token version too.
+- Every access token names its refresh family (``sid``) and the token version it
+  was issued under (``ver``), read under a share lock on the user row, so a bump
+  committed concurrently either waits for the issue or sees its token.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from api.exceptions import ForbiddenError, LockedError, NotAuthenticatedError
-from api.services import audit, email, mfa, passwords, tokens
+from api.services import audit, email, mfa, passwords, token_versions, tokens
 from api.services.accounts import TokenPurpose, email_fingerprint, issue_account_token
 from api.services.principals import Role
 from api.services.transactions import transaction
@@ -192,12 +197,19 @@ async def complete_mfa_login(
         _refuse_if_locked(row["locked_until"], now=now)
         accepted = False
         if code is not None:
-            step = mfa.matching_step(
-                row["mfa_secret"], code, now=now, last_step=row["mfa_last_step"]
-            )
+            ring = mfa.keyring(settings)
+            opened = mfa.open_sealed(row["mfa_secret"], user_id=user_id, ring=ring)
+            step = mfa.matching_step(opened.secret, code, now=now, last_step=row["mfa_last_step"])
             if step is not None:
+                # Lazy re-encryption: a plain secret or one under an older key is
+                # rewritten under the current key at its owner's sign-in.
                 await conn.execute(
-                    "UPDATE users SET mfa_last_step = $2 WHERE id = $1", user_id, step
+                    "UPDATE users SET mfa_last_step = $2, mfa_secret = $3 WHERE id = $1",
+                    user_id,
+                    step,
+                    mfa.seal(opened.secret, user_id=user_id, ring=ring)
+                    if opened.stale
+                    else row["mfa_secret"],
                 )
                 accepted = True
         elif backup_code is not None:
@@ -233,11 +245,29 @@ async def complete_mfa_login(
 
 
 async def refresh(
-    db: Any, settings: Settings, *, refresh_token: str, ip: str | None, now: datetime
+    db: Any,
+    redis: Redis,
+    settings: Settings,
+    *,
+    refresh_token: str,
+    ip: str | None,
+    now: datetime,
 ) -> TokenPair:
-    """Spend ``refresh_token`` for a new pair in the same family (roles re-read now)."""
+    """Spend ``refresh_token`` for a new pair in the same family (roles re-read now).
+
+    A token spent before revokes its family and ends the user's access tokens.
+    """
     reused: tuple[str, str] | None = None
+    bumped: token_versions.Bumped | None = None
+    digest = tokens.token_sha256(refresh_token)
     async with transaction(db) as conn:
+        # Lock order everywhere: the user row, then refresh tokens (as password reset,
+        # sign-out and MFA enrolment), so a refresh racing them cannot deadlock.
+        owner = await conn.fetchval(
+            "SELECT user_id FROM refresh_tokens WHERE token_sha256 = $1", digest
+        )
+        if owner is not None:
+            await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", owner)
         row = await conn.fetchrow(
             """
             SELECT t.id, t.family_id, t.user_id, t.mfa_verified, t.expires_at, t.rotated_at,
@@ -245,7 +275,7 @@ async def refresh(
             FROM refresh_tokens t JOIN users u ON u.id = t.user_id
             WHERE t.token_sha256 = $1 FOR UPDATE OF t
             """,
-            tokens.token_sha256(refresh_token),
+            digest,
         )
         if row is not None and row["rotated_at"] is not None and row["revoked_at"] is None:
             # A spent token came back: someone holds a copy. Kill the whole family.
@@ -257,6 +287,8 @@ async def refresh(
                 row["family_id"],
                 now,
             )
+            # The copy may have been refreshed already: its access tokens die too.
+            bumped = await token_versions.bump(conn, user_id=str(row["user_id"]))
             await audit.record(
                 conn,
                 tenant_id=row["tenant_id"],
@@ -287,6 +319,7 @@ async def refresh(
                 family_id=str(row["family_id"]),
                 now=now,
             )
+    await token_versions.announce(redis, settings, bumped)
     detail = (
         "refresh token was already used; every session from that sign-in is revoked"
         if reused
@@ -305,39 +338,31 @@ async def logout(
     ip: str | None,
     now: datetime,
 ) -> None:
-    """Revoke the refresh family (if given, and the caller's) and deny the access token."""
-    if refresh_token is not None:
-        await db.execute(
+    """Revoke this session's refresh family (and that of ``refresh_token``, if the
+    caller's) and end every access token of the user issued until now."""
+    async with transaction(db) as conn:
+        bumped = await token_versions.bump(conn, user_id=claims.user_id)
+        await conn.execute(
             """
             UPDATE refresh_tokens SET revoked_at = $3
-            WHERE revoked_at IS NULL AND family_id = (
-                SELECT family_id FROM refresh_tokens WHERE token_sha256 = $1 AND user_id = $2)
+            WHERE revoked_at IS NULL AND user_id = $2 AND (family_id::text = $1 OR family_id = (
+                SELECT family_id FROM refresh_tokens WHERE token_sha256 = $4 AND user_id = $2))
             """,
-            tokens.token_sha256(refresh_token),
+            claims.session_id,
             claims.user_id,
             now,
+            tokens.token_sha256(refresh_token) if refresh_token is not None else None,
         )
-    remaining_s = int((claims.expires_at - now).total_seconds()) + 1
-    if remaining_s > 0:
-        await redis.set(_denied_key(settings, claims.jti), b"1", ex=remaining_s)
-    await audit.record(
-        db,
-        tenant_id=claims.tenant_id,
-        actor=("user", claims.user_id),
-        action=audit.Action.LOGOUT,
-        outcome=audit.Outcome.SUCCESS,
-        target_id=claims.user_id,
-        ip=ip,
-    )
-
-
-async def is_access_token_denied(redis: Redis, settings: Settings, *, jti: str) -> bool:
-    """True if the access token ``jti`` was signed out before it expired."""
-    return bool(await redis.exists(_denied_key(settings, jti)))
-
-
-def _denied_key(settings: Settings, jti: str) -> str:
-    return f"{settings.redis_namespace}:api:denied-jti:{jti}"
+        await audit.record(
+            conn,
+            tenant_id=claims.tenant_id,
+            actor=("user", claims.user_id),
+            action=audit.Action.LOGOUT,
+            outcome=audit.Outcome.SUCCESS,
+            target_id=claims.user_id,
+            ip=ip,
+        )
+    await token_versions.announce(redis, settings, bumped)
 
 
 def _refuse_if_locked(locked_until: datetime | None, *, now: datetime) -> None:
@@ -466,15 +491,24 @@ async def _issue_pair(
     family_id: str | None,
     now: datetime,
 ) -> TokenPair:
+    # FOR SHARE (callers hold FOR UPDATE already): a concurrent bump (reset, demotion,
+    # revocation) waits for this issue to commit and then revokes what it issued, or
+    # this issue waits and reads the new version.
+    version = await conn.fetchval(
+        "SELECT token_version FROM users WHERE id = $1 FOR SHARE", user_id
+    )
     roles = frozenset(
         Role(r["role"])
         for r in await conn.fetch("SELECT role FROM user_roles WHERE user_id = $1", user_id)
     )
+    family_id = family_id or str(uuid.uuid4())
     access, _ = tokens.issue_access_token(
         user_id=user_id,
         tenant_id=tenant_id,
         roles=roles,
         mfa_verified=mfa_verified,
+        session_id=family_id,
+        token_version=int(version),
         settings=settings,
         now=now,
     )
@@ -486,7 +520,7 @@ async def _issue_pair(
         VALUES ($1, $2, $3, $4, $5, $6, $7)
         """,
         str(uuid.uuid4()),
-        family_id or str(uuid.uuid4()),
+        family_id,
         user_id,
         digest,
         mfa_verified,

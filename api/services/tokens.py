@@ -1,8 +1,14 @@
 """Signed access tokens (JWT, HS256), MFA challenge tokens and opaque single-use tokens.
 
-Access tokens are short-lived and carry tenant, roles and whether MFA was passed,
-so most requests need no database round trip. Refresh tokens and mailed tokens
-are opaque random strings of which only a SHA-256 is stored.
+Access tokens are short-lived and carry tenant, roles, whether MFA was passed, the
+sign-in (refresh family) they belong to and the user's token version at issue; a
+request checks that version against the cached current one (api/services/
+token_versions.py), so a security event ends every earlier access token at once.
+Refresh tokens and mailed tokens are opaque random strings of which only a SHA-256
+is stored.
+
+The signing secret is ``settings.jwt_secret`` or, unset, this installation's
+generated one (learnstream/installation_secrets.py); there is no public default.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import jwt
 
 from api.exceptions import NotAuthenticatedError
 from api.services.principals import Principal, PrincipalKind, Role
+from learnstream.installation_secrets import installation_secret
 from learnstream.settings import Settings
 
 ALGORITHM = "HS256"
@@ -27,11 +34,17 @@ MFA_CHALLENGE_TYPE = "mfa_challenge"
 MFA_CHALLENGE_TTL_S = 300
 REFRESH_TOKEN_PREFIX = "lsr_"
 ACCOUNT_TOKEN_PREFIX = "lst_"
+# File name of the generated signing secret under <data_dir>/secrets/.
+JWT_SECRET_NAME = "jwt_secret"
 
 
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
-    """What a verified access token says; ``expires_at`` is UTC."""
+    """What a verified access token says; ``expires_at`` is UTC.
+
+    ``session_id`` is the refresh-token family of the sign-in that issued it;
+    ``token_version`` the user's token version at issue (>= 0).
+    """
 
     user_id: str
     tenant_id: str
@@ -39,6 +52,8 @@ class AccessClaims:
     mfa_verified: bool
     jti: str
     expires_at: datetime
+    session_id: str
+    token_version: int
 
     def principal(self) -> Principal:
         """The request principal these claims describe."""
@@ -57,6 +72,8 @@ def issue_access_token(
     tenant_id: str,
     roles: frozenset[Role],
     mfa_verified: bool,
+    session_id: str,
+    token_version: int,
     settings: Settings,
     now: datetime,
 ) -> tuple[str, AccessClaims]:
@@ -69,6 +86,8 @@ def issue_access_token(
         mfa_verified=mfa_verified,
         jti=uuid.uuid4().hex,
         expires_at=expires_at,
+        session_id=session_id,
+        token_version=token_version,
     )
     payload = {
         "iss": settings.jwt_issuer,
@@ -76,6 +95,8 @@ def issue_access_token(
         "tid": tenant_id,
         "roles": sorted(role.value for role in roles),
         "mfa": mfa_verified,
+        "sid": session_id,
+        "ver": token_version,
         "typ": ACCESS_TOKEN_TYPE,
         "jti": claims.jti,
         "iat": int(now.timestamp()),
@@ -89,6 +110,10 @@ def decode_access_token(token: str, *, settings: Settings) -> AccessClaims:
     payload = _verify(token, settings, expected_type=ACCESS_TOKEN_TYPE)
     try:
         roles = frozenset(Role(role) for role in payload["roles"])
+        version = payload["ver"]
+        # Tokens from before token versions lack "ver"/"sid": refused, the client refreshes.
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise TypeError("ver must be a non-negative integer")
         return AccessClaims(
             user_id=str(payload["sub"]),
             tenant_id=str(payload["tid"]),
@@ -96,9 +121,11 @@ def decode_access_token(token: str, *, settings: Settings) -> AccessClaims:
             mfa_verified=bool(payload["mfa"]),
             jti=str(payload["jti"]),
             expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+            session_id=str(payload["sid"]),
+            token_version=version,
         )
     except (KeyError, ValueError, TypeError) as exc:
-        raise _invalid("access token lacks a required claim") from exc
+        raise _invalid("access token lacks a required claim; refresh it") from exc
 
 
 def issue_mfa_challenge(*, user_id: str, tenant_id: str, settings: Settings, now: datetime) -> str:
@@ -131,8 +158,15 @@ def token_sha256(plaintext: str) -> bytes:
     return hashlib.sha256(plaintext.strip().encode()).digest()
 
 
+def signing_secret(settings: Settings) -> str:
+    """The HS256 key: ``settings.jwt_secret``, else this installation's generated one."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    return installation_secret(settings.data_dir, JWT_SECRET_NAME)
+
+
 def _sign(payload: dict[str, object], settings: Settings) -> str:
-    return jwt.encode(payload, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    return jwt.encode(payload, signing_secret(settings), algorithm=ALGORITHM)
 
 
 def _verify(
@@ -141,7 +175,7 @@ def _verify(
     try:
         payload: dict[str, Any] = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
+            signing_secret(settings),
             algorithms=[ALGORITHM],  # never taken from the token header ("alg": "none" attacks)
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "iat", "sub", "iss"]},

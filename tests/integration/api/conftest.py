@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from redis.asyncio import Redis
 
 from api.app import create_app
 from api.services import accounts, mfa
@@ -149,6 +150,31 @@ async def make_user(
     )
 
 
+async def enrol_mfa(
+    pool: asyncpg.Pool, settings: Settings, *, user_id: str, tenant_id: str, now: datetime
+) -> str:
+    """Enrol TOTP for a user through the service (as a first enrolment); returns the secret.
+
+    The enrolment spends the TOTP step of ``now``: sign in with the code 30 s on.
+    """
+    enrolment = await mfa.begin_enrolment(pool, user_id=user_id, issuer="test", settings=settings)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await mfa.confirm_enrolment(
+            pool,
+            redis,
+            settings,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            code=mfa.code_at(enrolment.secret, now),
+            ip=None,
+            now=now,
+        )
+    finally:
+        await redis.aclose()
+    return enrolment.secret
+
+
 async def sign_in(
     client: httpx.AsyncClient,
     pool: asyncpg.Pool,
@@ -165,16 +191,7 @@ async def sign_in(
     now = datetime.now(UTC)
     secret = None
     if mfa.mfa_required(frozenset(roles)):
-        enrolment = await mfa.begin_enrolment(pool, user_id=user.id, issuer="test")
-        secret = enrolment.secret
-        await mfa.confirm_enrolment(
-            pool,
-            tenant_id=tenant_id,
-            user_id=user.id,
-            code=mfa.code_at(secret, now),
-            ip=None,
-            now=now,
-        )
+        secret = await enrol_mfa(pool, settings, user_id=user.id, tenant_id=tenant_id, now=now)
     response = await client.post(
         "/v1/auth/login",
         json={"tenant_id": tenant_id, "email": user.email, "password": PASSWORD},

@@ -15,12 +15,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from api.exceptions import InvalidInputError
 from api.services import accounts, mfa
 from api.services.principals import Role
 from learnstream.settings import Settings
-from tests.integration.api.conftest import PASSWORD, Mailbox, make_user, sign_in
+from tests.integration.api.conftest import PASSWORD, Mailbox, enrol_mfa, make_user, sign_in
 
 
 async def register(client: httpx.AsyncClient, address: str, password: str = PASSWORD) -> None:
@@ -215,17 +216,30 @@ async def test_reset_token_expires(
         now=issued_at,
     )
     late = issued_at + timedelta(seconds=api_settings.password_reset_ttl_s + 1)
-    with pytest.raises(InvalidInputError):
-        await accounts.reset_password(
-            db_pool, api_settings, token=token, new_password="Fresh-pass-123", ip=None, now=late
-        )
     in_time = issued_at + timedelta(seconds=api_settings.password_reset_ttl_s - 1)
-    assert (
-        await accounts.reset_password(
-            db_pool, api_settings, token=token, new_password="Fresh-pass-123", ip=None, now=in_time
+    async with Redis.from_url(api_settings.redis_url) as redis:
+        with pytest.raises(InvalidInputError):
+            await accounts.reset_password(
+                db_pool,
+                api_settings,
+                redis=redis,
+                token=token,
+                new_password="Fresh-pass-123",
+                ip=None,
+                now=late,
+            )
+        assert (
+            await accounts.reset_password(
+                db_pool,
+                api_settings,
+                redis=redis,
+                token=token,
+                new_password="Fresh-pass-123",
+                ip=None,
+                now=in_time,
+            )
+            == user.id
         )
-        == user.id
-    )
 
 
 async def test_newer_reset_mail_voids_the_older_one(
@@ -380,16 +394,7 @@ async def test_wrong_mfa_codes_count_towards_lockout(
     tenants: tuple[str, str],
 ) -> None:
     user = await make_user(db_pool, api_settings, tenant_id="acme", roles={Role.LEARNER})
-    now = datetime.now(UTC)
-    enrolment = await mfa.begin_enrolment(db_pool, user_id=user.id, issuer="t")
-    await mfa.confirm_enrolment(
-        db_pool,
-        tenant_id="acme",
-        user_id=user.id,
-        code=mfa.code_at(enrolment.secret, now),
-        ip=None,
-        now=now,
-    )
+    await enrol_mfa(db_pool, api_settings, user_id=user.id, tenant_id="acme", now=datetime.now(UTC))
     statuses = []
     for _ in range(api_settings.login_max_failures):
         # Re-entering the right password must not reset the count of wrong codes.

@@ -39,7 +39,7 @@ from api.services.principals import Role
 from infra import services
 from infra.replay import ReplayAttempt, assistments_as_csv
 from learnstream.settings import Settings
-from tests.integration.api.conftest import PASSWORD, make_user
+from tests.integration.api.conftest import PASSWORD, enrol_mfa, make_user
 from tests.integration.api.seeding import (
     calibrate,
     ensure_skill,
@@ -422,15 +422,7 @@ async def test_placement_and_operator_views_work_in_the_browser(
         email_address="o@example.org",
     )
     now = datetime.now(UTC)
-    enrolment = await mfa.begin_enrolment(db_pool, user_id=operator.id, issuer="test")
-    await mfa.confirm_enrolment(
-        db_pool,
-        tenant_id="acme",
-        user_id=operator.id,
-        code=mfa.code_at(enrolment.secret, now),
-        ip=None,
-        now=now,
-    )
+    secret = await enrol_mfa(db_pool, api_settings, user_id=operator.id, tenant_id="acme", now=now)
     await db_pool.execute(
         """
         INSERT INTO fraud_signals (tenant_id, subject_kind, subject_id, user_id, occurred_at,
@@ -446,7 +438,7 @@ async def test_placement_and_operator_views_work_in_the_browser(
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await sign_in_on_page(page, api_server.url, "o@example.org", "operator")
     await page.wait_for_selector("#mfa-field:not([hidden])")
-    code = mfa.code_at(enrolment.secret, datetime.now(UTC) + timedelta(seconds=30))
+    code = mfa.code_at(secret, datetime.now(UTC) + timedelta(seconds=30))
     await page.fill("input[name=code]", code)
     await page.click("#login-form button[type=submit]")
     await page.wait_for_selector("#fraud-alerts >> text=answered in 0.7 s")

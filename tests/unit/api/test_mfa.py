@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -9,6 +10,7 @@ import pytest
 
 from api.services import mfa
 from api.services.principals import Role
+from learnstream.exceptions import ConfigurationError
 
 NOW = datetime(2024, 3, 1, 9, 0, 15, tzinfo=UTC)
 SECRET = pyotp.random_base32(32)
@@ -69,3 +71,24 @@ def test_provisioning_uri_names_issuer_and_account() -> None:
     uri = mfa.provisioning_uri(SECRET, account="ada@example.org", issuer="Learnstream")
     assert uri.startswith("otpauth://totp/Learnstream:ada%40example.org?")
     assert f"secret={SECRET}" in uri
+
+
+RING = mfa._keyring(base64.b64encode(bytes(range(32))).decode())
+
+
+def test_sealed_secret_round_trips_and_hides_the_secret() -> None:
+    sealed = mfa.seal(SECRET, user_id="u-1", ring=RING)
+    assert sealed.startswith(f"enc1:{RING.current_id}:")
+    assert SECRET not in sealed
+    assert mfa.seal(SECRET, user_id="u-1", ring=RING) != sealed  # fresh nonce each time
+    assert mfa.open_sealed(sealed, user_id="u-1", ring=RING) == mfa.Opened(SECRET, stale=False)
+    assert mfa.open_sealed(SECRET, user_id="u-1", ring=RING) == mfa.Opened(SECRET, stale=True)
+
+
+def test_altered_or_moved_ciphertext_is_refused() -> None:
+    sealed = mfa.seal(SECRET, user_id="u-1", ring=RING)
+    with pytest.raises(ConfigurationError, match="another account"):
+        mfa.open_sealed(sealed, user_id="u-2", ring=RING)
+    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    with pytest.raises(ConfigurationError, match="altered"):
+        mfa.open_sealed(flipped, user_id="u-1", ring=RING)

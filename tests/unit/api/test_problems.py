@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -54,14 +56,21 @@ def test_next_cursor_only_when_the_page_is_full() -> None:
 
 
 def test_production_refuses_default_or_short_jwt_secret() -> None:
-    real = {"environment": "production", "kafka_bootstrap": "kafka-1:9092"}
+    real = {
+        "environment": "production",
+        "kafka_bootstrap": "kafka-1:9093",
+        "kafka_security_protocol": "SASL_SSL",
+        "public_base_url": "https://learn.example.org",
+        "mfa_encryption_keys": SecretStr(base64.b64encode(bytes(range(32))).decode()),
+    }
+    strong = SecretStr("Vq3x9-LpR2mZt7KwYc4NbF8hJd6GsA1eUo5iXyQ0")
     for secret in (DEV_JWT_SECRET, "short"):
         with pytest.raises(ValidationError, match="JWT_SECRET"):
             Settings(**real, jwt_secret=SecretStr(secret))  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="cheapest"):
         Settings(
             **real,  # type: ignore[arg-type]
-            jwt_secret=SecretStr("p" * 40),
+            jwt_secret=strong,
             password_hash_profile="cheapest",
         )
-    assert Settings(**real, jwt_secret=SecretStr("p" * 40)).environment == "production"  # type: ignore[arg-type]
+    assert Settings(**real, jwt_secret=strong).environment == "production"  # type: ignore[arg-type]

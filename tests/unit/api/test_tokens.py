@@ -24,6 +24,8 @@ def issue(now: datetime | None = None, **overrides: object) -> str:
         tenant_id="acme",
         roles=frozenset({Role.TEACHER, Role.LEARNER}),
         mfa_verified=False,
+        session_id="f-1",
+        token_version=3,
         settings=SETTINGS,
         now=now or datetime.now(UTC),
     )
@@ -91,3 +93,21 @@ def test_opaque_tokens_are_random_and_stored_as_their_digest() -> None:
     assert first != second
     assert tokens.token_sha256(first) == digest
     assert len(digest) == 32
+
+
+def test_claims_carry_the_session_and_token_version() -> None:
+    claims = tokens.decode_access_token(issue(), settings=SETTINGS)
+    assert (claims.session_id, claims.token_version) == ("f-1", 3)
+
+
+def test_token_without_a_version_is_refused() -> None:
+    # Tokens from before token versions (or minted by hand) cannot skip the check.
+    claims = jwt.decode(issue(), options={"verify_signature": False})
+    secret = SETTINGS.jwt_secret.get_secret_value() if SETTINGS.jwt_secret else ""
+    for dropped in ("ver", "sid"):
+        token = jwt.encode({k: v for k, v in claims.items() if k != dropped}, secret, "HS256")
+        with pytest.raises(NotAuthenticatedError, match="required claim"):
+            tokens.decode_access_token(token, settings=SETTINGS)
+    negative = jwt.encode({**claims, "ver": -1}, secret, "HS256")
+    with pytest.raises(NotAuthenticatedError, match="required claim"):
+        tokens.decode_access_token(negative, settings=SETTINGS)
