@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     # Comma-separated /metrics URLs of the processor workers; the operator's pipeline view
     # adds their lag and stall gauges to what processor_offsets and the broker say.
     processor_metrics_urls: str = ""
+    # `make monitoring` (infra/monitoring): the local Prometheus listens on 127.0.0.1 here.
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)
 
     # --- API accounts and authentication -----------------------------------------
     # Signs user access tokens (HS256). The default only serves local runs and

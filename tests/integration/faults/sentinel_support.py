@@ -103,7 +103,7 @@ def _require_binaries() -> None:
     missing = [b for b in ("redis-server", "redis-sentinel") if shutil.which(b) is None]
     if missing:
         pytest.fail(
-            f"{', '.join(missing)} not installed: `make setup-redis-sentinel` installs "
+            f"{', '.join(missing)} not installed: `make setup-ops-tools` installs "
             "Debian's redis-server and redis-sentinel"
         )
 
