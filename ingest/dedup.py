@@ -183,6 +183,11 @@ class DedupStore:
             on_unreplicated=on_unreplicated,
         )
 
+    @property
+    def pending_ttl(self) -> int:
+        """Seconds a claim stays pending (:func:`pending_ttl_s`)."""
+        return self._pending_ttl_s
+
     def redis_key(self, key: DedupKey) -> str:
         """The Redis key of ``key``."""
         return f"{self._namespace}:ingest:event:{key.tenant_id}:{key.event_id}"
