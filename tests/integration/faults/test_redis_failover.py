@@ -28,11 +28,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from api.app import create_app
 from learnstream.apikeys import IssuedApiKey
 from learnstream.kafka import Stream
 from learnstream.settings import Settings
+from processors.learner_cache import LearnerCache, learner_cache_key
 from tests.integration.faults.sentinel_support import SERVICE, SentinelGroup, sentinel_group
 from tests.integration.faults.support import (
     SendLog,
@@ -167,3 +171,44 @@ async def test_dedup_writes_wait_for_a_replica_and_count_when_none_answers(
     with group.replica.client() as replica:
         keys = list(replica.scan_iter(match=f"{settings.redis_namespace}:ingest:*"))
     assert len(keys) == 8
+
+
+async def test_read_api_and_learner_cache_follow_the_failover(
+    migrated_database: Settings, settings: Settings, group: SentinelGroup
+) -> None:
+    """The other Redis users build their clients with the same helper: the read API's
+    readiness and the processors' learner cache reach the primary through the
+    sentinels, and the promoted replica after the primary is killed."""
+    own = sentinel_settings(settings, group).model_copy(
+        update={"database_url": migrated_database.database_url}
+    )
+    app = create_app(own)
+    cache = LearnerCache(own)
+    key = learner_cache_key(own, "school-1", "learner-1")
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+        ):
+            assert (await api.get("/readyz")).status_code == 200
+            with group.primary.client() as primary:
+                primary.hset(key, "ability", '{"ability": 0.5, "version": 1}')
+                primary.execute_command("WAIT", 1, 1000)  # on the replica before the kill
+            assert (await cache.read("school-1", "learner-1"))["ability"]["ability"] == 0.5
+
+            group.primary.kill()
+            await asyncio.to_thread(group.wait_for_failover, timeout_s=30)
+            deadline = time.monotonic() + 10
+            while (await api.get("/readyz")).status_code != 200:  # pooled connections drop
+                assert time.monotonic() < deadline, "the read API never reached the new primary"
+                await asyncio.sleep(0.2)
+            cached: dict[str, dict[str, object]] = {}
+            for _ in range(3):  # its pooled connection to the dead primary fails once
+                try:
+                    cached = await cache.read("school-1", "learner-1")
+                    break
+                except RedisConnectionError:
+                    await asyncio.sleep(0.2)
+            assert cached["ability"]["version"] == 1  # read from the promoted replica
+    finally:
+        await cache.close()
