@@ -23,7 +23,7 @@ MLF_STAMP := $(MLF_VENV)/.setup-stamp
 MLFLOW_UI_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-airflow setup-browser setup-compose proto lint test test-unit test-integration demo demo-reset services stop bench clean mlflow-ui
+.PHONY: help setup setup-airflow setup-browser setup-compose setup-ops-tools monitoring proto lint test test-unit test-integration demo demo-reset services stop bench clean mlflow-ui
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -80,6 +80,16 @@ setup-compose: ## Install Debian docker-compose for the compose file's validatio
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker-compose; }
 	@docker-compose version 2>/dev/null | head -1
 
+# Prometheus (with promtool: rule tests, `make monitoring`) and Redis Sentinel (the
+# failover test) from Debian. Installs only what is missing.
+setup-ops-tools: ## Install Debian prometheus and redis-sentinel for tests and monitoring (idempotent)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && \
+		command -v redis-sentinel >/dev/null && command -v redis-server >/dev/null || { \
+		SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus redis-server redis-sentinel; }
+	@promtool --version 2>&1 | head -1; redis-sentinel --version | head -1
+
 proto: $(STAMP) ## Regenerate learnstream/events/v1 from proto/
 	$(PY) -m infra.gen_proto
 
@@ -89,7 +99,7 @@ lint: $(STAMP) ## ruff, mypy, buf lint and buf breaking against the released sch
 	$(VENV)/bin/mypy .
 	cd proto && ../$(BUF) lint && ../$(BUF) breaking --against released/v1.binpb
 
-test: $(STAMP) $(AF_STAMP) setup-browser setup-compose ## Every test tier (unit, property, integration, e2e), DAGs too
+test: $(STAMP) $(AF_STAMP) setup-browser setup-compose setup-ops-tools ## Every test tier (unit, property, integration, e2e), DAGs too
 	$(PY) -m pytest $(PYTEST_ARGS)
 	# The DAG tests need Airflow, so they run in .venv-airflow (the run above skips them).
 	$(AF_PY) -m pytest tests/unit/dags tests/integration/dags $(PYTEST_ARGS)
@@ -103,7 +113,10 @@ services: $(STAMP) ## Start the broker, check PostgreSQL/Redis, migrate, create 
 demo: $(STAMP) ## The whole pipeline on real data: services, ingest, processors, api, replay
 	$(PY) -m infra.demo
 
-stop: $(STAMP) ## Stop everything `make demo` or `make services` started
+monitoring: $(STAMP) setup-ops-tools ## Prometheus on 127.0.0.1:9090 scraping the demo's services, with the alert rules
+	$(PY) -m infra.monitoring
+
+stop: $(STAMP) ## Stop everything `make demo`, `make services` or `make monitoring` started
 	$(PY) -m infra.demo stop
 
 demo-reset: $(STAMP) ## Stop the demo and forget its data (database, Redis keys, lake)

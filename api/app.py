@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from api.problems import install_problem_handlers
@@ -37,6 +36,7 @@ from api.services.email import EmailSender, SmtpEmailSender
 from api.services.events import EventPublisher
 from learnstream import db
 from learnstream.asgi import ObserveRequests
+from learnstream.redis import redis_client
 from learnstream.settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
@@ -54,7 +54,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await db.create_pool(settings)
-        app.state.redis = Redis.from_url(settings.redis_url, decode_responses=False)
+        app.state.redis = redis_client(settings)
         app.state.publisher = EventPublisher(settings)
         try:
             yield

@@ -13,17 +13,16 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
-
 from api.services.retention import RetentionRun, apply_retention
 from learnstream import db
+from learnstream.redis import redis_client
 from learnstream.settings import Settings, get_settings
 
 
 async def run_retention(settings: Settings, *, dry_run: bool, now: datetime) -> RetentionRun:
     """One retention pass against the configured PostgreSQL and Redis; ``now`` is UTC."""
     pool = await db.create_pool(settings, max_size=2)
-    redis = Redis.from_url(settings.redis_url, decode_responses=False)
+    redis = redis_client(settings)
     try:
         return await apply_retention(pool, redis, settings, now=now, dry_run=dry_run)
     finally:

@@ -30,12 +30,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from confluent_kafka import KafkaError, Message, Producer
-from redis.asyncio import Redis
 
 from infra import demo, services
 from learnstream import db
 from learnstream.apikeys import create_api_key
 from learnstream.kafka import ensure_topics, producer_config
+from learnstream.redis import redis_client
 from learnstream.settings import REPO_ROOT, Settings, get_settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -208,7 +208,7 @@ async def bench_environment(name: str, **overrides: Any) -> AsyncIterator[BenchE
 
 async def _delete_redis_keys(settings: Settings) -> None:
     # Ingest keeps a dedup key per accepted event for days; a benchmark's must not linger.
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     try:
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=f"{settings.redis_namespace}:*", count=5000):

@@ -466,10 +466,10 @@ async def reset(settings: Settings) -> None:
     """Forget everything the demo stored: the database, this namespace's Redis keys, the lake."""
     import shutil
 
-    import redis.asyncio as redis
+    from learnstream.redis import redis_client
 
     await db.drop_database(settings)
-    client = redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         async for key in client.scan_iter(match=f"{settings.redis_namespace}:*", count=1000):
             await client.delete(key)

@@ -199,7 +199,15 @@ def ensure_postgres(settings: Settings) -> None:
 
 
 def ensure_redis(settings: Settings) -> None:
-    """Make sure Redis answers; start a stopped local server; else say what is missing."""
+    """Make sure Redis answers; start a stopped local server; else say what is missing.
+
+    With Redis Sentinel (``redis_sentinels``) the servers are the operator's: nothing
+    is started, and redis_url's host is not used.
+    """
+    from learnstream.redis import uses_sentinel
+
+    if uses_sentinel(settings):
+        return
     parts = urlsplit(settings.redis_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     if port_open(host, port):

@@ -17,7 +17,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,6 +31,7 @@ from ingest.routes import events, health
 from learnstream import db
 from learnstream.asgi import ObserveRequests
 from learnstream.kafka import admin_client
+from learnstream.redis import redis_client
 from learnstream.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.callback(metrics.process_exiting)
             producer = ingest_producer(settings)
             stack.push_async_callback(asyncio.to_thread, producer.close)
-            redis = Redis.from_url(
-                settings.redis_url,
-                socket_connect_timeout=_REDIS_TIMEOUT_S,
-                socket_timeout=_REDIS_TIMEOUT_S,
+            redis = redis_client(
+                settings,
+                connect_timeout_s=_REDIS_TIMEOUT_S,
+                socket_timeout_s=_REDIS_TIMEOUT_S,
                 retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
             )
             stack.push_async_callback(redis.aclose)
@@ -73,7 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ingestor = BatchIngestor(
                 settings=settings,
                 producer=producer,
-                dedup=DedupStore.from_settings(redis, settings),
+                dedup=DedupStore.from_settings(
+                    redis, settings, on_unreplicated=metrics.count_unreplicated
+                ),
                 metrics=metrics,
             )
             # Runs first on shutdown, while Redis and the producer are still open:

@@ -20,6 +20,12 @@
    pending: a retry meanwhile gets RETRY_LATER for them, never a second publish;
    once the reports are in, it gets DUPLICATE (stored) or publishes (failed).
 
+If Redis fails when a delivered batch is to be marked done (an outage, a Sentinel
+failover), the request still answers ACCEPTED (the broker has the events) and a task
+keeps retrying the done marker every :data:`_MARK_DONE_RETRY_S` while the claims are
+pending: without it the claims would expire and a later resend of an accepted event
+would be published again.
+
 The settle task outlives its request (a client that hangs up, or the wait running
 out, must not leave claims undecided), and the app's shutdown waits for it
 (:meth:`BatchIngestor.drain`). librdkafka reports every record within
@@ -82,6 +88,10 @@ _OUTCOME_LABEL = {
     _Status.EVENT_STATUS_REJECTED: "rejected",
     _Status.EVENT_STATUS_RETRY_LATER: "retry_later",
 }
+
+
+# Seconds between retries of a done marker that Redis did not take.
+_MARK_DONE_RETRY_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,11 +351,17 @@ class BatchIngestor:
             await self._dedup.mark_done(delivered)
         except DedupUnavailableError as exc:
             # The broker has these events: they are accepted. Their claims stay
-            # "pending" until the pending TTL, so a quick retry gets RETRY_LATER.
+            # "pending" (a quick retry gets RETRY_LATER) while a task of its own keeps
+            # trying to mark them done, so they do not expire into "never seen".
             self._metrics.dedup_unavailable.set(1)
             log.error(
-                "could not mark delivered events done", extra={"error": str(exc)}, exc_info=False
+                "could not mark delivered events done; retrying",
+                extra={"error": str(exc)},
+                exc_info=False,
             )
+            later = asyncio.create_task(self._mark_done_later(delivered))
+            self._settling.add(later)
+            later.add_done_callback(self._settling.discard)
         if not failed:
             return None
         await self._release_quietly([c.dedup_key for c, _ in failed], token)
@@ -369,6 +385,27 @@ class BatchIngestor:
             "reported as duplicates when you retry the batch",
             retry_after_s=self._settings.ingest_retry_after_s,
         )
+
+    async def _mark_done_later(self, keys: list[DedupKey]) -> DependencyUnavailableError | None:
+        """Retry the done marker of delivered ``keys`` until Redis takes it or their
+        claims expire (the pending TTL); returns None (nothing for a request to answer)."""
+        deadline = time.monotonic() + self._dedup.pending_ttl
+        while time.monotonic() < deadline:
+            await asyncio.sleep(_MARK_DONE_RETRY_S)
+            try:
+                await self._dedup.mark_done(keys)
+            except DedupUnavailableError:
+                continue
+            log.info(
+                "marked delivered events done after Redis returned", extra={"events": len(keys)}
+            )
+            return None
+        log.error(
+            "delivered events never marked done; a resend after their claims expired is "
+            "published again",
+            extra={"events": len(keys), "event_id": keys[0].event_id},
+        )
+        return None
 
     async def _release_quietly(self, keys: list[DedupKey], token: str) -> None:
         try:

@@ -29,22 +29,35 @@ event_id too.
 
 Redis unavailable: ingest refuses with 503 naming Redis. There is no fallback
 that accepts events without the dedup guarantee.
+
+Redis Sentinel (``redis_sentinels``): replication is asynchronous, so a claim or a
+done marker the old primary acknowledged but had not sent to a replica is gone after
+a failover. Claims and done markers therefore wait (``WAIT``, same round trip) until
+``redis_wait_replicas`` replicas hold them, at most ``redis_wait_timeout_ms``; fewer
+acknowledgements are counted (``on_unreplicated``), not refused, so ingest keeps
+running on a primary whose replica is gone. A lost claim lets a concurrent copy of the
+event be published; a lost done marker lets a later resend of an accepted event be
+published again (docs/operations.md, "Redis Sentinel"). Releases do not wait: a lost
+release leaves a claim pending until its TTL, which delays a retry and loses nothing.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from ingest.producer import message_timeout_ms
 from learnstream.exceptions import ServiceUnavailableError
 from learnstream.kafka import report_bound_s
+from learnstream.redis import uses_sentinel, wait_for_replicas
 from learnstream.settings import Settings
 
 _PENDING_PREFIX = b"pending:"
@@ -126,25 +139,54 @@ class DedupStore:
     """Claims, completes and releases event ids in Redis."""
 
     def __init__(
-        self, redis: Redis, *, namespace: str, done_ttl_s: int, pending_ttl_s: int
+        self,
+        redis: Redis,
+        *,
+        namespace: str,
+        done_ttl_s: int,
+        pending_ttl_s: int,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 50,
+        on_unreplicated: Callable[[str, int], None] | None = None,
     ) -> None:
+        """``wait_replicas`` > 0: claims and done markers WAIT for that many replicas,
+        at most ``wait_timeout_ms``; ``on_unreplicated(step, keys)`` hears of each call
+        ("claim" or "done") that fewer replicas acknowledged."""
         self._redis = redis
         self._namespace = namespace
         self._done_ttl_s = done_ttl_s
         self._pending_ttl_s = pending_ttl_s
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
+        self._on_unreplicated = on_unreplicated
         self._claim = redis.register_script(_CLAIM_SCRIPT)
         self._mark_done = redis.register_script(_MARK_DONE_SCRIPT)
         self._release = redis.register_script(_RELEASE_SCRIPT)
 
     @classmethod
-    def from_settings(cls, redis: Redis, settings: Settings) -> DedupStore:
-        """A store with the namespace and TTLs of ``settings``."""
+    def from_settings(
+        cls,
+        redis: Redis,
+        settings: Settings,
+        *,
+        on_unreplicated: Callable[[str, int], None] | None = None,
+    ) -> DedupStore:
+        """A store with the namespace and TTLs of ``settings``; with Redis Sentinel, its
+        writes wait for ``redis_wait_replicas`` replicas (none with one server)."""
         return cls(
             redis,
             namespace=settings.redis_namespace,
             done_ttl_s=settings.ingest_dedup_ttl_s,
             pending_ttl_s=pending_ttl_s(settings),
+            wait_replicas=settings.redis_wait_replicas if uses_sentinel(settings) else 0,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
+            on_unreplicated=on_unreplicated,
         )
+
+    @property
+    def pending_ttl(self) -> int:
+        """Seconds a claim stays pending (:func:`pending_ttl_s`)."""
+        return self._pending_ttl_s
 
     def redis_key(self, key: DedupKey) -> str:
         """The Redis key of ``key``."""
@@ -159,8 +201,11 @@ class DedupStore:
             return []
         value = _PENDING_PREFIX + token.encode()
         try:
-            codes = await self._claim(
-                keys=[self.redis_key(key) for key in keys], args=[value, self._pending_ttl_s]
+            codes = await self._run(
+                "claim",
+                self._claim,
+                [self.redis_key(key) for key in keys],
+                [value, self._pending_ttl_s],
             )
         except (RedisError, OSError) as exc:
             raise DedupUnavailableError(f"Redis did not answer the dedup claim: {exc}") from exc
@@ -171,8 +216,8 @@ class DedupStore:
         if not keys:
             return
         try:
-            await self._mark_done(
-                keys=[self.redis_key(key) for key in keys], args=[self._done_ttl_s]
+            await self._run(
+                "done", self._mark_done, [self.redis_key(key) for key in keys], [self._done_ttl_s]
             )
         except (RedisError, OSError) as exc:
             raise DedupUnavailableError(f"Redis did not record accepted events: {exc}") from exc
@@ -186,6 +231,24 @@ class DedupStore:
             await self._release(keys=[self.redis_key(key) for key in keys], args=[value])
         except (RedisError, OSError) as exc:
             raise DedupUnavailableError(f"Redis did not release claims: {exc}") from exc
+
+    async def _run(
+        self, step: str, script: AsyncScript, keys: list[str], args: list[bytes | str | int]
+    ) -> Any:
+        """One script call; with ``wait_replicas``, followed by WAIT in the same round trip."""
+        if not self._wait_replicas:
+            return await script(keys=keys, args=args)
+        result, acknowledged = await wait_for_replicas(
+            self._redis,
+            script,
+            keys=keys,
+            args=args,
+            replicas=self._wait_replicas,
+            timeout_ms=self._wait_timeout_ms,
+        )
+        if acknowledged < self._wait_replicas and self._on_unreplicated is not None:
+            self._on_unreplicated(step, len(keys))
+        return result
 
 
 # The claim script's codes, by value.

@@ -83,11 +83,23 @@ class IngestMetrics:
             "Requests refused with 503 because Redis was unavailable",
             registry=self.registry,
         )
+        self.dedup_unreplicated = Counter(
+            "learnstream_ingest_dedup_unreplicated",
+            "Redis Sentinel mode: dedup writes (keys) that fewer replicas than "
+            "LEARNSTREAM_REDIS_WAIT_REPLICAS acknowledged in time, by step (claim, done); "
+            "a failover before they replicate loses them",
+            ["step"],
+            registry=self.registry,
+        )
 
     def watch_producer(self, producer: AsyncProducer) -> None:
         """Export the producer's queue depth and replacements (fatal error or timed-out records)."""
         self._producer_collector = _ProducerCollector(producer, per_process=self.multiprocess)
         self.registry.register(self._producer_collector)
+
+    def count_unreplicated(self, step: str, keys: int) -> None:
+        """Count ``keys`` dedup writes of ``step`` (claim, done) that replicas did not confirm."""
+        self.dedup_unreplicated.labels(step=step).inc(keys)
 
     def count_rejection(self, field: str) -> None:
         """Count one rejected event under its field path, e.g. ``attempt.skill_ids[]``."""

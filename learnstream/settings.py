@@ -129,6 +129,19 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key, so several deployments (or test runs) share one server.
     redis_namespace: str = "ls"
+    # Redis Sentinel (learnstream/redis.py): comma-separated host:port of the sentinels;
+    # empty means redis_url names the one server. With sentinels the primary's address
+    # comes from them (master name redis_sentinel_service) and redis_url gives only the
+    # database, credentials and TLS (rediss://). The password is the sentinels' own.
+    redis_sentinels: str = ""
+    redis_sentinel_service: str = "learnstream"
+    redis_sentinel_password: SecretStr | None = None
+    # Sentinel mode only: ingest's dedup claims and done markers WAIT until this many
+    # replicas hold them, at most redis_wait_timeout_ms (0 replicas: no WAIT). Fewer
+    # acknowledgements are counted (learnstream_ingest_dedup_unreplicated_total), not
+    # refused; docs/operations.md "Redis Sentinel" explains the window that remains.
+    redis_wait_replicas: int = Field(default=1, ge=0)
+    redis_wait_timeout_ms: int = Field(default=50, ge=1)
 
     # --- Local files -----------------------------------------------------------
     data_dir: Path = REPO_ROOT / ".data"
@@ -235,6 +248,8 @@ class Settings(BaseSettings):
     # Comma-separated /metrics URLs of the processor workers; the operator's pipeline view
     # adds their lag and stall gauges to what processor_offsets and the broker say.
     processor_metrics_urls: str = ""
+    # `make monitoring` (infra/monitoring): the local Prometheus listens on 127.0.0.1 here.
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)
 
     # --- API accounts and authentication -----------------------------------------
     # Signs user access tokens (HS256). Unset: a secret generated for this installation

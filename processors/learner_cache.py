@@ -31,6 +31,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from learnstream.redis import redis_client
 from learnstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class LearnerCache:
 
     def _ensure_redis(self) -> Redis:
         if self._redis is None:
-            self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=5)
+            self._redis = redis_client(self.settings, socket_timeout_s=5)
         return self._redis
 
     def _ensure_script(self) -> AsyncScript:
