@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,7 +57,18 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(default=100, ge=1)
 
     # --- PostgreSQL and Redis ---------------------------------------------------
+    # The owner's URL: migrations (python -m learnstream.db, infra.services up) and
+    # operator commands (infra.rebuild_view) connect as this user, which owns the tables.
     database_url: str = "postgresql://postgres@127.0.0.1:5432/learnstream"
+    # Every service (ingest, read API, processors, ML jobs, DAGs) connects as this role
+    # instead: LOGIN, not superuser, owns nothing, may only INSERT/SELECT audit_log.
+    # Migrations create it (without a password) and grant it what the services need.
+    database_service_role: str = Field(
+        default="learnstream_service", pattern=r"^[a-z_][a-z0-9_]{0,62}$"
+    )
+    # The service role's own URL, e.g. with its password in production. Empty: database_url
+    # with its user swapped for database_service_role and no password (local trust auth).
+    database_service_url: str | None = None
     database_pool_max: int = Field(default=10, ge=1)
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key, so several deployments (or test runs) share one server.
@@ -211,6 +223,16 @@ class Settings(BaseSettings):
             )
         if self.environment == "production" and self.password_hash_profile == "cheapest":
             raise ValueError("LEARNSTREAM_PASSWORD_HASH_PROFILE=cheapest is for tests only")
+        return self
+
+    @model_validator(mode="after")
+    def _service_role_is_not_the_owner(self) -> Settings:
+        owner = urlsplit(self.database_url).username
+        if owner is not None and owner == self.database_service_role:
+            raise ValueError(
+                "LEARNSTREAM_DATABASE_SERVICE_ROLE equals the user of LEARNSTREAM_DATABASE_URL; "
+                "the URL names the owner that migrates, the role the services run as"
+            )
         return self
 
     def as_env(self) -> dict[str, str]:

@@ -14,11 +14,14 @@ from prometheus_client import REGISTRY
 
 from api.services import audit
 from api.services.principals import Role
+from learnstream import db
 from learnstream.settings import Settings
 from tests.integration.api.conftest import sign_in
 
 
-async def test_rows_cannot_be_changed_or_deleted(db_pool: asyncpg.Pool) -> None:
+async def test_rows_cannot_be_changed_or_deleted(
+    db_pool: asyncpg.Pool, migrated_database: Settings
+) -> None:
     await audit.record(
         db_pool,
         tenant_id="acme",
@@ -26,10 +29,16 @@ async def test_rows_cannot_be_changed_or_deleted(db_pool: asyncpg.Pool) -> None:
         action=audit.Action.LOGIN,
         outcome=audit.Outcome.FAILURE,
     )
-    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
-        await db_pool.execute("UPDATE audit_log SET outcome = 'success'")
-    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
-        await db_pool.execute("DELETE FROM audit_log")
+    # db_pool is the services' role, which lacks the privilege outright
+    # (tests/integration/learnstream/test_db_roles.py); the owner meets the trigger.
+    owner = await db.connect(migrated_database, role="owner")
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await owner.execute("UPDATE audit_log SET outcome = 'success'")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await owner.execute("DELETE FROM audit_log")
+    finally:
+        await owner.close()
     assert await db_pool.fetchval("SELECT outcome FROM audit_log") == "failure"
 
 
