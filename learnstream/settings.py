@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     api_rate_limit_per_minute: int = Field(default=600, ge=1)
     # Unauthenticated auth requests (login, register, reset ...) per minute per client IP.
     api_auth_rate_limit_per_minute: int = Field(default=30, ge=1)
+    # Rejected API keys write at most one audit row per client IP and key id per window
+    # (s), and at most api_audit_rows_per_source rows per client IP and window; the rest
+    # are counted (metric, and the next row's details), so a flood cannot fill the log.
+    api_audit_window_s: int = Field(default=60, ge=1)
+    api_audit_rows_per_source: int = Field(default=10, ge=1)
     # Placement tests (api/services/placement.py): a session lives this long in Redis after
     # its last step; the CAT stops after placement_max_items answers, or earlier once the
     # ability's standard error (logits) is at or below placement_se_target.
