@@ -126,13 +126,25 @@ async def _current_principal(
     if presented_key is not None:
         key = await apikeys.authenticate_api_key(pool, presented_key)
         if key is None:
-            await audit.record(
+            # Anyone can send bogus keys at will: one row per client IP and key id per
+            # window (and a few per IP), the rest counted (attack review L3).
+            ip = _ip_of(request)
+            await audit.record_throttled(
                 pool,
+                redis,
+                audit.Throttle(
+                    settings.redis_namespace,
+                    settings.api_audit_window_s,
+                    settings.api_audit_rows_per_source,
+                ),
+                source=ip or "unknown",
+                subject=presented_key[:16],
+                now_s=time.time(),
                 tenant_id=None,
                 actor=None,
                 action=audit.Action.API_KEY_REJECTED,
                 outcome=audit.Outcome.DENIED,
-                ip=_ip_of(request),
+                ip=ip,
                 details={"key_id_prefix": presented_key[:16]},
             )
             raise NotAuthenticatedError(

@@ -24,3 +24,11 @@ SECURITY_EVENTS = Counter(
     "MFA changes, key creation ...), by action and outcome.",
     ["action", "outcome"],
 )
+# Rejected API keys beyond the audit log's per-window allowance: counted here, and as a
+# total in the next row of the same source and key (api.services.audit.record_throttled).
+AUDIT_ROWS_SUPPRESSED = Counter(
+    "learnstream_api_audit_rows_suppressed_total",
+    "Security events not written to the audit log as rows of their own, because their "
+    "source already had its rows for the window (flooding), by action.",
+    ["action"],
+)

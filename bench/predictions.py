@@ -91,8 +91,10 @@ def register(settings: Settings, vocabulary: tuple[str, ...], seed: int) -> str:
 async def serve(settings: Settings, attempts: list[Attempt], batch: int) -> dict[str, Any]:
     conn = await db.connect(settings)
     try:
+        # DELETE: the connection is the services' role, which may not TRUNCATE.
         await conn.execute(
-            "TRUNCATE skill_predictions, prediction_learner_state, model_shadow_scores"
+            "DELETE FROM skill_predictions; DELETE FROM prediction_learner_state; "
+            "DELETE FROM model_shadow_scores"
         )
         processor = PredictionsProcessor(settings)
         await asyncio.to_thread(processor.poll_registry)  # load outside the clock

@@ -160,7 +160,7 @@ async def claim_and_reset_offsets(
 
 async def row_counts(settings: Settings, plan: RebuildPlan) -> dict[str, int]:
     """Rows per view table and of the group's processor_offsets, before the rebuild."""
-    conn = await db.connect(settings)
+    conn = await db.connect(settings, role="owner")
     try:
         counts = {
             table: int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
@@ -179,7 +179,7 @@ async def row_counts(settings: Settings, plan: RebuildPlan) -> dict[str, int]:
 
 async def empty_views(settings: Settings, plan: RebuildPlan) -> None:
     """Truncate the view tables and delete the group's offsets, in one transaction."""
-    conn = await db.connect(settings)
+    conn = await db.connect(settings, role="owner")
     try:
         async with conn.transaction():
             tables = ", ".join(f'"{table}"' for table in plan.tables)

@@ -246,13 +246,17 @@ async def forget_consumed_offsets(settings: Settings) -> int:
 
 
 async def prepare_storage(settings: Settings) -> list[int]:
-    """Create the database if missing and apply every migration; returns versions applied."""
+    """Create the database if missing and apply every migration; returns versions applied.
+
+    Runs as the owner (``database_url``) and ends by (re)creating the services' role
+    ``database_service_role`` with its grants (:func:`learnstream.db.grant_service_role`).
+    """
     from learnstream import db
 
     await db.ensure_database(settings)
-    conn = await db.connect(settings)
+    conn = await db.connect(settings, role="owner")
     try:
-        return await db.upgrade(conn)
+        return await db.upgrade(conn, service_role=settings.database_service_role)
     finally:
         await conn.close()
 

@@ -19,6 +19,14 @@ Decisions worth knowing (also in the OpenAPI description):
   (IRT, fraud) cannot use an answer to nothing.
 * ``envelope.tenant_id`` comes from the API key; a client may leave it empty or
   repeat its own tenant, anything else is rejected.
+* Every identifier must be printable (``str.isprintable``): no character of the
+  Unicode categories Cc (controls, NUL included), Cf (format: zero-width and bidi
+  marks), Cs (surrogates), Co (private use), Cn (unassigned), Zl and Zp, and no
+  space separator but U+0020. Such characters break downstream stores (PostgreSQL
+  text refuses NUL, so the processors dead-lettered accepted events), logs and
+  lookalike-free display. The identifiers are every string field of every event
+  kind, derived from the proto descriptors, except the free text in
+  :data:`FREE_TEXT_FIELDS`; attribute keys are identifiers, their values free text.
 """
 
 from __future__ import annotations
@@ -26,11 +34,13 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
+from typing import Any
 
-from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from learnstream.events.v1 import (
@@ -61,7 +71,8 @@ EventMessage = (
     | activity_pb2.UserActivityEvent
 )
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _NIL_UUID = "00000000-0000-0000-0000-000000000000"
 # Field paths of each kind's envelope, e.g. "attempt.envelope.user_id" (built once, not
 # per event: validation runs for every event ingest takes).
@@ -155,6 +166,7 @@ def validate_event(
     body: EventMessage = getattr(event, kind)
     violations = list(_envelope_rules(kind, body, tenant_id=tenant_id, now=now, limits=limits))
     violations.extend(_kind_rules(event, kind, limits))
+    violations.extend(_identifier_rules(kind, body))
     return violations
 
 
@@ -216,7 +228,7 @@ def _envelope_rules(
 def _event_id_rules(field: str, event_id: str) -> Iterator[Violation]:
     if not event_id:
         yield Violation(field, "missing; send a client-generated UUID (the key for retries)")
-    elif not _UUID.match(event_id):
+    elif not _UUID.fullmatch(event_id):
         yield Violation(field, "not a UUID; expected 8-4-4-4-12 hex digits")
     elif event_id == _NIL_UUID:
         yield Violation(field, "the nil UUID is not an event id; generate a random UUID")
@@ -228,14 +240,7 @@ def _user_id_rules(field: str, user_id: str, limits: Limits) -> Iterator[Violati
         return
     if len(user_id) > limits.max_user_id_chars:
         yield Violation(field, f"has {len(user_id)} characters; at most {limits.max_user_id_chars}")
-    if user_id.isprintable():  # no control character (C-level check; the loop costs ~4 us)
-        return
-    for position, char in enumerate(user_id):
-        if unicodedata.category(char) == "Cc":
-            yield Violation(
-                field, f"contains control character U+{ord(char):04X} at position {position}"
-            )
-            break
+    # Its characters: _identifier_rules, like every identifier.
 
 
 def _occurred_at_rules(
@@ -421,3 +426,186 @@ def _enum(
     elif required and value == 0:
         names = ", ".join(v.name for v in enum.values if v.number != 0)
         yield Violation(field, f"required; one of {names}")
+
+
+# --- identifiers -----------------------------------------------------------------
+
+# String fields that hold free text, where any character may appear: paths inside a
+# LearningEvent. Every other string field (and every map key) is an identifier.
+FREE_TEXT_FIELDS = frozenset({"attempt.response", "code_submission.source"})
+# Said once in every answer that refuses an identifier's character.
+IDENTIFIER_RULE = (
+    "identifiers may hold printable characters only: no control (Cc), format (Cf), "
+    "surrogate (Cs), private-use (Co), unassigned (Cn) or separator character but the space"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierField:
+    """One identifier of one event kind, found in the proto descriptors.
+
+    ``path`` is its pattern inside a LearningEvent: ``attempt.envelope.user_id``;
+    ``[]`` marks each element of a repeated field (``attempt.skill_ids[]``,
+    ``placement.skill_estimates[].skill_id``) and ``{}`` each key of a map
+    (``activity.attributes{}``). ``values`` gives its values in one event's body;
+    ``located`` gives them with their concrete paths (``attempt.skill_ids[2]``).
+    """
+
+    kind: str
+    path: str
+    values: Callable[[Any], Iterable[str]]
+    located: Callable[[Any], Iterator[tuple[str, str]]]
+    # The dotted attribute of a plain string field (one value), else None.
+    attribute: str | None = None
+
+
+def _identifier_fields(kind: str, descriptor: Descriptor, outer: str = "") -> list[IdentifierField]:
+    # ``outer``: the path of the repeated field whose element ``descriptor`` is, with
+    # "[]", so FREE_TEXT_FIELDS can name a field inside such an element too.
+    found: list[IdentifierField] = []
+
+    def walk(message: Descriptor, names: tuple[str, ...]) -> None:
+        for field in message.fields:
+            here = (*names, field.name)
+            path = (outer or kind) + "." + ".".join(here)
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                inner = _message_type(field)
+                if inner.GetOptions().map_entry:
+                    if inner.fields_by_name["key"].type == FieldDescriptor.TYPE_STRING:
+                        found.append(_map_keys(kind, here))
+                    continue
+                if field.is_repeated:
+                    for sub in _identifier_fields(kind, inner, f"{path}[]"):
+                        found.append(_in_each(kind, here, sub, len(kind) + 1))
+                    continue
+                walk(inner, here)
+            elif field.type == FieldDescriptor.TYPE_STRING and path not in FREE_TEXT_FIELDS:
+                found.append(_repeated(kind, here) if field.is_repeated else _scalar(kind, here))
+
+    walk(descriptor, ())
+    return found
+
+
+def _message_type(field: FieldDescriptor) -> Descriptor:
+    message = field.message_type
+    if message is None:
+        raise TypeError(f"{field.full_name} is not a message field")
+    return message
+
+
+def _scalar(kind: str, names: tuple[str, ...]) -> IdentifierField:
+    path = ".".join((kind, *names))
+    get = attrgetter(".".join(names))
+    return IdentifierField(
+        kind,
+        path,
+        lambda body: (get(body),),
+        lambda body: iter(((path, get(body)),)),
+        ".".join(names),
+    )
+
+
+def _repeated(kind: str, names: tuple[str, ...]) -> IdentifierField:
+    path = ".".join((kind, *names))
+    get = attrgetter(".".join(names))
+    return IdentifierField(
+        kind,
+        f"{path}[]",
+        get,
+        lambda body: ((f"{path}[{i}]", value) for i, value in enumerate(get(body))),
+    )
+
+
+def _map_keys(kind: str, names: tuple[str, ...]) -> IdentifierField:
+    path = ".".join((kind, *names))
+    get = attrgetter(".".join(names))
+    return IdentifierField(
+        kind,
+        f"{path}{{}}",
+        get,  # iterating a map gives its keys
+        # The key is the path; escaped and shortened, so it cannot make the answer huge.
+        lambda body: ((f'{path}["{ascii(key[:40])[1:-1]}"]', key) for key in sorted(get(body))),
+    )
+
+
+def _in_each(
+    kind: str, names: tuple[str, ...], inner: IdentifierField, cut: int
+) -> IdentifierField:
+    # ``inner`` was found inside the element message, its path "kind.<sub path>".
+    path = ".".join((kind, *names))
+    get = attrgetter(".".join(names))
+    sub = inner.path[cut:]
+
+    def values(body: Any) -> Iterator[str]:
+        for element in get(body):
+            yield from inner.values(element)
+
+    def located(body: Any) -> Iterator[tuple[str, str]]:
+        for i, element in enumerate(get(body)):
+            for inner_path, value in inner.located(element):
+                yield f"{path}[{i}].{inner_path[cut:]}", value
+
+    return IdentifierField(kind, f"{path}[].{sub}", values, located)
+
+
+# Built once from the descriptors: a string field added to an event is covered at once.
+IDENTIFIER_FIELDS: dict[str, tuple[IdentifierField, ...]] = {
+    kind: tuple(
+        _identifier_fields(
+            kind, _message_type(ingest_pb2.LearningEvent.DESCRIPTOR.fields_by_name[kind])
+        )
+    )
+    for kind in EVENT_KINDS
+}
+
+
+def _joiner(fields: Sequence[IdentifierField]) -> Callable[[Any], str]:
+    # All of one event's identifiers as one string, cheaply: each sub-message holding
+    # plain fields (the body, its envelope, the envelope's source) is fetched once
+    # and its fields read by one attrgetter call (a tuple built in C); repeated fields
+    # and map keys are joined as they are.
+    by_parent: dict[str, list[str]] = {}
+    for field in fields:
+        if field.attribute is not None:
+            parent, _, leaf = field.attribute.rpartition(".")
+            by_parent.setdefault(parent, []).append(leaf)
+    groups = tuple(
+        (attrgetter(parent) if parent else None, attrgetter(*leaves), len(leaves) == 1)
+        for parent, leaves in by_parent.items()
+    )
+    many = tuple(f.values for f in fields if f.attribute is None)
+
+    def joined(body: Any) -> str:
+        parts: list[str] = []
+        for get_parent, get_leaves, single in groups:
+            message = body if get_parent is None else get_parent(body)
+            values: Any = get_leaves(message)  # one str, or a tuple of them
+            if single:
+                parts.append(values)
+            else:
+                parts.extend(values)
+        for values_of in many:
+            parts.extend(values_of(body))
+        return "".join(parts)
+
+    return joined
+
+
+_JOINED_IDENTIFIERS = {kind: _joiner(fields) for kind, fields in IDENTIFIER_FIELDS.items()}
+
+
+def _identifier_rules(kind: str, body: EventMessage) -> Iterator[Violation]:
+    # Hot path: one C-level isprintable over all of the event's identifiers joined;
+    # fields are looked at one by one only when that finds a bad character.
+    if _JOINED_IDENTIFIERS[kind](body).isprintable():
+        return
+    for field in IDENTIFIER_FIELDS[kind]:
+        for path, value in field.located(body):
+            if value.isprintable():
+                continue
+            position, char = next((i, c) for i, c in enumerate(value) if not c.isprintable())
+            yield Violation(
+                path,
+                f"contains U+{ord(char):04X} ({unicodedata.category(char)}) at position "
+                f"{position}; {IDENTIFIER_RULE}",
+            )

@@ -5,6 +5,16 @@ Migrations are plain SQL files in ``infra/migrations``: ``NNNN_name.up.sql`` and
 and ``schema_migrations`` records which versions are applied, so upgrade and
 downgrade can be run any number of times from any state.
 
+Two database roles (docs/security.md, "Database roles and the audit log"):
+
+* the **owner** (the user of ``settings.database_url``) runs migrations and owns every
+  table; only migrations and operator commands (``infra.rebuild_view``) connect as it;
+* the **service role** (``settings.database_service_role``) is what every service
+  connects as (:func:`create_pool` and :func:`connect` by default): LOGIN, not
+  superuser, owns nothing, so it cannot ``TRUNCATE``, ``ALTER TABLE ... DISABLE
+  TRIGGER`` or ``SET session_replication_role``, and it may only INSERT and SELECT
+  the append-only tables. :func:`upgrade` creates it and re-grants after every run.
+
 Command line: ``python -m learnstream.db {upgrade,downgrade,current} [--to N]``.
 """
 
@@ -15,17 +25,29 @@ import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
 from learnstream.exceptions import ConfigurationError, ServiceUnavailableError
 from learnstream.settings import REPO_ROOT, Settings, get_settings
 
+# Which role a connection logs in as: "service" for every service, "owner" for
+# migrations, database creation and operator commands that rewrite tables.
+Role = Literal["service", "owner"]
+
 MIGRATIONS_DIR = REPO_ROOT / "infra" / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
 # Any constant will do; it only has to be the same for every migrating process.
 _MIGRATION_LOCK_ID = 0x1EA5_0001
+_PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Tables the service role may only INSERT into and SELECT from: history nobody rewrites.
+# (audit_log also refuses UPDATE and DELETE by trigger, for the owner too.)
+APPEND_ONLY_TABLES = ("audit_log",)
+# Functions that run as the owner (SECURITY DEFINER) so the service role need not own
+# the table they change; EXECUTE on them goes to the service role only.
+OWNER_FUNCTIONS = ("attempts_ensure_partition(timestamp with time zone)",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,30 +80,54 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-async def connect(settings: Settings, *, database_url: str | None = None) -> asyncpg.Connection:
-    """One connection; ServiceUnavailableError with a next step when PostgreSQL is down."""
-    url = database_url or settings.database_url
+def url_for_role(settings: Settings, role: Role = "service") -> str:
+    """The URL a connection as ``role`` uses.
+
+    The owner's is ``settings.database_url``. The service role's is
+    ``settings.database_service_url`` when set, else the owner's with its user (and
+    password) replaced by ``settings.database_service_role``, so a local set-up with
+    trust authentication needs no second URL.
+    """
+    if role == "owner":
+        return settings.database_url
+    if settings.database_service_url:
+        return settings.database_service_url
+    parts = urlsplit(settings.database_url)
+    hosts = parts.netloc.rpartition("@")[2]
+    user = quote(settings.database_service_role, safe="")
+    return urlunsplit(parts._replace(netloc=f"{user}@{hosts}"))
+
+
+async def connect(
+    settings: Settings, *, database_url: str | None = None, role: Role = "service"
+) -> asyncpg.Connection:
+    """One connection as ``role`` (or to ``database_url``); ServiceUnavailableError when down."""
+    url = database_url or url_for_role(settings, role)
     try:
         return await asyncpg.connect(url, timeout=10)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise ServiceUnavailableError(
             f"PostgreSQL at {_redact(url)} did not accept a connection: {exc}. "
-            "Start it with `make services` or set LEARNSTREAM_DATABASE_URL."
+            "Start it with `make services` or set LEARNSTREAM_DATABASE_URL "
+            "(and migrate: `python -m learnstream.db upgrade` creates the service role)."
         ) from exc
 
 
-async def create_pool(settings: Settings, *, max_size: int | None = None) -> asyncpg.Pool:
-    """The process's connection pool."""
+async def create_pool(
+    settings: Settings, *, max_size: int | None = None, role: Role = "service"
+) -> asyncpg.Pool:
+    """The process's connection pool, logged in as ``role`` (services: the default)."""
+    url = url_for_role(settings, role)
     try:
         pool = await asyncpg.create_pool(
-            settings.database_url,
+            url,
             min_size=1,
             max_size=max_size or settings.database_pool_max,
             timeout=10,
         )
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise ServiceUnavailableError(
-            f"PostgreSQL at {_redact(settings.database_url)} did not accept a connection: {exc}"
+            f"PostgreSQL at {_redact(url)} did not accept a connection: {exc}"
         ) from exc
     assert pool is not None
     return pool
@@ -94,7 +140,7 @@ async def ensure_database(settings: Settings) -> bool:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ConfigurationError(f"database name {name!r} in LEARNSTREAM_DATABASE_URL is not plain")
     maintenance_url = urlunsplit(parts._replace(path="/postgres"))
-    conn = await connect(settings, database_url=maintenance_url)
+    conn = await connect(settings, database_url=maintenance_url, role="owner")
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if exists:
@@ -109,7 +155,8 @@ async def drop_database(settings: Settings) -> None:
     """Drop the database in ``database_url`` (tests use this to start clean)."""
     parts = urlsplit(settings.database_url)
     name = parts.path.lstrip("/")
-    conn = await connect(settings, database_url=urlunsplit(parts._replace(path="/postgres")))
+    maintenance_url = urlunsplit(parts._replace(path="/postgres"))
+    conn = await connect(settings, database_url=maintenance_url, role="owner")
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -129,11 +176,18 @@ async def applied_versions(conn: asyncpg.Connection) -> set[int]:
     return {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
 
 
-async def upgrade(conn: asyncpg.Connection, *, to: int | None = None) -> list[int]:
+async def upgrade(
+    conn: asyncpg.Connection,
+    *,
+    to: int | None = None,
+    service_role: str = Settings.model_fields["database_service_role"].default,
+) -> list[int]:
     """Apply every not-yet-applied migration up to version ``to`` (default: all), in order.
 
-    Versions are tracked one by one (not as a high-water mark), so a migration
-    merged from a branch with a lower number than one already applied still runs.
+    ``conn`` is the owner's. Versions are tracked one by one (not as a high-water
+    mark), so a migration merged from a branch with a lower number than one already
+    applied still runs. Afterwards :func:`grant_service_role` runs (always, also when
+    nothing was applied), so every table, whichever migration made it, is covered.
     """
     applied = []
     async with _migration_lock(conn):
@@ -149,7 +203,79 @@ async def upgrade(conn: asyncpg.Connection, *, to: int | None = None) -> list[in
                     migration.name,
                 )
             applied.append(migration.version)
+        await grant_service_role(conn, service_role)
     return applied
+
+
+async def grant_service_role(conn: asyncpg.Connection, role: str) -> None:
+    """Create ``role`` if missing and give it exactly what the services need.
+
+    Run by the owner (``conn``'s user). The role logs in, is no superuser and owns
+    nothing. It gets SELECT, INSERT, UPDATE and DELETE on every table of the public
+    schema (views, offsets, partitions) and USAGE on its sequences, now and, through
+    default privileges, on every table the owner creates later (a new migration's, a
+    partition made at run time). It gets INSERT and SELECT only on
+    :data:`APPEND_ONLY_TABLES`, SELECT only on ``schema_migrations``, and never
+    TRUNCATE, REFERENCES, TRIGGER or CREATE. Idempotent; safe when several
+    processes (test runs) create the role at once.
+    """
+    if not _PLAIN_NAME.match(role):
+        raise ConfigurationError(f"database service role {role!r} is not a plain lower-case name")
+    owner = await conn.fetchval("SELECT current_user")
+    if owner == role:
+        raise ConfigurationError(f"the migrating user {owner!r} is the service role itself")
+    async with conn.transaction():
+        await conn.execute(
+            f"""
+            DO $$ BEGIN
+                CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+                    NOBYPASSRLS;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- made already (by a concurrent migration, perhaps)
+            END $$
+            """
+        )
+    superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = $1", role)
+    if superuser:
+        raise ConfigurationError(
+            f"database role {role!r} is a superuser; the services' role must not be "
+            f"(ALTER ROLE {role} NOSUPERUSER)"
+        )
+    # (statement, the object it needs or None): a partial upgrade (--to N) may not have
+    # made every named table or function yet; their grant waits for the migration.
+    grants: list[tuple[str, str | None]] = [
+        # PostgreSQL < 15 let every role create tables in public; the services never do.
+        ("REVOKE CREATE ON SCHEMA public FROM PUBLIC", None),
+        (f'GRANT USAGE ON SCHEMA public TO "{role}"', None),
+        (f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{role}"', None),
+        (f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"', None),
+        (f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"', None),
+        (
+            f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA public '
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{role}"',
+            None,
+        ),
+        (
+            f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA public '
+            f'GRANT USAGE, SELECT ON SEQUENCES TO "{role}"',
+            None,
+        ),
+        (f'REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM "{role}"', None),
+    ]
+    grants += [(f'REVOKE UPDATE, DELETE ON {t} FROM "{role}"', t) for t in APPEND_ONLY_TABLES]
+    grants += [(f'GRANT EXECUTE ON FUNCTION {f} TO "{role}"', f) for f in OWNER_FUNCTIONS]
+    present = {
+        row["name"]
+        for row in await conn.fetch(
+            "SELECT tablename::text AS name FROM pg_tables WHERE schemaname = 'public' "
+            "UNION SELECT p.oid::regprocedure::text FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
+        )
+    }
+    async with conn.transaction():
+        for statement, needs in grants:
+            if needs is None or needs in present:
+                await conn.execute(statement)
 
 
 async def downgrade(conn: asyncpg.Connection, *, to: int) -> list[int]:
@@ -209,10 +335,10 @@ async def _main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     if args.command == "upgrade" and await ensure_database(settings):
         pass
-    conn = await connect(settings)
+    conn = await connect(settings, role="owner")
     try:
         if args.command == "upgrade":
-            await upgrade(conn, to=args.to)
+            await upgrade(conn, to=args.to, service_role=settings.database_service_role)
         elif args.command == "downgrade":
             if args.to is None:
                 parser.error("downgrade needs --to N (0 undoes every migration)")

@@ -15,6 +15,7 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -120,7 +121,18 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(default=100, ge=1)
 
     # --- PostgreSQL and Redis ---------------------------------------------------
+    # The owner's URL: migrations (python -m learnstream.db, infra.services up) and
+    # operator commands (infra.rebuild_view) connect as this user, which owns the tables.
     database_url: str = "postgresql://postgres@127.0.0.1:5432/learnstream"
+    # Every service (ingest, read API, processors, ML jobs, DAGs) connects as this role
+    # instead: LOGIN, not superuser, owns nothing, may only INSERT/SELECT audit_log.
+    # Migrations create it (without a password) and grant it what the services need.
+    database_service_role: str = Field(
+        default="learnstream_service", pattern=r"^[a-z_][a-z0-9_]{0,62}$"
+    )
+    # The service role's own URL, e.g. with its password in production. Empty: database_url
+    # with its user swapped for database_service_role and no password (local trust auth).
+    database_service_url: str | None = None
     database_pool_max: int = Field(default=10, ge=1)
     # Comma-separated PostgreSQL URLs of the learner-view shards, once one instance is not
     # enough (learnstream/sharding.py routes a learner by Kafka partition); empty: one
@@ -236,6 +248,11 @@ class Settings(BaseSettings):
     api_rate_limit_per_minute: int = Field(default=600, ge=1)
     # Unauthenticated auth requests (login, register, reset ...) per minute per client IP.
     api_auth_rate_limit_per_minute: int = Field(default=30, ge=1)
+    # Rejected API keys write at most one audit row per client IP and key id per window
+    # (s), and at most api_audit_rows_per_source rows per client IP and window; the rest
+    # are counted (metric, and the next row's details), so a flood cannot fill the log.
+    api_audit_window_s: int = Field(default=60, ge=1)
+    api_audit_rows_per_source: int = Field(default=10, ge=1)
     # Placement tests (api/services/placement.py): a session lives this long in Redis after
     # its last step; the CAT stops after placement_max_items answers, or earlier once the
     # ability's standard error (logits) is at or below placement_se_target.
@@ -368,6 +385,16 @@ class Settings(BaseSettings):
                 "LEARNSTREAM_KAFKA_PLAINTEXT_ACKNOWLEDGED; learner events cross the network "
                 "in clear",
                 self.kafka_security_protocol,
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _service_role_is_not_the_owner(self) -> Settings:
+        owner = urlsplit(self.database_url).username
+        if owner is not None and owner == self.database_service_role:
+            raise ValueError(
+                "LEARNSTREAM_DATABASE_SERVICE_ROLE equals the user of LEARNSTREAM_DATABASE_URL; "
+                "the URL names the owner that migrates, the role the services run as"
             )
         return self
 

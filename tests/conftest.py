@@ -5,7 +5,8 @@
   own (``learnstream_test_<pid>``, dropped at the end) and Redis.
 * ``settings``: per test, a unique Kafka topic namespace and Redis key namespace, so
   tests never see each other's topics, consumer groups or keys.
-* ``db_pool``: an asyncpg pool on the migrated test database, tables emptied per test.
+* ``db_pool``: an asyncpg pool (the services' role) on the migrated test database,
+  tables emptied per test (as the owner).
 
 Unit tests use none of these and start nothing.
 """
@@ -105,19 +106,32 @@ def topics(settings: Settings) -> Settings:
     return settings
 
 
+async def empty_tables(settings: Settings) -> None:
+    """Empty every table but schema_migrations, as the owner (the services may not TRUNCATE)."""
+    conn = await db.connect(settings, role="owner")
+    try:
+        await conn.execute(
+            """
+            DO $$ DECLARE t text; BEGIN
+              FOR t IN SELECT tablename FROM pg_tables
+                       WHERE schemaname = 'public' AND tablename <> 'schema_migrations' LOOP
+                EXECUTE format('TRUNCATE %I CASCADE', t);
+              END LOOP;
+            END $$;
+            """
+        )
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 async def db_pool(migrated_database: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on the migrated test database; every table but schema_migrations emptied."""
+    """A pool on the migrated test database, every table but schema_migrations emptied.
+
+    It logs in as the services' role (``database_service_role``), as the services do,
+    so a test sees their privileges; the tables are emptied as the owner.
+    """
+    await empty_tables(migrated_database)
     pool = await db.create_pool(migrated_database, max_size=5)
-    await pool.execute(
-        """
-        DO $$ DECLARE t text; BEGIN
-          FOR t IN SELECT tablename FROM pg_tables
-                   WHERE schemaname = 'public' AND tablename <> 'schema_migrations' LOOP
-            EXECUTE format('TRUNCATE %I CASCADE', t);
-          END LOOP;
-        END $$;
-        """
-    )
     yield pool
     await pool.close()

@@ -14,7 +14,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from api.metrics import SECURITY_EVENTS
+from redis.asyncio import Redis
+
+from api.metrics import AUDIT_ROWS_SUPPRESSED, SECURITY_EVENTS
 
 
 class Action(StrEnum):
@@ -101,6 +103,79 @@ async def record(
         json.dumps(details or {}, default=str),
     )
     SECURITY_EVENTS.labels(action=action.value, outcome=outcome.value).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """How often one source may add rows of one action (see :func:`record_throttled`).
+
+    ``window_s``: fixed window length (s); ``rows_per_source``: rows one source may
+    add per window, whatever the subject.
+    """
+
+    namespace: str
+    window_s: int
+    rows_per_source: int
+
+
+async def record_throttled(
+    db: Any,
+    redis: Redis,
+    throttle: Throttle,
+    *,
+    source: str,
+    subject: str,
+    now_s: float,
+    tenant_id: str | None,
+    actor: tuple[str, str | None] | None,
+    action: Action,
+    outcome: Outcome,
+    ip: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """:func:`record` for events an anonymous caller can repeat at will; True if a row went in.
+
+    Within one window a ``(source, subject)`` pair (a client IP and the key id it
+    presented) gets one row, and a source at most ``throttle.rows_per_source`` rows;
+    every other occurrence is counted (``learnstream_api_audit_rows_suppressed_total``
+    and ``learnstream_api_security_events_total``) but adds no row. The pair's next
+    row carries ``occurrences_in_previous_window``, so the log still shows how many
+    there were. ``now_s`` is Unix time. Costs one Redis round trip per event (two for
+    the first of a pair in a window).
+    """
+    index = int(now_s // throttle.window_s)
+    base = f"{throttle.namespace}:audit:{action.value}"
+    pair_key = f"{base}:pair:{source}:{subject}"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(f"{pair_key}:{index}")
+        pipe.expire(f"{pair_key}:{index}", throttle.window_s * 2)
+        pair_count, _ = await pipe.execute()
+    written = False
+    if int(pair_count) == 1:
+        source_key = f"{base}:source:{source}:{index}"
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.incr(source_key)
+            pipe.expire(source_key, throttle.window_s * 2)
+            pipe.get(f"{pair_key}:{index - 1}")
+            source_rows, _, previous = await pipe.execute()
+        if int(source_rows) <= throttle.rows_per_source:
+            extra = {"window_s": throttle.window_s}
+            if previous is not None:
+                extra["occurrences_in_previous_window"] = int(previous)
+            await record(
+                db,
+                tenant_id=tenant_id,
+                actor=actor,
+                action=action,
+                outcome=outcome,
+                ip=ip,
+                details={**(details or {}), **extra},
+            )
+            written = True
+    if not written:
+        SECURITY_EVENTS.labels(action=action.value, outcome=outcome.value).inc()
+        AUDIT_ROWS_SUPPRESSED.labels(action=action.value).inc()
+    return written
 
 
 async def recent(

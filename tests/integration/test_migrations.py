@@ -15,7 +15,7 @@ SCHEMA_QUERY = """
 
 
 async def test_upgrade_downgrade_upgrade_round_trips(migrated_database: Settings) -> None:
-    conn = await db.connect(migrated_database)
+    conn = await db.connect(migrated_database, role="owner")
     try:
         every_version = [m.version for m in db.load_migrations()]
         assert await db.applied_versions(conn) == set(every_version)
@@ -34,7 +34,7 @@ async def test_upgrade_downgrade_upgrade_round_trips(migrated_database: Settings
 
 
 async def test_each_migration_downgrades_alone(migrated_database: Settings) -> None:
-    conn = await db.connect(migrated_database)
+    conn = await db.connect(migrated_database, role="owner")
     try:
         versions = [m.version for m in db.load_migrations()]
         for version in reversed(versions):

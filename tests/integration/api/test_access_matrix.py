@@ -37,6 +37,7 @@ from learnstream import apikeys, db
 from learnstream.apikeys import Scope
 from learnstream.kafka import ensure_topics
 from learnstream.settings import Settings
+from tests.conftest import empty_tables
 from tests.integration.api.conftest import PASSWORD, Mailbox, make_user, sign_in
 from tests.integration.api.seeding import publish_question
 from tests.unit.test_route_policies import _routes
@@ -309,19 +310,6 @@ class World:
     subjects: dict[str, str]  # caller -> user id or key id
 
 
-async def _truncate_all(pool: object) -> None:
-    await pool.execute(  # type: ignore[attr-defined]
-        """
-        DO $$ DECLARE t text; BEGIN
-          FOR t IN SELECT tablename FROM pg_tables
-                   WHERE schemaname = 'public' AND tablename <> 'schema_migrations' LOOP
-            EXECUTE format('TRUNCATE %I CASCADE', t);
-          END LOOP;
-        END $$;
-        """
-    )
-
-
 @pytest.fixture(scope="module")
 async def world(
     migrated_database: Settings, smtp_receiver: tuple[Mailbox, int]
@@ -338,7 +326,7 @@ async def world(
     )
     ensure_topics(settings)
     pool = await db.create_pool(settings, max_size=4)
-    await _truncate_all(pool)
+    await empty_tables(settings)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50001))

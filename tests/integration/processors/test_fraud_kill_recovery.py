@@ -112,7 +112,7 @@ async def test_killed_fraud_worker_ends_with_the_tables_of_an_uninterrupted_run(
     log.info("clean run: %d records in %.1f s from process start", records, seconds)
     reference = await snapshot(db_pool)
     for table in FRAUD_TABLES:
-        await db_pool.execute(f"TRUNCATE {table}")
+        await db_pool.execute(f"DELETE FROM {table}")  # the services' role: no TRUNCATE
     report = await run_with_kills(
         "fraud", killed, db_pool, killed_ends, log_dir=tmp_path, rng=rng, what=f"seed {seed}"
     )

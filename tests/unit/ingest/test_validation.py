@@ -9,11 +9,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from ingest.validation import (
+    EVENT_KINDS,
+    FREE_TEXT_FIELDS,
+    IDENTIFIER_FIELDS,
     MAX_SKILL_IDS,
+    IdentifierField,
     Limits,
     Violation,
     envelope_of,
@@ -426,3 +431,105 @@ def test_limits_come_from_settings() -> None:
     assert (limits.max_text_chars, limits.max_source_code_chars) == (7, 70)
     assert limits.max_future_skew == timedelta(seconds=9)
     assert limits.max_event_age == timedelta(days=3)
+
+
+# --- identifiers (attack review L7) ---------------------------------------------
+
+# One of each class the identifier rule refuses (a lone surrogate, Cs, cannot even be
+# put into a protobuf string); and characters it must keep allowing.
+REFUSED_CHARACTERS = {
+    "NUL": "\x00",
+    "escape (Cc)": "\x1b",
+    "DEL (Cc)": "\x7f",
+    "right-to-left override (Cf)": "\u202e",
+    "zero-width space (Cf)": "\u200b",
+    "private use (Co)": "\ue000",
+    "line separator (Zl)": "\u2028",
+    "no-break space (Zs)": "\u00a0",
+}
+IDENTIFIERS = [field for kind in EVENT_KINDS for field in IDENTIFIER_FIELDS[kind]]
+
+
+def _put_identifier(event: ingest_pb2.LearningEvent, pattern: str, value: str) -> str:
+    """Set the identifier ``pattern`` (with [] or {}) of ``event`` to ``value``; its path."""
+    head, _, rest = pattern.partition(".")
+    message: Any = getattr(event, head)
+    names = rest.split(".")
+    concrete = [head]
+    for name in names[:-1]:
+        if name.endswith("[]"):
+            message = getattr(message, name[:-2])[0]
+            concrete.append(f"{name[:-2]}[0]")
+        else:
+            message = getattr(message, name)
+            concrete.append(name)
+    last = names[-1]
+    if last.endswith("[]"):
+        getattr(message, last[:-2])[0] = value
+        concrete.append(f"{last[:-2]}[0]")
+    elif last.endswith("{}"):
+        getattr(message, last[:-2])[value] = "v"
+        concrete.append(f'{last[:-2]}["{ascii(value)[1:-1]}"]')
+    else:
+        # event_id and tenant_id keep their shape around the bad character.
+        base = {"event_id": EVENT_ID[1:], "tenant_id": TENANT}.get(last, "id")
+        setattr(message, last, value + base)
+        concrete.append(last)
+    return ".".join(concrete)
+
+
+def test_identifiers_come_from_every_string_field_but_free_text() -> None:
+    paths = {field.path for field in IDENTIFIERS}
+    for kind in EVENT_KINDS:
+        for name in ("event_id", "tenant_id", "user_id", "session_id", "source.app"):
+            assert f"{kind}.envelope.{name}" in paths
+    assert {
+        "attempt.item_id",
+        "attempt.skill_ids[]",
+        "code_submission.item_id",
+        "code_submission.skill_ids[]",
+        "code_submission.language",
+        "session.device_id",
+        "placement.placement_id",
+        "placement.skill_estimates[].skill_id",
+        "activity.resource_id",
+        "activity.device_id",
+        "activity.attributes{}",
+    } <= paths
+    assert not paths & FREE_TEXT_FIELDS
+    assert len(paths) == 46
+
+
+@pytest.mark.parametrize("character", REFUSED_CHARACTERS.values(), ids=REFUSED_CHARACTERS.keys())
+@pytest.mark.parametrize("identifier", IDENTIFIERS, ids=lambda f: f.path)
+def test_ingest_rejects_control_characters_in_every_identifier(
+    identifier: IdentifierField, character: str
+) -> None:
+    event = valid(identifier.kind)
+    path = _put_identifier(event, identifier.path, character)
+    violations = validate_event(event, tenant_id=TENANT, now=NOW, limits=LIMITS)
+    refused = [v for v in violations if "printable" in v.reason]
+    assert [v.field for v in refused] == [path]
+    assert f"U+{ord(character):04X}" in refused[0].reason
+    assert "position 0" in refused[0].reason
+
+
+@pytest.mark.parametrize("value", ["Box Plot", "Équations", "数学", "a-b_c.d/e"])
+def test_printable_identifiers_pass(value: str) -> None:
+    event = valid("attempt")
+    event.attempt.skill_ids[0] = value
+    event.attempt.item_id = value
+    assert fields(event) == []
+
+
+def test_free_text_may_hold_control_characters() -> None:
+    event = valid("attempt")
+    event.attempt.response = "a\tb\n"
+    assert fields(event) == []
+
+
+def test_an_event_id_with_a_trailing_newline_is_not_a_uuid() -> None:
+    event = valid("attempt")
+    event.attempt.envelope.event_id = EVENT_ID + "\n"
+    reasons = [v.reason for v in validate_event(event, tenant_id=TENANT, now=NOW, limits=LIMITS)]
+    assert any("not a UUID" in r for r in reasons)
