@@ -382,7 +382,17 @@ async def run_demo(settings: Settings) -> None:
     events = [replay.attempt_event(a, dataset=dataset, tenant_id=tenant_id) for a in attempts]
     # Before the processors start, so their caches load the catalog and parameters.
     print("publishing demo content and calibrating on the replayed answers ...", file=sys.stderr)
-    seeded = await demo_content.seed(settings, tenant_id, attempts, events)
+    corpus = replay.item_calibration_corpus(
+        settings.dataset_dir, settings.demo_dataset, {a.item_id for a in attempts}
+    )
+    item_corpus = None
+    if corpus:
+        corpus_events = [
+            replay.attempt_event(a, dataset=f"{dataset}-corpus", tenant_id=tenant_id)
+            for a in corpus
+        ]
+        item_corpus = demo_content.lake_rows(corpus, corpus_events)
+    seeded = await demo_content.seed(settings, tenant_id, attempts, events, item_corpus)
 
     print("starting ingest, processors and read API ...", file=sys.stderr)
     await start_pipeline(settings)
@@ -437,8 +447,8 @@ async def run_demo(settings: Settings) -> None:
         f"skills; {seeded.irt_items:,} IRT items and {seeded.bkt_skills} BKT skills calibrated"
     )
     print(
-        "             on the replayed answers themselves (in production the DAGs "
-        "calibrate from the lake)"
+        "             on the replayed answers (IRT items on every learner of the log who "
+        "answered them); in production the DAGs calibrate from the lake"
     )
     if champion is None:
         print("  DKT model  not trained (too few answers before midnight)")

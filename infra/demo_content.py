@@ -138,18 +138,11 @@ async def publish_catalog(
     return len(skill_ids), len(item_skills)
 
 
-def calibrate_on_replay(
-    settings: Settings,
-    attempts: Sequence[ReplayAttempt],
-    events: Sequence[ingest_pb2.LearningEvent],
-) -> tuple[int, int]:
-    """Fit IRT items and BKT skills on the replayed answers; publish; returns (items, skills).
-
-    The answers become lake-shaped rows (event ids as the replay sends them, Kafka
-    position = log order); the jobs' hand-off files go to a temporary folder and the
-    jobs' publish steps upsert them. Blocking (the publish steps run their own loop).
-    """
-    table = lake.attempts_table(
+def lake_rows(
+    attempts: Sequence[ReplayAttempt], events: Sequence[ingest_pb2.LearningEvent]
+) -> pa.Table:
+    """The answers as lake rows (event ids as the replay sends them, offset = log order)."""
+    return lake.attempts_table(
         lake.LakeAttempt(
             event_id=event.attempt.envelope.event_id,
             tenant_id=event.attempt.envelope.tenant_id,
@@ -163,13 +156,31 @@ def calibrate_on_replay(
         )
         for offset, (attempt, event) in enumerate(zip(attempts, events, strict=True))
     )
+
+
+def calibrate_on_replay(
+    settings: Settings,
+    attempts: Sequence[ReplayAttempt],
+    events: Sequence[ingest_pb2.LearningEvent],
+    item_corpus: pa.Table | None = None,
+) -> tuple[int, int]:
+    """Fit IRT items and BKT skills on the replayed answers; publish; returns (items, skills).
+
+    IRT items are fitted on ``item_corpus`` (lake rows, :func:`lake_rows`) when given:
+    more answers to the same items than the replay has. The jobs' hand-off files go to a
+    temporary folder and the jobs' publish steps upsert them. Blocking (the publish
+    steps run their own loop).
+    """
+    table = lake_rows(attempts, events)
     if table.num_rows == 0:
         return 0, 0
     times = [a.occurred_at for a in attempts]
     interval = Interval(min(times), max(times) + timedelta(minutes=1))
     with tempfile.TemporaryDirectory(prefix="learnstream-demo-calibration-") as folder:
         hand_off = settings.model_copy(update={"data_dir": Path(folder)})
-        items = irt_calibration.calibrate_attempts(table, irt_calibration.CalibrationOptions())
+        items = irt_calibration.calibrate_attempts(
+            table if item_corpus is None else item_corpus, irt_calibration.CalibrationOptions()
+        )
         lake.write_table_atomically(items, irt_calibration.parameters_path(hand_off, interval))
         irt_items = irt_calibration.publish_item_parameters(hand_off, interval, CALIBRATION_RUN_ID)
         fitted = pa.Table.from_pylist(
@@ -185,12 +196,18 @@ async def seed(
     tenant_id: str,
     attempts: Sequence[ReplayAttempt],
     events: Sequence[ingest_pb2.LearningEvent],
+    item_corpus: pa.Table | None = None,
 ) -> SeedCounts:
-    """Publish the catalog and the calibrated parameters for ``tenant_id`` (idempotent)."""
+    """Publish the catalog and the calibrated parameters for ``tenant_id`` (idempotent).
+
+    ``item_corpus``: lake rows to calibrate IRT items on instead of the replayed answers.
+    """
     pool = await db.create_pool(settings, max_size=SEED_WORKERS)
     try:
         skill_count, item_count = await publish_catalog(pool, tenant_id, attempts)
     finally:
         await pool.close()
-    irt_items, bkt_skills = await asyncio.to_thread(calibrate_on_replay, settings, attempts, events)
+    irt_items, bkt_skills = await asyncio.to_thread(
+        calibrate_on_replay, settings, attempts, events, item_corpus
+    )
     return SeedCounts(skill_count, item_count, irt_items, bkt_skills)

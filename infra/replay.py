@@ -43,6 +43,8 @@ SYNTHETIC_START = datetime(2009, 9, 1, tzinfo=UTC)
 SOURCE_APP = "learnstream-replay"
 # The AKT split file the demo replays: fold 1's held-out learners (830 learners).
 AKT_PID_FILE = "assist2009_pid_test1.csv"
+# Fold 1's three files hold every learner of the log once (4,151 learners).
+AKT_PID_ALL_FILES = ("assist2009_pid_train1.csv", "assist2009_pid_valid1.csv", AKT_PID_FILE)
 # rebase_to_recent: answers per session, seconds between answers, days the history spans.
 SESSION_ANSWERS = 12
 ANSWER_GAP_S = 45
@@ -143,7 +145,9 @@ def three_line_file(path: Path, *, max_learners: int | None = None) -> list[Repl
     return attempts
 
 
-def akt_pid_attempts(folder: Path, *, max_learners: int | None = None) -> list[ReplayAttempt]:
+def akt_pid_attempts(
+    folder: Path, *, max_learners: int | None = None, files: tuple[str, ...] = (AKT_PID_FILE,)
+) -> list[ReplayAttempt]:
     """ASSISTments 2009 with problem ids (AKT's 4-line ``assist2009_pid`` files).
 
     Learners keep their original ASSISTments user ids, items their original problem ids
@@ -152,12 +156,14 @@ def akt_pid_attempts(folder: Path, *, max_learners: int | None = None) -> list[R
     the k skills: :func:`ml.datasets.repeat_copy_mask` is the one rule for what counts
     as such a copy. ``row`` is the file row of the question's first copy, so event ids
     stay stable. Timestamps are placeholders one minute apart; see :func:`rebase_to_recent`.
+    ``files`` are read in order (:data:`AKT_PID_ALL_FILES`: every learner of the log).
     """
     skill_names = {str(index): name for name, index in _json_map(folder / "skill.json").items()}
     problem_ids = {str(index): pid for pid, index in _json_map(folder / "problems.json").items()}
     attempts: list[ReplayAttempt] = []
     row = 0
-    for learner, sequence in enumerate(read_kt_file(folder / AKT_PID_FILE, "4line")):
+    sequences = [seq for name in files for seq in read_kt_file(folder / name, "4line")]
+    for learner, sequence in enumerate(sequences):
         if max_learners is not None and learner >= max_learners:
             break
         item_ids = sequence.item_ids or ()
@@ -229,6 +235,23 @@ def rebase_to_recent(attempts: list[ReplayAttempt], *, end_at: datetime) -> list
                     moment += gaps[position]
                 rebased[index] = replace(attempts[index], occurred_at=moment)
     return [attempt for attempt in rebased if attempt is not None]
+
+
+def item_calibration_corpus(
+    dataset_dir: Path, dataset: str, item_ids: set[str]
+) -> list[ReplayAttempt]:
+    """Every learner's answers to ``item_ids`` in the whole log, for calibrating items.
+
+    Only for the AKT files: a replay of a few hundred learners answers most of its
+    thousands of problems once or twice, under the 20 answers an item needs to be
+    calibrated; the log's 4,151 learners are the school's earlier years. Empty for other
+    datasets (their replay is the whole log, or their items are skills).
+    """
+    folder = dataset_dir / dataset
+    if not (folder / AKT_PID_FILE).exists():
+        return []
+    everyone = akt_pid_attempts(folder, files=AKT_PID_ALL_FILES)
+    return [attempt for attempt in everyone if attempt.item_id in item_ids]
 
 
 def simulated_attempts(

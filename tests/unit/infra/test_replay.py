@@ -105,3 +105,16 @@ def test_load_replay_reads_the_akt_files_with_a_learner_cap(shared_data: Path) -
     dataset, attempts = replay.load_replay(shared_data, "assistments2009_akt_pid", max_learners=5)
     assert dataset == "assistments2009_akt_pid"
     assert len({a.user_id for a in attempts}) == 5
+
+
+def test_item_calibration_corpus_holds_every_learners_answers_to_the_items(
+    shared_data: Path,
+) -> None:
+    replayed = replay.akt_pid_attempts(shared_data / "assistments2009_akt_pid", max_learners=20)
+    items = {a.item_id for a in replayed}
+    corpus = replay.item_calibration_corpus(shared_data, "assistments2009_akt_pid", items)
+    assert {a.item_id for a in corpus} == items
+    # The rest of the log answered the same items too: more answers per item to fit on.
+    assert len({a.user_id for a in corpus}) > 20
+    assert len(corpus) > len(replayed)
+    assert replay.item_calibration_corpus(shared_data, "assistments2009_pybkt_as_2020", items) == []
