@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from api.problems import install_problem_handlers
@@ -33,7 +33,7 @@ from api.routes import (
     users,
     web,
 )
-from api.services.email import EmailSender, SmtpEmailSender
+from api.services.email import EmailSender, LimitedMailer, SmtpEmailSender
 from api.services.events import EventPublisher
 from learnstream import db
 from learnstream.asgi import ObserveRequests
@@ -54,11 +54,24 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await db.create_pool(settings)
-        app.state.redis = Redis.from_url(settings.redis_url, decode_responses=False)
+        # A bounded pool that makes a burst wait for a free connection (up to
+        # redis_pool_timeout_s) instead of failing with "Too many connections".
+        redis_pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_pool_timeout_s,
+            decode_responses=False,
+        )
+        app.state.redis = Redis.from_pool(redis_pool)
+        # Account mail is capped per address and account (in Redis) and leaves off-path.
+        sender = app.state.email_sender
+        app.state.email_sender = LimitedMailer(sender, app.state.redis, settings)
         app.state.publisher = EventPublisher(settings)
         try:
             yield
         finally:
+            await app.state.email_sender.aclose()
+            app.state.email_sender = sender
             app.state.publisher.close()
             await app.state.redis.aclose()
             await app.state.pool.close()

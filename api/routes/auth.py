@@ -134,7 +134,8 @@ async def register(
     ip: ClientIp,
     now: Now,
 ) -> Accepted:
-    """Always 202 for a valid request, whether or not the address already has an account."""
+    """Always 202 for a valid request: whether or not the address already has an account,
+    and whether or not the tenant exists and takes registrations (then nothing is made)."""
     await accounts.register(
         pool,
         settings,
@@ -171,6 +172,7 @@ async def resend_verification(
 async def login(
     body: LoginRequest,
     pool: PoolDep,
+    redis: RedisDep,
     settings: SettingsDep,
     sender: EmailSenderDep,
     ip: ClientIp,
@@ -179,6 +181,7 @@ async def login(
     """Tokens, or (``mfa_required: true``) a challenge to answer at /v1/auth/login/mfa."""
     outcome = await sessions.login(
         pool,
+        redis,
         settings,
         sender,
         tenant_id=body.tenant_id,
@@ -196,6 +199,7 @@ async def login(
 async def login_mfa(
     body: MfaLoginRequest,
     pool: PoolDep,
+    redis: RedisDep,
     settings: SettingsDep,
     sender: EmailSenderDep,
     ip: ClientIp,
@@ -207,6 +211,7 @@ async def login_mfa(
         )
     pair = await sessions.complete_mfa_login(
         pool,
+        redis,
         settings,
         sender,
         mfa_token=body.mfa_token,
@@ -271,18 +276,30 @@ async def request_password_reset(
     summary="Set a new password with the mailed token",
 )
 async def confirm_password_reset(
-    body: PasswordResetConfirm, pool: PoolDep, settings: SettingsDep, ip: ClientIp, now: Now
+    body: PasswordResetConfirm,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    ip: ClientIp,
+    now: Now,
 ) -> None:
     await accounts.reset_password(
-        pool, settings, token=body.token, new_password=body.new_password, ip=ip, now=now
+        pool, redis, settings, token=body.token, new_password=body.new_password, ip=ip, now=now
     )
 
 
 @router.post(
     "/unlock", status_code=status.HTTP_204_NO_CONTENT, summary="Unlock with the mailed token"
 )
-async def unlock(body: TokenRequest, pool: PoolDep, ip: ClientIp, now: Now) -> None:
-    await accounts.unlock_with_token(pool, token=body.token, ip=ip, now=now)
+async def unlock(
+    body: TokenRequest,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    ip: ClientIp,
+    now: Now,
+) -> None:
+    await accounts.unlock_with_token(pool, redis, settings, token=body.token, ip=ip, now=now)
 
 
 @router.post("/mfa/enrol", summary="Start TOTP enrolment")

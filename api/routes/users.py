@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, status
 from pydantic import BaseModel, EmailStr, Field
 
-from api.deps import AdminUser, CurrentUser, Now, PoolDep, SettingsDep
+from api.deps import AdminUser, CurrentUser, Now, PoolDep, RedisDep, SettingsDep
 from api.exceptions import NotFoundError
 from api.pagination import Cursor, Limit, Page, decode_cursor, next_cursor
 from api.services import accounts, mfa
@@ -120,9 +120,22 @@ async def set_roles(user_id: str, body: RolesUpdate, admin: AdminUser, pool: Poo
 @router.post(
     "/{user_id}/unlock", status_code=status.HTTP_204_NO_CONTENT, summary="Clear a lockout (admin)"
 )
-async def unlock(user_id: str, admin: AdminUser, pool: PoolDep, now: Now) -> None:
+async def unlock(
+    user_id: str,
+    admin: AdminUser,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    now: Now,
+) -> None:
     await accounts.unlock_by_admin(
-        pool, tenant_id=admin.tenant_id, user_id=user_id, admin_id=admin.subject_id, now=now
+        pool,
+        redis,
+        settings,
+        tenant_id=admin.tenant_id,
+        user_id=user_id,
+        admin_id=admin.subject_id,
+        now=now,
     )
 
 

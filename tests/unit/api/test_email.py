@@ -11,15 +11,15 @@ SETTINGS = Settings(public_base_url="https://learn.example.org/")
 def test_verification_mail_carries_token_and_link() -> None:
     mail = email.verification_email("ada@example.org", "lst_abc", SETTINGS)
     assert mail.to == "ada@example.org"
-    assert "https://learn.example.org/verify-email?token=lst_abc" in mail.body
+    assert "https://learn.example.org/dashboard#action=verify-email&token=lst_abc" in mail.body
     assert f"{SETTINGS.email_verification_ttl_s // 3600} hours" in mail.body
 
 
 def test_reset_and_unlock_mails_carry_their_tokens() -> None:
     reset = email.password_reset_email("a@example.org", "lst_r", SETTINGS)
     unlock = email.unlock_email("a@example.org", "lst_u", SETTINGS)
-    assert "reset-password?token=lst_r" in reset.body
-    assert "unlock?token=lst_u" in unlock.body
+    assert "#action=reset-password&token=lst_r" in reset.body
+    assert "#action=unlock&token=lst_u" in unlock.body
     assert str(SETTINGS.login_max_failures) in unlock.body
 
 
