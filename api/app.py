@@ -60,6 +60,9 @@ def create_app(
             settings.redis_url,
             max_connections=settings.redis_max_connections,
             timeout=settings.redis_pool_timeout_s,
+            # Opening a connection is part of the same wait: a process busy with a burst
+            # may take seconds to finish the handshake, which is no reason to answer 503.
+            socket_connect_timeout=settings.redis_pool_timeout_s,
             decode_responses=False,
         )
         app.state.redis = Redis.from_pool(redis_pool)
