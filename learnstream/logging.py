@@ -40,20 +40,17 @@ def redact_secrets(text: str) -> str:
     return _TOKEN_SHAPE.sub(rf"\1{REDACTED}", text)
 
 
-def _redact(value: object) -> object:
-    return redact_secrets(value) if isinstance(value, str) else value
-
-
 class RedactSecrets(logging.Filter):
-    """Rewrites a record's message, arguments and ``extra`` strings through ``redact_secrets``."""
+    """Rewrites a record's formatted message and ``extra`` strings through ``redact_secrets``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact_secrets(record.msg)
-        if isinstance(record.args, dict):
-            record.args = {key: _redact(value) for key, value in record.args.items()}
-        elif record.args:
-            record.args = tuple(_redact(value) for value in record.args)
+        try:
+            # Arguments may be objects whose text holds the URL (httpx logs an httpx.URL),
+            # so redact the formatted message, not the arguments one by one.
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a malformed record: logging reports it as it would anyway
+        record.msg, record.args = redact_secrets(message), None
         for key, value in list(vars(record).items()):
             if key not in _STANDARD_ATTRS and isinstance(value, str):
                 setattr(record, key, redact_secrets(value))

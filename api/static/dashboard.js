@@ -771,6 +771,8 @@
       button.addEventListener("click", () => setView(button.dataset.view));
     }
     handleMailedLink();
+    // A second mailed link opened in the same tab changes only the fragment: no reload.
+    window.addEventListener("hashchange", () => handleMailedLink());
     if (tokens()) showApp().catch(() => signOut());
   });
 })();
