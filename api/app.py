@@ -32,7 +32,7 @@ from api.routes import (
     users,
     web,
 )
-from api.services.email import EmailSender, SmtpEmailSender
+from api.services.email import EmailSender, LimitedMailer, SmtpEmailSender
 from api.services.events import EventPublisher
 from learnstream import db
 from learnstream.asgi import ObserveRequests
@@ -54,11 +54,25 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await db.create_pool(settings)
-        app.state.redis = redis_client(settings)
+        # A bounded pool that makes a burst wait for a free connection (up to
+        # redis_pool_timeout_s) instead of failing with "Too many connections". Opening a
+        # connection is part of the same wait: a process busy with a burst may take
+        # seconds to finish the handshake, which is no reason to answer 503.
+        app.state.redis = redis_client(
+            settings,
+            max_connections=settings.redis_max_connections,
+            pool_timeout_s=settings.redis_pool_timeout_s,
+            connect_timeout_s=settings.redis_pool_timeout_s,
+        )
+        # Account mail is capped per address and account (in Redis) and leaves off-path.
+        sender = app.state.email_sender
+        app.state.email_sender = LimitedMailer(sender, app.state.redis, settings)
         app.state.publisher = EventPublisher(settings)
         try:
             yield
         finally:
+            await app.state.email_sender.aclose()
+            app.state.email_sender = sender
             app.state.publisher.close()
             await app.state.redis.aclose()
             await app.state.pool.close()

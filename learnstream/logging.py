@@ -1,9 +1,15 @@
-"""One logging set-up: JSON lines carrying topic, partition, offset and event id when known."""
+"""One logging set-up: JSON lines carrying topic, partition, offset and event id when known.
+
+Every record passes ``RedactSecrets`` first: a URL in a log line (uvicorn's access log
+above all) keeps its path but loses the values of ``token=``, ``password=`` and similar
+parameters, and single-use or refresh tokens (``lst_``, ``lsr_``) anywhere in the text.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +20,52 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
     "asctime",
     "taskName",
 }
+
+
+# Values of URL parameters that are credentials (?token=, &access_token=, #password= ...).
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&#;](?:[a-z_]*token|password|passwd|secret|api_key|apikey|code|otp)=)[^&#\s\"']*"
+)
+# Account (single-use) and refresh tokens wherever they appear.
+_TOKEN_SHAPE = re.compile(r"\b(ls[tr]_)[A-Za-z0-9_-]{8,}")
+REDACTED = "[redacted]"
+# Loggers that log request URLs and may have handlers of their own (uvicorn's own
+# log config gives uvicorn.access a handler that does not propagate to the root).
+URL_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with credential values in URLs and token-shaped strings replaced."""
+    text = _SECRET_PARAM.sub(rf"\1{REDACTED}", text)
+    return _TOKEN_SHAPE.sub(rf"\1{REDACTED}", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a record's formatted message and ``extra`` strings through ``redact_secrets``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            # Arguments may be objects whose text holds the URL (httpx logs an httpx.URL),
+            # so redact the formatted message, not the arguments one by one.
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a malformed record: logging reports it as it would anyway
+        record.msg, record.args = redact_secrets(message), None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, redact_secrets(value))
+        return True
+
+
+def install_secret_redaction() -> None:
+    """Put ``RedactSecrets`` on the URL-logging loggers themselves (idempotent).
+
+    A filter on a logger runs before any of its handlers, whoever configured them.
+    """
+    for name in URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,6 +93,9 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # On the handler, so records that propagate from any logger are redacted too.
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    install_secret_redaction()

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     # refused; docs/operations.md "Redis Sentinel" explains the window that remains.
     redis_wait_replicas: int = Field(default=1, ge=0)
     redis_wait_timeout_ms: int = Field(default=50, ge=1)
+    # The read API's Redis connections: at most this many per process; a request that
+    # finds them all busy waits up to redis_pool_timeout_s seconds for one (then 503)
+    # instead of failing at once, so a burst queues rather than errors.
+    redis_max_connections: int = Field(default=50, ge=1)
+    redis_pool_timeout_s: float = Field(default=5.0, gt=0)
 
     # --- Local files -----------------------------------------------------------
     data_dir: Path = REPO_ROOT / ".data"
@@ -304,6 +309,14 @@ class Settings(BaseSettings):
     # cleartext network is a deliberate choice (e.g. one private host network); every
     # start then logs a warning.
     kafka_plaintext_acknowledged: bool = False
+    # Account mail (all kinds together) per hour to one recipient address and to one
+    # account; more is dropped silently, so the API cannot be used to bomb a mailbox.
+    mail_per_address_per_hour: int = Field(default=5, ge=1)
+    mail_per_account_per_hour: int = Field(default=5, ge=1)
+    # Hand account mail to the relay off the request path, so how long an answer takes
+    # does not reveal whether a mail (and so an account) was behind it. Tests that read
+    # the mailbox right after a request turn it off.
+    mail_off_request_path: bool = True
 
     @model_validator(mode="after")
     def _production_needs_real_endpoints(self) -> Settings:

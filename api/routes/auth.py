@@ -140,7 +140,8 @@ async def register(
     ip: ClientIp,
     now: Now,
 ) -> Accepted:
-    """Always 202 for a valid request, whether or not the address already has an account."""
+    """Always 202 for a valid request: whether or not the address already has an account,
+    and whether or not the tenant exists and takes registrations (then nothing is made)."""
     await accounts.register(
         pool,
         settings,
@@ -182,6 +183,7 @@ async def resend_verification(
 async def login(
     body: LoginRequest,
     pool: PoolDep,
+    redis: RedisDep,
     settings: SettingsDep,
     sender: EmailSenderDep,
     ip: ClientIp,
@@ -190,6 +192,7 @@ async def login(
     """Tokens, or (``mfa_required: true``) a challenge to answer at /v1/auth/login/mfa."""
     outcome = await sessions.login(
         pool,
+        redis,
         settings,
         sender,
         tenant_id=body.tenant_id,
@@ -209,6 +212,7 @@ async def login(
 async def login_mfa(
     body: MfaLoginRequest,
     pool: PoolDep,
+    redis: RedisDep,
     settings: SettingsDep,
     sender: EmailSenderDep,
     ip: ClientIp,
@@ -220,6 +224,7 @@ async def login_mfa(
         )
     pair = await sessions.complete_mfa_login(
         pool,
+        redis,
         settings,
         sender,
         mfa_token=body.mfa_token,
@@ -307,13 +312,7 @@ async def confirm_password_reset(
 ) -> None:
     """Also signs the user out everywhere: refresh tokens revoked, access tokens ended."""
     await accounts.reset_password(
-        pool,
-        settings,
-        redis=redis,
-        token=body.token,
-        new_password=body.new_password,
-        ip=ip,
-        now=now,
+        pool, redis, settings, token=body.token, new_password=body.new_password, ip=ip, now=now
     )
 
 
@@ -323,8 +322,15 @@ async def confirm_password_reset(
     summary="Unlock with the mailed token",
     dependencies=[Public],
 )
-async def unlock(body: TokenRequest, pool: PoolDep, ip: ClientIp, now: Now) -> None:
-    await accounts.unlock_with_token(pool, token=body.token, ip=ip, now=now)
+async def unlock(
+    body: TokenRequest,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    ip: ClientIp,
+    now: Now,
+) -> None:
+    await accounts.unlock_with_token(pool, redis, settings, token=body.token, ip=ip, now=now)
 
 
 @router.post("/mfa/enrol", summary="Start TOTP enrolment")

@@ -142,9 +142,22 @@ async def set_roles(
 @router.post(
     "/{user_id}/unlock", status_code=status.HTTP_204_NO_CONTENT, summary="Clear a lockout (admin)"
 )
-async def unlock(user_id: str, admin: AdminUser, pool: PoolDep, now: Now) -> None:
+async def unlock(
+    user_id: str,
+    admin: AdminUser,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    now: Now,
+) -> None:
     await accounts.unlock_by_admin(
-        pool, tenant_id=admin.tenant_id, user_id=user_id, admin_id=admin.subject_id, now=now
+        pool,
+        redis,
+        settings,
+        tenant_id=admin.tenant_id,
+        user_id=user_id,
+        admin_id=admin.subject_id,
+        now=now,
     )
 
 

@@ -2,8 +2,9 @@
 
 Every function takes the database (asyncpg pool or connection) and ``now`` (UTC)
 as arguments, so tests can drive token expiry without waiting. Answers that
-could reveal whether an address has an account (registration, reset requests)
-look the same either way; the difference goes only to the mailbox.
+could reveal whether an address has an account, or a tenant exists (registration,
+reset requests, failed sign-ins), look the same either way and cost the request
+the same work; the difference goes only to the mailbox, off the request path.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from api.exceptions import ConflictError, InvalidInputError, NotFoundError
-from api.services import audit, email, passwords, token_versions, tokens
+from api.services import audit, email, lockout, passwords, token_versions, tokens
 from api.services.identifiers import is_uuid
 from api.services.principals import Role
 from api.services.transactions import transaction
@@ -215,10 +216,13 @@ async def register(
     ip: str | None,
     now: datetime,
 ) -> str | None:
-    """Self-registration as a learner; returns the new user's id, or None for a taken email.
+    """Self-registration as a learner; returns the new user's id, or None if none was made.
 
-    The caller answers both cases alike. A new account gets a verification mail;
-    a taken address gets a "you already have an account" mail instead.
+    The caller answers every case alike: a new account gets a verification mail; a
+    taken address gets a "you already have an account" mail instead; a tenant that
+    does not exist or takes no registrations creates nothing and mails nothing, after
+    hashing the password all the same, so neither the answer nor its time tells
+    which tenants exist.
     """
     problems = passwords.password_problems(password, email=email_address)
     if problems:
@@ -227,11 +231,22 @@ async def register(
         "SELECT allow_self_registration FROM tenants WHERE tenant_id = $1", tenant_id
     )
     if not allowed:
-        raise NotFoundError(
-            f"tenant {tenant_id!r} does not take registrations",
-            field="body.tenant_id",
-            reason="unknown tenant or registration closed",
+        # The same argon2 work create_user would do; the result is thrown away.
+        await passwords.hash_password(password, profile=settings.password_hash_profile)
+        await audit.record(
+            db,
+            tenant_id=None,
+            actor=None,
+            action=audit.Action.REGISTER,
+            outcome=audit.Outcome.FAILURE,
+            ip=ip,
+            details={
+                "reason": "unknown tenant or registration closed",
+                "tenant": tenant_id[:100],
+                "email_fp": email_fingerprint(email_address),
+            },
         )
+        return None
     try:
         user = await create_user(
             db,
@@ -252,7 +267,16 @@ async def register(
             ip=ip,
             details={"reason": "email taken", "email_fp": email_fingerprint(email_address)},
         )
-        await sender.send(email.already_registered_email(email_address, settings))
+        holder = await db.fetchval(
+            "SELECT id FROM users WHERE tenant_id = $1 AND lower(email) = lower($2)",
+            tenant_id,
+            email_address.strip(),
+        )
+        await sender.send(
+            email.already_registered_email(
+                email_address, settings, account_id=str(holder) if holder else None
+            )
+        )
         return None
     token = await issue_account_token(
         db,
@@ -270,7 +294,7 @@ async def register(
         target_id=user.id,
         ip=ip,
     )
-    await sender.send(email.verification_email(user.email, token, settings))
+    await sender.send(email.verification_email(user.email, token, settings, account_id=user.id))
     return user.id
 
 
@@ -283,7 +307,10 @@ async def resend_verification(
     email_address: str,
     now: datetime,
 ) -> None:
-    """Mail a fresh verification token if the address has an unverified account."""
+    """Mail a fresh verification token if the address has an unverified account.
+
+    The request does one lookup either way; the token and mail run off the request path.
+    """
     row = await db.fetchrow(
         """
         SELECT id, email FROM users
@@ -294,14 +321,19 @@ async def resend_verification(
     )
     if row is None:
         return
-    token = await issue_account_token(
-        db,
-        user_id=str(row["id"]),
-        purpose=TokenPurpose.VERIFY_EMAIL,
-        ttl_s=settings.email_verification_ttl_s,
-        now=now,
-    )
-    await sender.send(email.verification_email(row["email"], token, settings))
+    user_id, address = str(row["id"]), str(row["email"])
+
+    async def mail_token() -> None:
+        token = await issue_account_token(
+            db,
+            user_id=user_id,
+            purpose=TokenPurpose.VERIFY_EMAIL,
+            ttl_s=settings.email_verification_ttl_s,
+            now=now,
+        )
+        await sender.send(email.verification_email(address, token, settings, account_id=user_id))
+
+    await email.off_request_path(sender, mail_token)
 
 
 async def verify_email(db: Any, *, token: str, now: datetime) -> str:
@@ -342,7 +374,11 @@ async def request_password_reset(
     ip: str | None,
     now: datetime,
 ) -> None:
-    """Mail a single-use reset token if an active account has this address; else nothing."""
+    """Mail a single-use reset token if an active account has this address; else nothing.
+
+    The request itself does the same work either way (one lookup, one audit row);
+    issuing the token and mailing it run off the request path.
+    """
     row = await db.fetchrow(
         """
         SELECT id, email FROM users
@@ -363,21 +399,26 @@ async def request_password_reset(
     )
     if row is None:
         return
-    token = await issue_account_token(
-        db,
-        user_id=str(row["id"]),
-        purpose=TokenPurpose.RESET_PASSWORD,
-        ttl_s=settings.password_reset_ttl_s,
-        now=now,
-    )
-    await sender.send(email.password_reset_email(row["email"], token, settings))
+    user_id, address = str(row["id"]), str(row["email"])
+
+    async def mail_token() -> None:
+        token = await issue_account_token(
+            db,
+            user_id=user_id,
+            purpose=TokenPurpose.RESET_PASSWORD,
+            ttl_s=settings.password_reset_ttl_s,
+            now=now,
+        )
+        await sender.send(email.password_reset_email(address, token, settings, account_id=user_id))
+
+    await email.off_request_path(sender, mail_token)
 
 
 async def reset_password(
     db: Any,
+    redis: Redis,
     settings: Settings,
     *,
-    redis: Redis,
     token: str,
     new_password: str,
     ip: str | None,
@@ -433,25 +474,107 @@ async def reset_password(
             ip=ip,
         )
     await token_versions.announce(redis, settings, bumped)
+    await lockout.reset(redis, settings, user_id=user_id)
     return user_id
 
 
-async def unlock_with_token(db: Any, *, token: str, ip: str | None, now: datetime) -> str:
+async def unlock_with_token(
+    db: Any, redis: Redis, settings: Settings, *, token: str, ip: str | None, now: datetime
+) -> str:
     """Spend the unlock token mailed at lockout; returns the user id."""
     async with transaction(db) as conn:
         user_id = await consume_account_token(
             conn, token=token, purpose=TokenPurpose.UNLOCK, now=now
         )
         await _unlock(conn, user_id=user_id, actor=("user", user_id), ip=ip, now=now)
+    await lockout.reset(redis, settings, user_id=user_id)
     return user_id
 
 
 async def unlock_by_admin(
-    db: Any, *, tenant_id: str, user_id: str, admin_id: str, now: datetime
+    db: Any,
+    redis: Redis,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    user_id: str,
+    admin_id: str,
+    now: datetime,
 ) -> None:
     """An admin of the same tenant clears a lockout."""
     await require_user(db, tenant_id=tenant_id, user_id=user_id)
     await _unlock(db, user_id=user_id, actor=("user", admin_id), ip=None, now=now)
+    await lockout.reset(redis, settings, user_id=user_id)
+
+
+async def record_login_failure(
+    db: Any,
+    settings: Settings,
+    sender: email.EmailSender,
+    *,
+    attempt: lockout.Attempt,
+    user_id: str,
+    tenant_id: str,
+    reason: str,
+    ip: str | None,
+    now: datetime,
+) -> None:
+    """Record a failed password or MFA check of an admitted ``attempt``.
+
+    Mirrors the count on the user row and audits it. If the attempt held the last
+    slot the account is now locked: the row gets ``locked_until``, an unlock link
+    is mailed and LockedError (the same 423 an unknown address gets) is raised;
+    otherwise the caller answers its own 401.
+    """
+    locks = attempt.last
+    locked_until = now + timedelta(seconds=settings.login_lockout_s) if locks else None
+    async with transaction(db) as conn:
+        address = await conn.fetchval(
+            """
+            UPDATE users SET failed_logins = $2, locked_until = coalesce($3, locked_until)
+            WHERE id = $1 RETURNING email
+            """,
+            user_id,
+            0 if locks else attempt.number,
+            locked_until,
+        )
+        await audit.record(
+            conn,
+            tenant_id=tenant_id,
+            actor=None,
+            action=audit.Action.LOGIN,
+            outcome=audit.Outcome.FAILURE,
+            target_id=user_id,
+            ip=ip,
+            details={"reason": reason, "attempt": attempt.number},
+        )
+        if locks:
+            await audit.record(
+                conn,
+                tenant_id=tenant_id,
+                actor=("system", None),
+                action=audit.Action.ACCOUNT_LOCKED,
+                outcome=audit.Outcome.SUCCESS,
+                target_id=user_id,
+                ip=ip,
+                details={"until": locked_until},
+            )
+    if not locks:
+        return
+    if address is not None:
+
+        async def mail_unlock_link() -> None:
+            token = await issue_account_token(
+                db,
+                user_id=user_id,
+                purpose=TokenPurpose.UNLOCK,
+                ttl_s=max(settings.login_lockout_s, 3600),
+                now=now,
+            )
+            await sender.send(email.unlock_email(address, token, settings, account_id=user_id))
+
+        await email.off_request_path(sender, mail_unlock_link)
+    raise lockout.locked_error(settings, retry_after_s=settings.login_lockout_s)
 
 
 async def _unlock(

@@ -1,30 +1,48 @@
 """Outgoing account email through a pluggable sender.
 
 ``EmailSender`` is the contract; ``SmtpEmailSender`` is the implementation the
-app uses (any SMTP relay; tests run a local aiosmtpd receiver). The message
-builders here decide what each mail says, so the wording is tested once.
+app uses (any SMTP relay; tests run a local aiosmtpd receiver). ``LimitedMailer``
+wraps the app's sender: it caps mail per recipient address and per account (every
+kind of account mail together) and hands mail over off the request path. The
+message builders here decide what each mail says, so the wording is tested once.
+
+Links in mails carry their token in the URL fragment (``/dashboard#action=unlock&
+token=lst_...``): browsers never send the fragment, so the token reaches no server
+access log, proxy log or Referer header; the dashboard page reads it and POSTs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import smtplib
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import urlencode
 
+from redis.asyncio import Redis
+
+from api.services import rate_limits
 from learnstream.exceptions import ServiceUnavailableError
 from learnstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAIL_WINDOW_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
 class OutgoingEmail:
-    """One plain-text email to one recipient."""
+    """One plain-text email to one recipient; ``account_id`` is the account it is about."""
 
     to: str
     subject: str
     body: str
+    account_id: str | None = None
 
 
 class EmailSender(Protocol):
@@ -65,29 +83,121 @@ class SmtpEmailSender:
             ) from exc
 
 
-def _link(settings: Settings, path: str, token: str) -> str:
-    return f"{settings.public_base_url.rstrip('/')}{path}?{urlencode({'token': token})}"
+class LimitedMailer:
+    """An ``EmailSender`` that caps account mail and delivers it off the request path.
+
+    At most ``mail_per_address_per_hour`` mails to one address (across tenants) and
+    ``mail_per_account_per_hour`` about one account, all kinds together, per fixed
+    hour window in Redis; the rest are dropped with a log line, never an error, so
+    the caller's answer stays the same. With ``mail_off_request_path`` the relay
+    conversation runs in a task of its own; ``aclose`` waits for those at shutdown.
+    """
+
+    def __init__(self, inner: EmailSender, redis: Redis, settings: Settings) -> None:
+        self.inner = inner
+        self._redis = redis
+        self._settings = settings
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def send(self, email: OutgoingEmail) -> None:
+        """Deliver ``email`` unless a cap is reached (then drop it silently)."""
+        if not await self.within_limits(email):
+            return
+        await self.later(lambda: self.inner.send(email))
+
+    async def within_limits(self, email: OutgoingEmail) -> bool:
+        """Count ``email`` against its address and account caps; False if one is used up."""
+        s = self._settings
+        now_s = time.time()
+        address_fp = hashlib.sha256(email.to.strip().lower().encode()).hexdigest()[:32]
+        buckets = [(f"mail:to:{address_fp}", s.mail_per_address_per_hour)]
+        if email.account_id is not None:
+            buckets.append((f"mail:account:{email.account_id}", s.mail_per_account_per_hour))
+        allowed = True
+        for bucket, limit in buckets:
+            decision = await rate_limits.hit(
+                self._redis,
+                namespace=s.redis_namespace,
+                bucket=bucket,
+                limit=limit,
+                now_s=now_s,
+                window_s=MAIL_WINDOW_S,
+            )
+            allowed = allowed and decision.allowed
+        if not allowed:
+            log.warning(
+                "account mail dropped: per-address or per-account hourly cap reached",
+                extra={"subject": email.subject, "account_id": email.account_id},
+            )
+        return allowed
+
+    async def later(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` off the request path (or now, with ``mail_off_request_path`` off)."""
+        if not self._settings.mail_off_request_path:
+            await job()
+            return
+        task = asyncio.create_task(self._run(job))
+        # Keep a reference: the loop holds tasks only weakly.
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def aclose(self) -> None:
+        """Wait for the mail still being handed over (app shutdown)."""
+        while pending := [task for task in self._pending if not task.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    @staticmethod
+    async def _run(job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        except Exception:
+            # Off the request path nobody can answer 503; the log is where it shows.
+            log.exception("account mail job failed")
 
 
-def verification_email(to: str, token: str, settings: Settings) -> OutgoingEmail:
+async def off_request_path(sender: EmailSender, job: Callable[[], Awaitable[None]]) -> None:
+    """Run ``job`` (token issue and mail) off the request path if ``sender`` can, else now.
+
+    Used where an account exists for some requests and not others: the request
+    itself then does the same work either way.
+    """
+    if isinstance(sender, LimitedMailer):
+        await sender.later(job)
+    else:
+        await job()
+
+
+def _link(settings: Settings, action: str, token: str) -> str:
+    # The fragment is never sent by browsers, so the token stays out of access logs.
+    fragment = urlencode({"action": action, "token": token})
+    return f"{settings.public_base_url.rstrip('/')}/dashboard#{fragment}"
+
+
+def verification_email(
+    to: str, token: str, settings: Settings, *, account_id: str | None = None
+) -> OutgoingEmail:
     """Asks the user to confirm their address; the token is single-use."""
     hours = settings.email_verification_ttl_s // 3600
     return OutgoingEmail(
         to=to,
+        account_id=account_id,
         subject="Confirm your Learnstream email address",
         body=(
             "Welcome to Learnstream.\n\n"
-            f"Confirm your address: {_link(settings, '/verify-email', token)}\n"
+            f"Confirm your address: {_link(settings, 'verify-email', token)}\n"
             f"or send this token to POST /v1/auth/verify-email:\n\n    {token}\n\n"
             f"It works once, within {hours} hours.\n"
         ),
     )
 
 
-def already_registered_email(to: str, settings: Settings) -> OutgoingEmail:
+def already_registered_email(
+    to: str, settings: Settings, *, account_id: str | None = None
+) -> OutgoingEmail:
     """Sent instead of a second account, so registration never reveals who has one."""
     return OutgoingEmail(
         to=to,
+        account_id=account_id,
         subject="You already have a Learnstream account",
         body=(
             "Someone (probably you) tried to register with this address, which already "
@@ -97,14 +207,17 @@ def already_registered_email(to: str, settings: Settings) -> OutgoingEmail:
     )
 
 
-def password_reset_email(to: str, token: str, settings: Settings) -> OutgoingEmail:
+def password_reset_email(
+    to: str, token: str, settings: Settings, *, account_id: str | None = None
+) -> OutgoingEmail:
     """Carries a single-use reset token."""
     minutes = settings.password_reset_ttl_s // 60
     return OutgoingEmail(
         to=to,
+        account_id=account_id,
         subject="Reset your Learnstream password",
         body=(
-            f"Reset your password: {_link(settings, '/reset-password', token)}\n"
+            f"Reset your password: {_link(settings, 'reset-password', token)}\n"
             f"or send this token with a new password to POST /v1/auth/password-reset/confirm:"
             f"\n\n    {token}\n\n"
             f"It works once, within {minutes} minutes. If you did not ask, ignore this mail.\n"
@@ -112,16 +225,19 @@ def password_reset_email(to: str, token: str, settings: Settings) -> OutgoingEma
     )
 
 
-def unlock_email(to: str, token: str, settings: Settings) -> OutgoingEmail:
+def unlock_email(
+    to: str, token: str, settings: Settings, *, account_id: str | None = None
+) -> OutgoingEmail:
     """Tells the user their account locked and how to unlock it."""
     minutes = settings.login_lockout_s // 60
     return OutgoingEmail(
         to=to,
+        account_id=account_id,
         subject="Your Learnstream account was locked",
         body=(
             f"After {settings.login_max_failures} failed sign-ins your account is locked "
             f"for {minutes} minutes.\n"
-            f"Unlock it now: {_link(settings, '/unlock', token)}\n"
+            f"Unlock it now: {_link(settings, 'unlock', token)}\n"
             f"or send this token to POST /v1/auth/unlock:\n\n    {token}\n\n"
             "Resetting your password also unlocks it. If these sign-ins were not yours, "
             "reset your password.\n"

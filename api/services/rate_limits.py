@@ -1,4 +1,5 @@
-"""Request rate limits in Redis: a fixed one-minute window per API key, user or client IP.
+"""Request rate limits in Redis: a fixed window (one minute unless told) per API key, user,
+client IP or mail recipient.
 
 A fixed window (INCR + EXPIRE on a key named after the window) costs one round
 trip and is shared by every API process. Its known weakness, up to twice the
@@ -43,14 +44,24 @@ def window_of(now_s: float, window_s: int = WINDOW_S) -> tuple[int, int]:
 
 
 async def hit(
-    redis: Redis, *, namespace: str, bucket: str, limit: int, now_s: float
+    redis: Redis,
+    *,
+    namespace: str,
+    bucket: str,
+    limit: int,
+    now_s: float,
+    window_s: int = WINDOW_S,
 ) -> RateDecision:
-    """Count one request against ``bucket`` (e.g. ``key:lsk_...``, ``ip:1.2.3.4``)."""
-    index, retry_after = window_of(now_s)
+    """Count one request against ``bucket`` (e.g. ``key:lsk_...``, ``ip:1.2.3.4``).
+
+    ``window_s`` (seconds, >= 1) is the window length; buckets of different lengths
+    must use different bucket names.
+    """
+    index, retry_after = window_of(now_s, window_s)
     key = f"{namespace}:api:rate:{bucket}:{index}"
     async with redis.pipeline(transaction=True) as pipe:
         pipe.incr(key)
-        pipe.expire(key, WINDOW_S * 2)
+        pipe.expire(key, window_s * 2)
         count, _ = await pipe.execute()
     return RateDecision(int(count) <= limit, int(count), limit, retry_after)
 

@@ -4,6 +4,9 @@ Rules:
 - ``login_max_failures`` wrong passwords or codes in a row lock the account for
   ``login_lockout_s``; the counter resets only when a whole sign-in (MFA step
   included) succeeds, so re-entering a known password cannot buy fresh MFA guesses.
+  Each check is admitted by the atomic gate in ``api.services.lockout`` before it
+  runs, so concurrent guesses cannot overrun the limit, and addresses without an
+  account get the same answers.
 - Every refresh rotates: the presented refresh token is spent and a successor
   issued in the same family. Presenting a spent token again means it was copied,
   so the whole family is revoked and the user must sign in again.
@@ -25,9 +28,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from api.exceptions import ForbiddenError, LockedError, NotAuthenticatedError
-from api.services import audit, email, mfa, passwords, token_versions, tokens
-from api.services.accounts import TokenPurpose, email_fingerprint, issue_account_token
+from api.exceptions import ForbiddenError, NotAuthenticatedError
+from api.services import audit, email, lockout, mfa, passwords, token_versions, tokens
+from api.services.accounts import (
+    email_fingerprint,
+    record_login_failure,
+)
 from api.services.principals import Role
 from api.services.transactions import transaction
 from learnstream.settings import Settings
@@ -87,6 +93,7 @@ _BAD_CREDENTIALS = "email or password is wrong"
 
 async def login(
     db: Any,
+    redis: Redis,
     settings: Settings,
     sender: email.EmailSender,
     *,
@@ -107,7 +114,13 @@ async def login(
         email_address.strip(),
     )
     if row is None:
-        # Spend the same time as a real check, so timing does not reveal who has an account.
+        # An unknown address is gated and answered like an account (401s, then 423),
+        # and spends the same time as a real check, so nothing reveals who has one.
+        attempt = await lockout.admit(
+            redis,
+            settings,
+            key=lockout.unknown_key(settings, tenant_id=tenant_id, email_address=email_address),
+        )
         await passwords.verify_password(None, password, profile=settings.password_hash_profile)
         await audit.record(
             db,
@@ -118,19 +131,22 @@ async def login(
             ip=ip,
             details={"reason": "unknown email", "email_fp": email_fingerprint(email_address)},
         )
+        if attempt.last:
+            raise lockout.locked_error(settings, retry_after_s=settings.login_lockout_s)
         raise NotAuthenticatedError(
             _BAD_CREDENTIALS, field="body.password", reason=_BAD_CREDENTIALS
         )
     user_id = str(row["id"])
-    _refuse_if_locked(row["locked_until"], now=now)
+    attempt = await lockout.admit(redis, settings, key=lockout.user_key(settings, user_id=user_id))
     ok = await passwords.verify_password(
         row["password_hash"], password, profile=settings.password_hash_profile
     )
     if not ok:
-        await _record_failure(
+        await record_login_failure(
             db,
             settings,
             sender,
+            attempt=attempt,
             user_id=user_id,
             tenant_id=tenant_id,
             reason="wrong password",
@@ -140,6 +156,14 @@ async def login(
         raise NotAuthenticatedError(
             _BAD_CREDENTIALS, field="body.password", reason=_BAD_CREDENTIALS
         )
+    if (
+        row["mfa_enabled_at"] is not None
+        or row["status"] != "active"
+        or row["email_verified_at"] is None
+    ):
+        # Right password but no sign-in yet: the slot goes back, and the count stays
+        # until a whole sign-in succeeds (MFA step included).
+        await lockout.release(redis, attempt)
     if row["status"] != "active":
         raise ForbiddenError("this account is disabled", field="body.email", reason="disabled")
     if row["email_verified_at"] is None:
@@ -167,13 +191,16 @@ async def login(
                 user_id=user_id, tenant_id=tenant_id, settings=settings, now=now
             )
         )
-    return await _signed_in(
+    pair = await _signed_in(
         db, settings, user_id=user_id, tenant_id=tenant_id, mfa_verified=False, ip=ip, now=now
     )
+    await lockout.reset(redis, settings, user_id=user_id)
+    return pair
 
 
 async def complete_mfa_login(
     db: Any,
+    redis: Redis,
     settings: Settings,
     sender: email.EmailSender,
     *,
@@ -194,7 +221,9 @@ async def complete_mfa_login(
             raise NotAuthenticatedError(
                 "MFA is not enrolled", field="body.mfa_token", reason="no MFA on this account"
             )
-        _refuse_if_locked(row["locked_until"], now=now)
+        attempt = await lockout.admit(
+            redis, settings, key=lockout.user_key(settings, user_id=user_id)
+        )
         accepted = False
         if code is not None:
             ring = mfa.keyring(settings)
@@ -225,10 +254,11 @@ async def complete_mfa_login(
                     ip=ip,
                 )
     if not accepted:
-        await _record_failure(
+        await record_login_failure(
             db,
             settings,
             sender,
+            attempt=attempt,
             user_id=user_id,
             tenant_id=tenant_id,
             reason="wrong MFA code",
@@ -239,9 +269,11 @@ async def complete_mfa_login(
         raise NotAuthenticatedError(
             "MFA code is wrong, expired or already used", field=field, reason="wrong code"
         )
-    return await _signed_in(
+    pair = await _signed_in(
         db, settings, user_id=user_id, tenant_id=tenant_id, mfa_verified=True, ip=ip, now=now
     )
+    await lockout.reset(redis, settings, user_id=user_id)
+    return pair
 
 
 async def refresh(
@@ -363,88 +395,6 @@ async def logout(
             ip=ip,
         )
     await token_versions.announce(redis, settings, bumped)
-
-
-def _refuse_if_locked(locked_until: datetime | None, *, now: datetime) -> None:
-    if is_locked(locked_until, now=now):
-        assert locked_until is not None
-        wait_s = max(1, int((locked_until - now).total_seconds()))
-        raise LockedError(
-            f"account locked after repeated failures until {locked_until.isoformat()}; "
-            "use the unlock link mailed to you, reset your password, or ask an admin",
-            field="body.email",
-            reason="locked",
-            headers={"Retry-After": str(wait_s)},
-        )
-
-
-async def _record_failure(
-    db: Any,
-    settings: Settings,
-    sender: email.EmailSender,
-    *,
-    user_id: str,
-    tenant_id: str,
-    reason: str,
-    ip: str | None,
-    now: datetime,
-) -> None:
-    async with transaction(db) as conn:
-        row = await conn.fetchrow(
-            "SELECT email, failed_logins FROM users WHERE id = $1 FOR UPDATE", user_id
-        )
-        state = after_failure(
-            row["failed_logins"],
-            max_failures=settings.login_max_failures,
-            lockout_s=settings.login_lockout_s,
-            now=now,
-        )
-        await conn.execute(
-            """
-            UPDATE users SET failed_logins = $2, locked_until = coalesce($3, locked_until)
-            WHERE id = $1
-            """,
-            user_id,
-            state.failed_logins,
-            state.locked_until,
-        )
-        await audit.record(
-            conn,
-            tenant_id=tenant_id,
-            actor=None,
-            action=audit.Action.LOGIN,
-            outcome=audit.Outcome.FAILURE,
-            target_id=user_id,
-            ip=ip,
-            details={"reason": reason},
-        )
-        if state.just_locked:
-            await audit.record(
-                conn,
-                tenant_id=tenant_id,
-                actor=("system", None),
-                action=audit.Action.ACCOUNT_LOCKED,
-                outcome=audit.Outcome.SUCCESS,
-                target_id=user_id,
-                ip=ip,
-                details={"until": state.locked_until},
-            )
-    if state.just_locked:
-        token = await issue_account_token(
-            db,
-            user_id=user_id,
-            purpose=TokenPurpose.UNLOCK,
-            ttl_s=max(settings.login_lockout_s, 3600),
-            now=now,
-        )
-        await sender.send(email.unlock_email(row["email"], token, settings))
-        raise LockedError(
-            f"account locked for {settings.login_lockout_s} s after "
-            f"{settings.login_max_failures} failures; an unlock link was mailed",
-            field="body.email",
-            reason="locked",
-            headers={"Retry-After": str(settings.login_lockout_s)},
-        )
 
 
 async def _signed_in(

@@ -30,6 +30,7 @@
     pipeline: null,
     polls: 0,
     placementActive: false,
+    mailedLink: null,
   };
   window.learnstream = { state, refresh: () => refresh() };
 
@@ -154,6 +155,62 @@
       }).catch(() => {});
     }
     window.location.reload();
+  }
+
+  // --- links from account mail -------------------------------------------------------------
+  // Mailed links carry their token in the URL fragment (/dashboard#action=unlock&token=lst_...).
+  // Browsers never send the fragment, so the token reaches no access log, proxy or Referer;
+  // the page takes it out of the address bar and history at once and POSTs it to the API.
+  const LINK_ENDPOINTS = {
+    "verify-email": ["/v1/auth/verify-email", "Your email address is confirmed. Sign in below."],
+    unlock: ["/v1/auth/unlock", "Your account is unlocked. Sign in below."],
+  };
+
+  async function handleMailedLink() {
+    const fragment = new URLSearchParams(window.location.hash.slice(1));
+    const action = fragment.get("action");
+    const token = fragment.get("token");
+    if (!action || !token) return;
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+    state.mailedLink = { action, done: false, error: null };
+    $("#link-view").hidden = false;
+    const status = $("#link-status");
+    const fail = (exc) => {
+      state.mailedLink.error = exc.message;
+      status.textContent = exc.message;
+    };
+    if (action === "reset-password") {
+      const form = $("#reset-form");
+      form.hidden = false;
+      status.textContent = "Choose a new password.";
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        try {
+          await call("/v1/auth/password-reset/confirm", {
+            method: "POST",
+            body: { token, new_password: form.new_password.value },
+          });
+          form.hidden = true;
+          status.textContent = "Your password is changed. Sign in with it below.";
+          state.mailedLink.done = true;
+        } catch (exc) {
+          fail(exc);
+        }
+      });
+      return;
+    }
+    const endpoint = LINK_ENDPOINTS[action];
+    if (!endpoint) {
+      fail(new Error("This link is not one this page knows."));
+      return;
+    }
+    try {
+      await call(endpoint[0], { method: "POST", body: { token } });
+      status.textContent = endpoint[1];
+      state.mailedLink.done = true;
+    } catch (exc) {
+      fail(exc);
+    }
   }
 
   // --- charts -------------------------------------------------------------------------------
@@ -723,6 +780,9 @@
     for (const button of document.querySelectorAll("nav button")) {
       button.addEventListener("click", () => setView(button.dataset.view));
     }
+    handleMailedLink();
+    // A second mailed link opened in the same tab changes only the fragment: no reload.
+    window.addEventListener("hashchange", () => handleMailedLink());
     if (tokens()) showApp().catch(() => signOut());
   });
 })();

@@ -97,6 +97,8 @@ def api_settings(settings: Settings, smtp_receiver: tuple[Mailbox, int]) -> Sett
             "login_lockout_s": 600,
             # Tests sign in many users from one address; the limit has its own test.
             "api_auth_rate_limit_per_minute": 10_000,
+            # Tests read the mailbox right after a request; off-path mail has its own test.
+            "mail_off_request_path": False,
         }
     )
 
@@ -111,6 +113,14 @@ async def api_client(
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
             yield client
+
+
+@pytest.fixture
+async def redis(api_settings: Settings) -> AsyncIterator[Redis]:
+    """A Redis client on the test server (keys under ``api_settings.redis_namespace``)."""
+    client = Redis.from_url(api_settings.redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture
