@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 producer=producer,
                 dedup=DedupStore.from_settings(redis, settings),
                 metrics=metrics,
+                pool=pool,
             )
             # Runs first on shutdown, while Redis and the producer are still open:
             # deliveries still in flight are settled (claims marked done or released).
