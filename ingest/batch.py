@@ -141,7 +141,7 @@ class BatchIngestor:
         (only for tests of the rest of the pipeline)."""
         self._settings = settings
         self._pool = pool
-        self._erased = ErasedLearners(not_erased_ttl_s=settings.erasure_cache_ttl_s)
+        self.erased = ErasedLearners(not_erased_ttl_s=settings.erasure_cache_ttl_s)
         self._limits = Limits.from_settings(settings)
         self._producer = producer
         self._dedup = dedup
@@ -263,7 +263,7 @@ class BatchIngestor:
     ) -> list[_Candidate]:
         """Reject the events of erased learners; the others go on. One query at most."""
         try:
-            erased = await self._erased.among(self._pool, {c.learner for c in candidates})
+            erased = await self.erased.among(self._pool, {c.learner for c in candidates})
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DependencyUnavailableError(
                 "postgresql",
