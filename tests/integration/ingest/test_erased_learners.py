@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import asyncpg
-import httpx
 
 from learnstream.apikeys import IssuedApiKey
 from learnstream.events.v1 import ingest_pb2
