@@ -160,7 +160,8 @@ async def test_erasure_is_published_on_privacy_erasures_topic(
             message = consumer.poll(0.2)
             if message is not None and message.error() is None:
                 break
-        assert message is not None and message.error() is None
+        assert message is not None
+        assert message.error() is None
         assert message.key() == b"acme:ext-42"
         value = json.loads(message.value() or b"")
         assert (value["tenant_id"], value["subject_id"]) == ("acme", "ext-42")
