@@ -189,7 +189,7 @@ def exclude_erased(settings: Settings) -> dict[str, Any]:
     lines = "\n".join(f"{tenant_id}/{subject_id}" for tenant_id, subject_id, _ in tombstones)
     return {
         "tombstones": len(tombstones),
-        "latest_erased_at": max((e for _, _, e in tombstones), default=None),
+        "latest_erased_at": max((e.isoformat() for _, _, e in tombstones), default=None),
         "digest": hashlib.sha256(lines.encode()).hexdigest(),
         "rows_removed": purged.rows_removed,
     }
