@@ -31,6 +31,10 @@ Layout (hive partitioning, one folder per UTC day and tenant)::
 Inside a file rows are ordered by ``kafka_offset``; columns follow
 :data:`ATTEMPT_FILE_SCHEMA`. Timestamps are UTC milliseconds.
 
+Erasure: :func:`erase_learners` rewrites every file holding an erased learner without
+their rows (the same atomic write, then read back) and removes a file left empty;
+:func:`learner_rows` finds a learner's rows for the privacy export.
+
 Reading: :func:`attempts_dataset` gives a ``pyarrow.dataset.Dataset`` with the
 partition keys as columns; :func:`read_attempts` filters by date range and tenants;
 :func:`list_partitions` lists partitions with file and row counts (the data snapshot
