@@ -89,12 +89,10 @@ async def pipeline(
         for a in by_learner[user][:ANSWERS_EACH]
     ]
     events = [replay.attempt_event(a, dataset="e2e-erasure", tenant_id=TENANT) for a in attempts]
-    every_event = [
-        replay.attempt_event(a, dataset="e2e-erasure-seed", tenant_id=TENANT) for a in every_answer
-    ]
     async with db_pool.acquire() as conn:
         api_key = (await create_api_key(conn, tenant_id=TENANT, app_name="e2e")).plaintext
-    await demo_content.seed(settings, TENANT, every_answer, every_event)
+    # Published items, so recommendations have something to name (IRT is optional there).
+    await demo_content.publish_catalog(db_pool, TENANT, attempts)
     try:
         await demo.start_pipeline(settings, PROCESSORS)
         requests = replay.shard_by_learner(events, shards=1, batch_size=20)
