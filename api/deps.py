@@ -27,6 +27,7 @@ from api.services.email import EmailSender
 from api.services.events import EventPublisher
 from api.services.principals import Principal, PrincipalKind, Role
 from learnstream import apikeys
+from learnstream.redis_keys import id_path
 from learnstream.settings import Settings
 
 # auto_error=False: a missing credential becomes our own 401 problem, not FastAPI's 403.
@@ -176,7 +177,7 @@ async def _limited_principal(
     decision = await rate_limits.hit(
         redis,
         namespace=settings.redis_namespace,
-        bucket=f"{principal.kind.value}:{principal.tenant_id}:{principal.subject_id}",
+        bucket=f"{principal.kind.value}:{id_path(principal.tenant_id, principal.subject_id)}",
         limit=settings.api_rate_limit_per_minute,
         now_s=time.time(),
     )

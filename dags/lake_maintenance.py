@@ -1,8 +1,10 @@
-"""Lake upkeep: compact small Parquet files, check data quality, write a report.
+"""Lake upkeep: purge erased learners, compact small Parquet files, check quality, report.
 
-Daily, for the interval that just ended: merge the small files of the settled days
-(the interval moved back by ``compaction_delay_days``), check the interval's own days
-(schema, nulls, duplicate event ids, late events) and write
+Daily, for the interval that just ended: first re-check the whole lake against every
+privacy tombstone and rewrite the files still holding an erased learner; then merge
+the small files of the settled days (the interval moved back by
+``compaction_delay_days``), check the interval's own days (schema, nulls, duplicate
+event ids, late events) and write
 ``<data_dir>/reports/lake_quality/interval_end=.../``. See
 :mod:`ml.jobs.lake_maintenance` for the rules. Schema or missing-value errors fail the
 check task (after writing the findings) unless ``fail_on_errors`` is false.
@@ -35,7 +37,15 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 )
 def lake_maintenance() -> None:
     @task
+    def purge_erased() -> dict[str, Any]:
+        from learnstream.settings import get_settings
+        from ml.jobs import lake_maintenance
+
+        return lake_maintenance.purge_erased(get_settings())
+
+    @task
     def compact(
+        purged: dict[str, Any],
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
@@ -84,7 +94,7 @@ def lake_maintenance() -> None:
         return write_report(get_settings(), interval, compaction, quality)
 
     # Checks run after compaction: with no delay they read the folders it rewrote.
-    compacted = compact()
+    compacted = compact(purge_erased())
     report(compacted, check_quality(compacted))
 
 

@@ -1,4 +1,4 @@
-"""Rebuild a processor's views from its topic: ``python -m infra.rebuild_view PROCESSOR``.
+"""Rebuild a processor's views from the lake and its topics: ``python -m infra.rebuild_view P``.
 
 What it does, after showing the plan and asking (``--yes`` skips the question,
 ``--dry-run`` only shows it):
@@ -14,15 +14,28 @@ What it does, after showing the plan and asking (``--yes`` skips the question,
 3. in ONE PostgreSQL transaction, empties the processor's view tables (``TRUNCATE``)
    and deletes its ``processor_offsets`` rows, so every record counts as new again.
 
+4. for a processor of lake attempts (:data:`LAKE_FED`), replays the lake's rows
+   through the processor's own runner (:class:`processors.base.BatchRunner`, same
+   consumer group), which stores the offsets it applied: ``--lake aged-out`` (the
+   default) replays the rows the topic no longer holds (offsets below each partition's
+   log start, removed by ``topic_retention_ms``), ``--lake all`` every lake row (faster,
+   but rows from the lake carry no session id), ``--lake none`` nothing.
+
 Kafka first, PostgreSQL second: if step 3 fails, the workers re-read the topics but
 skip every record below the offsets still stored, so nothing changes; run it again.
 
-Then start the workers again (``python -m processors PROCESSOR``); they replay the
-topics and the views come back record by record, with the same exactly-once effect
-as live processing. Watch the progress with the lag of docs/operations.md.
+Then start the workers again (``python -m processors PROCESSOR``); they read the topic
+tail from its start and skip what the lake replay applied (offsets below the stored
+ones), and the views come back record by record, with the same exactly-once effect as
+live processing. Watch the progress with the lag of docs/operations.md.
 
-Limits: a topic holds what its retention kept; records deleted by retention are not
-replayed (on a real cluster, check ``retention.ms`` of the source topics first).
+Erased learners stay erased: the lake replay skips every tombstoned learner's rows
+(``privacy_tombstones``; erasure also rewrote the lake), and the runner drops their
+records from the lake and the topic tail alike.
+
+Limits: the topics hold what their retention kept and the lake what the lake sink
+wrote (attempts only); other source topics (sessions, mastery) are replayed from what
+Kafka still holds.
 Views other processors derived from these (e.g. recommendations from mastery) are
 not rebuilt; rebuild them after this one. The Redis hot cache of learners is
 refreshed as their attempts are reapplied; stale entries expire with their TTL.
@@ -34,16 +47,34 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
+import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as AioTopicPartition
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from learnstream import db
+from learnstream import db, lake
+from learnstream.events.v1 import attempt_pb2
 from learnstream.exceptions import LearnstreamError
-from learnstream.kafka import admin_client
+from learnstream.kafka import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    Stream,
+    admin_client,
+    consumer_config,
+    learner_key,
+)
+from learnstream.privacy import all_tombstones
 from learnstream.settings import Settings, get_settings
+
+LakeMode = Literal["aged-out", "all", "none"]
+# Processors whose input is exactly what the lake holds (attempts, decoded by
+# processors.mastery.decode_attempt): their history older than the topics is in the lake.
+LAKE_FED = frozenset({"learner_state", "mastery", "aggregates", "predictions"})
+_ATTEMPT_TYPE = attempt_pb2.AttemptEvent.DESCRIPTOR.full_name.encode()
 
 # The tables each processor writes (its views). A processor that registers under two
 # names (learner_state, and mastery for its own consumer group) writes the same tables.
@@ -191,6 +222,123 @@ async def empty_views(settings: Settings, plan: RebuildPlan) -> None:
         await conn.close()
 
 
+def attempt_record(topic: str, tenant_id: str, row: Mapping[str, Any]) -> Any:
+    """The Kafka record a lake row was read from (a :class:`processors.offsets.SourceRecord`)."""
+    from processors.offsets import SourceRecord
+
+    event = attempt_pb2.AttemptEvent(
+        item_id=row["item_id"],
+        item_version=row["item_version"] or 0,
+        skill_ids=list(row["skill_ids"]),
+        correct=row["correct"],
+        response_time_ms=row["response_time_ms"] or 0,
+        hint_count=row["hint_count"] or 0,
+        attempt_number=row["attempt_number"] or 0,
+    )
+    if row["score"] is not None:
+        event.score = row["score"]
+    if row["context"]:
+        event.context = attempt_pb2.AttemptContext.Value(f"ATTEMPT_CONTEXT_{row['context']}")
+    envelope = event.envelope
+    envelope.event_id = row["event_id"]
+    envelope.tenant_id = tenant_id
+    envelope.user_id = row["user_id"]
+    envelope.occurred_at.FromDatetime(row["occurred_at"])
+    if row["received_at"] is not None:
+        envelope.received_at.FromDatetime(row["received_at"])
+    return SourceRecord(
+        topic=topic,
+        partition=row["kafka_partition"],
+        offset=row["kafka_offset"],
+        key=learner_key(tenant_id, row["user_id"]),
+        value=event.SerializeToString(),
+        headers=((EVENT_TYPE_HEADER, _ATTEMPT_TYPE), (EVENT_ID_HEADER, row["event_id"].encode())),
+    )
+
+
+def lake_records(
+    root: Any,
+    topic: str,
+    *,
+    below: Mapping[int, int] | None,
+    erased: Mapping[str, set[str]],
+) -> list[Any]:
+    """The lake's records of ``topic``, in (partition, offset) order, each once.
+
+    ``below`` keeps, per partition, only offsets under the given one (the topic's log
+    start: what the topic no longer holds); None keeps all. Rows of erased learners
+    (tenant -> ids) are left out.
+    """
+    safe_topic = lake.parse_part_file_name(lake.part_file_name(topic, 0, 0))
+    assert safe_topic is not None
+    records: dict[tuple[int, int], Any] = {}
+    for partition in lake.list_partitions(root):
+        gone = erased.get(partition.tenant_id, set())
+        for relative in partition.files:
+            parsed = lake.parse_part_file_name(relative.rsplit("/", 1)[-1])
+            if parsed is None or parsed[0] != safe_topic[0]:
+                continue
+            for row in pq.read_table(root / relative, schema=lake.ATTEMPT_FILE_SCHEMA).to_pylist():
+                position = (row["kafka_partition"], row["kafka_offset"])
+                if row["user_id"] in gone or position in records:
+                    continue
+                if below is not None and row["kafka_offset"] >= below.get(position[0], 0):
+                    continue
+                records[position] = attempt_record(topic, partition.tenant_id, row)
+    return [records[position] for position in sorted(records)]
+
+
+def log_start_offsets(settings: Settings, topic: str, partitions: list[int]) -> dict[int, int]:
+    """The first offset each partition of ``topic`` still holds (its low watermark)."""
+    consumer = Consumer(consumer_config(settings, f"{settings.kafka_topic_namespace}.rebuild"))
+    try:
+        return {
+            p: int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0])
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+async def replay_lake(settings: Settings, plan: RebuildPlan, mode: LakeMode) -> int:
+    """Apply the lake's attempts through the processor's runner; returns records replayed.
+
+    Run after :func:`empty_views`, with no worker running: the runner stores the
+    offsets it applied, so the workers then skip them on the topic.
+    """
+    if mode == "none" or plan.processor not in LAKE_FED:
+        return 0
+    from processors.__main__ import PROCESSORS
+    from processors.base import BatchRunner
+
+    topic = settings.topic(Stream.ATTEMPTS)
+    below = None
+    if mode == "aged-out":
+        ids = sorted(tp.partition for tp in plan.partitions if tp.topic == topic)
+        below = log_start_offsets(settings, topic, ids)
+    conn = await db.connect(settings)
+    try:
+        erased: dict[str, set[str]] = {}
+        for tenant_id, subject_id, _ in await all_tombstones(conn):
+            erased.setdefault(tenant_id, set()).add(subject_id)
+    finally:
+        await conn.close()
+    records = await asyncio.to_thread(
+        lake_records, lake.default_root(settings), topic, below=below, erased=erased
+    )
+    processor = PROCESSORS[plan.processor](settings)
+    runner = BatchRunner(
+        processor, settings, consumer_group=plan.consumer_group, hold_back_gaps=False
+    )
+    try:
+        step = settings.processor_batch_max
+        for start in range(0, len(records), step):
+            await runner.process(records[start : start + step])
+    finally:
+        await runner.close()
+    return len(records)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m infra.rebuild_view", description=__doc__)
     parser.add_argument("processor", help=f"one of {sorted(VIEW_TABLES)}")
@@ -199,6 +347,13 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         dest="tables",
         help="a view table to empty (repeatable); default: the processor's known tables",
+    )
+    parser.add_argument(
+        "--lake",
+        choices=("aged-out", "all", "none"),
+        default="aged-out",
+        help="lake rows to replay before the topics: those the topic no longer holds "
+        "(default), all of them, or none",
     )
     parser.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -237,12 +392,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         asyncio.run(claim_and_reset_offsets(settings, plan, timeout_s=args.join_timeout))
         asyncio.run(empty_views(settings, plan))
+        replayed = asyncio.run(replay_lake(settings, plan, args.lake))
     except LearnstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    print(f"replayed {replayed:,} attempts from the lake (erased learners skipped)")
     print(
         f"done. Start the workers again (python -m processors {plan.processor}); "
-        "they replay the topics from the beginning."
+        "they replay the topics from the beginning, skipping what the lake replay applied."
     )
 
 

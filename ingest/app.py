@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     redis, settings, on_unreplicated=metrics.count_unreplicated
                 ),
                 metrics=metrics,
+                pool=pool,
             )
             # Runs first on shutdown, while Redis and the producer are still open:
             # deliveries still in flight are settled (claims marked done or released).

@@ -6,6 +6,10 @@
    stamped (tenant, received_at, canonical event_id) and serialized; an event
    whose record would exceed ``ingest_max_record_bytes`` is rejected here, because
    the broker would refuse it on every retry;
+1b. an event of an erased learner (``privacy_tombstones``) is REJECTED with reason
+   ``erased``: one PostgreSQL query per batch at most, answers cached
+   (:class:`learnstream.privacy.ErasedLearners`; "not erased" for
+   ``erasure_cache_ttl_s``, within which the processors still drop it);
 2. a repeated event_id inside the batch is a DUPLICATE of its first occurrence;
 3. the remaining ids are claimed in Redis (one round trip); ids accepted before
    are DUPLICATE, ids another request is publishing are RETRY_LATER;
@@ -42,7 +46,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ingest.codec import DecodedEvent
@@ -69,6 +75,7 @@ from learnstream.kafka import (
     Stream,
     learner_key,
 )
+from learnstream.privacy import ErasedLearners, Learner
 from learnstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,6 +109,7 @@ class _Candidate:
     kind: str
     dedup_key: DedupKey
     record: OutgoingRecord
+    learner: Learner  # (tenant_id, user_id) of the envelope
 
 
 def build_record(kind: str, message: EventMessage, settings: Settings) -> OutgoingRecord:
@@ -137,8 +145,13 @@ class BatchIngestor:
         producer: AsyncProducer,
         dedup: DedupStore,
         metrics: IngestMetrics,
+        pool: Any = None,
     ) -> None:
+        """``pool`` (asyncpg) answers which learners are erased; None skips that check
+        (only for tests of the rest of the pipeline)."""
         self._settings = settings
+        self._pool = pool
+        self.erased = ErasedLearners(not_erased_ttl_s=settings.erasure_cache_ttl_s)
         self._limits = Limits.from_settings(settings)
         self._producer = producer
         self._dedup = dedup
@@ -194,6 +207,8 @@ class BatchIngestor:
             candidates.append(candidate)
 
         try:
+            if candidates and self._pool is not None:
+                candidates = await self._reject_erased(candidates, results)
             if candidates:
                 await self._claim_and_publish(candidates, results)
         finally:
@@ -248,7 +263,34 @@ class BatchIngestor:
                 "per event (shorten free text or source code)",
             )
         dedup_key = DedupKey(api_key.tenant_id, message.envelope.event_id)
-        return _Candidate(index=index, kind=kind, dedup_key=dedup_key, record=record)
+        learner = (api_key.tenant_id, message.envelope.user_id)
+        return _Candidate(
+            index=index, kind=kind, dedup_key=dedup_key, record=record, learner=learner
+        )
+
+    async def _reject_erased(
+        self, candidates: list[_Candidate], results: list[ingest_pb2.EventResult]
+    ) -> list[_Candidate]:
+        """Reject the events of erased learners; the others go on. One query at most."""
+        try:
+            erased = await self.erased.among(self._pool, {c.learner for c in candidates})
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DependencyUnavailableError(
+                "postgresql",
+                f"could not check for erased learners ({type(exc).__name__}); nothing was "
+                "published",
+                retry_after_s=self._settings.ingest_retry_after_s,
+            ) from exc
+        if not erased:
+            return candidates
+        kept = []
+        for candidate in candidates:
+            if candidate.learner in erased:
+                field = f"{candidate.kind}.envelope.user_id"
+                self._reject(results[candidate.index], candidate.index, Violation(field, "erased"))
+            else:
+                kept.append(candidate)
+        return kept
 
     def _reject(self, result: ingest_pb2.EventResult, index: int, violation: Violation) -> None:
         result.status = _Status.EVENT_STATUS_REJECTED

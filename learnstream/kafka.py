@@ -11,6 +11,8 @@
   a producer left fatal or with timed-out records (seen after a broker restart) is
   replaced on the next call.
 * :func:`faust_broker_kwargs` gives Faust apps the same endpoints and timeouts.
+* :func:`topic_config` is every topic's explicit configuration (retention, cleanup
+  policy); :func:`ensure_topics` creates topics with it and reads it back.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from enum import StrEnum
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # stubs omit the re-export
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # stubs omit the re-export
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 from learnstream.exceptions import ServiceUnavailableError
 from learnstream.settings import Settings
@@ -49,6 +55,13 @@ class Stream(StrEnum):
     FRAUD = "fraud"
     RECOMMENDATIONS = "recommendations"
     DEADLETTER = "deadletter"
+    # One record per erased learner (key tenant:learner, JSON value), compacted: outside
+    # consumers learn of erasures (api.services.privacy publishes them).
+    PRIVACY_ERASURES = "privacy.erasures"
+
+
+# Streams whose topics are compacted instead of deleted by age.
+COMPACTED_STREAMS = frozenset({Stream.PRIVACY_ERASURES})
 
 
 # Headers a dead-lettered record carries (besides the original key and value).
@@ -168,6 +181,69 @@ def kafka_ssl_context(settings: Settings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
+def topic_config(settings: Settings, stream: Stream) -> dict[str, str]:
+    """The explicit topic configuration of ``stream``.
+
+    Event topics (raw and derived, dead letters included) are deleted by age after
+    ``topic_retention_ms`` (default 7 days): an erased learner's records age out of
+    Kafka within that, and older history lives in the lake, which erasure rewrites.
+    :data:`COMPACTED_STREAMS` keep the last record per key for good.
+    """
+    if stream in COMPACTED_STREAMS:
+        return {"cleanup.policy": "compact", "retention.ms": "-1"}
+    return {"cleanup.policy": "delete", "retention.ms": str(settings.topic_retention_ms)}
+
+
+def describe_topic_config(
+    settings: Settings, topics: Sequence[str], timeout_s: float = 15.0
+) -> dict[str, dict[str, str]]:
+    """The configuration the broker reports for ``topics`` (name -> key -> value).
+
+    A topic the broker does not describe (Tansu answers DescribeConfigs only in part)
+    maps to what it did report, possibly nothing.
+    """
+    admin = admin_client(settings)
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
+    described: dict[str, dict[str, str]] = {topic: {} for topic in topics}
+    if not resources:
+        return described
+    for resource, future in admin.describe_configs(resources).items():
+        try:
+            entries = future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            log.warning(
+                "broker did not describe topic config",
+                extra={"topic": resource.name, "kafka_error": str(exc)},
+            )
+            continue
+        described[resource.name] = {
+            name: entry.value for name, entry in entries.items() if entry.value is not None
+        }
+    return described
+
+
+def config_mismatches(
+    settings: Settings, streams: Sequence[Stream], described: dict[str, dict[str, str]]
+) -> dict[str, dict[str, tuple[str, str]]]:
+    """Keys the broker reports with another value than :func:`topic_config` wants.
+
+    ``topic -> key -> (wanted, reported)``; keys the broker does not report are not
+    mismatches (Tansu reports few).
+    """
+    found: dict[str, dict[str, tuple[str, str]]] = {}
+    for stream in streams:
+        topic = settings.topic(stream)
+        reported = described.get(topic, {})
+        wrong = {
+            key: (wanted, reported[key])
+            for key, wanted in topic_config(settings, stream).items()
+            if key in reported and reported[key] != wanted
+        }
+        if wrong:
+            found[topic] = wrong
+    return found
+
+
 def admin_client(settings: Settings) -> AdminClient:
     """An admin client on the configured cluster."""
     return AdminClient(client_config(settings))
@@ -178,8 +254,11 @@ def ensure_topics(
 ) -> list[str]:
     """Create the topics of ``streams`` that do not exist yet; return the names created.
 
-    Partitions and replication come from settings. Raises ServiceUnavailableError
-    when the cluster does not answer within ``timeout_s``.
+    Partitions and replication come from settings, the topic configuration from
+    :func:`topic_config`. Afterwards the configuration of every topic of ``streams`` is
+    read back where the broker reports it, and a reported value that differs (a topic
+    created by hand or by an older version) is logged as an error. Raises
+    ServiceUnavailableError when the cluster does not answer within ``timeout_s``.
     """
     admin = admin_client(settings)
     try:
@@ -189,17 +268,19 @@ def ensure_topics(
             f"Kafka at {settings.kafka_bootstrap} did not answer: {exc}. "
             "Start it with `make services` or set LEARNSTREAM_KAFKA_BOOTSTRAP."
         ) from exc
-    wanted = [settings.topic(s) for s in streams if settings.topic(s) not in existing]
+    wanted = [s for s in streams if settings.topic(s) not in existing]
     if not wanted:
+        _check_configs(settings, streams, timeout_s)
         return []
     futures = admin.create_topics(
         [
             NewTopic(
-                name,
+                settings.topic(stream),
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication_factor,
+                config=topic_config(settings, stream),
             )
-            for name in wanted
+            for stream in wanted
         ],
         operation_timeout=timeout_s,
     )
@@ -211,7 +292,22 @@ def ensure_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    _check_configs(settings, streams, timeout_s)
     return created
+
+
+def _check_configs(settings: Settings, streams: Sequence[Stream], timeout_s: float) -> None:
+    try:
+        described = describe_topic_config(settings, [settings.topic(s) for s in streams], timeout_s)
+    except KafkaException as exc:
+        log.warning("could not read topic configs back", extra={"kafka_error": str(exc)})
+        return
+    for topic, wrong in config_mismatches(settings, streams, described).items():
+        log.error(
+            "topic configuration differs from learnstream.kafka.topic_config; alter it with "
+            "kafka-configs (e.g. retention.ms) so erased learners' records age out",
+            extra={"topic": topic, "differs": {k: f"{w} != {r}" for k, (w, r) in wrong.items()}},
+        )
 
 
 @dataclass(frozen=True, slots=True)

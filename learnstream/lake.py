@@ -31,6 +31,10 @@ Layout (hive partitioning, one folder per UTC day and tenant)::
 Inside a file rows are ordered by ``kafka_offset``; columns follow
 :data:`ATTEMPT_FILE_SCHEMA`. Timestamps are UTC milliseconds.
 
+Erasure: :func:`erase_learners` rewrites every file holding an erased learner without
+their rows (the same atomic write, then read back) and removes a file left empty;
+:func:`learner_rows` finds a learner's rows for the privacy export.
+
 Reading: :func:`attempts_dataset` gives a ``pyarrow.dataset.Dataset`` with the
 partition keys as columns; :func:`read_attempts` filters by date range and tenants;
 :func:`list_partitions` lists partitions with file and row counts (the data snapshot
@@ -43,7 +47,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -355,3 +359,103 @@ def write_table_atomically(table: pa.Table, target: Path) -> None:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(table, target)
+
+
+@dataclass(frozen=True, slots=True)
+class LakeErasure:
+    """What :func:`erase_learners` did: files read, rewritten, removed, rows removed."""
+
+    files_scanned: int = 0
+    files_rewritten: tuple[str, ...] = ()  # relative to the lake root
+    files_removed: tuple[str, ...] = ()  # every row was erased: the file is gone
+    rows_removed: int = 0
+
+
+def erase_learners(root: Path, erased: Mapping[str, Iterable[str]]) -> LakeErasure:
+    """Remove every row of the erased learners (tenant -> learner ids) from the lake.
+
+    Only the tenants' folders are read, and of each file first only its ``user_id``
+    column. A file holding an erased learner is rewritten without those rows the way
+    the lake writes (hidden temporary file, fsync, rename over the old one, folder
+    fsync), then read back: it must hold exactly the rows kept and none of the erased
+    ids, or :class:`LakeError` is raised. A file left with no rows is removed. Files of
+    other tenants are never opened. Running it again finds nothing.
+    """
+    scanned = 0
+    rewritten: list[str] = []
+    removed: list[str] = []
+    rows_removed = 0
+    folder = root / ATTEMPTS_TABLE
+    wanted = {tenant: sorted(set(ids)) for tenant, ids in erased.items() if ids}
+    if not folder.is_dir() or not wanted:
+        return LakeErasure()
+    for tenant_id, ids in sorted(wanted.items()):
+        id_array = pa.array(ids, pa.string())
+        tenant_folder = f"tenant_id={quote(tenant_id, safe='')}"
+        for tenant_dir in sorted(folder.glob(f"event_date=*/{_glob_literal(tenant_folder)}")):
+            for path in sorted(tenant_dir.glob("*.parquet")):
+                if _PART_NAME.match(path.name) is None:
+                    continue
+                scanned += 1
+                users = pq.read_table(path, columns=["user_id"])["user_id"]
+                hits = int(pc.sum(pc.is_in(users, value_set=id_array)).as_py() or 0)
+                if hits == 0:
+                    continue
+                table = pq.read_table(path, schema=ATTEMPT_FILE_SCHEMA)
+                kept = table.filter(pc.invert(pc.is_in(table["user_id"], value_set=id_array)))
+                relative = str(path.relative_to(root))
+                rows_removed += table.num_rows - kept.num_rows
+                if kept.num_rows == 0:
+                    path.unlink()
+                    _fsync_folder(path.parent)
+                    removed.append(relative)
+                    continue
+                _write_atomically(kept.cast(ATTEMPT_FILE_SCHEMA), path)
+                _verify_erased(path, id_array, expected_rows=kept.num_rows)
+                rewritten.append(relative)
+    return LakeErasure(scanned, tuple(rewritten), tuple(removed), rows_removed)
+
+
+def learner_rows(
+    root: Path, tenant_id: str, user_ids: Iterable[str]
+) -> list[tuple[str, dict[str, object]]]:
+    """Every lake row of the learners, as ``(file relative to the root, row)`` (for export)."""
+    folder = root / ATTEMPTS_TABLE
+    ids = pa.array(sorted(set(user_ids)), pa.string())
+    found: list[tuple[str, dict[str, object]]] = []
+    if not folder.is_dir() or len(ids) == 0:
+        return found
+    tenant_folder = f"tenant_id={quote(tenant_id, safe='')}"
+    for tenant_dir in sorted(folder.glob(f"event_date=*/{_glob_literal(tenant_folder)}")):
+        for path in sorted(tenant_dir.glob("*.parquet")):
+            if _PART_NAME.match(path.name) is None:
+                continue
+            table = pq.read_table(path, schema=ATTEMPT_FILE_SCHEMA)
+            selected = table.filter(pc.is_in(table["user_id"], value_set=ids))
+            relative = str(path.relative_to(root))
+            found.extend((relative, row) for row in selected.to_pylist())
+    return found
+
+
+def _verify_erased(path: Path, ids: pa.Array, *, expected_rows: int) -> None:
+    # Read back what is now on disk under the final name.
+    users = pq.read_table(path, columns=["user_id"])["user_id"]
+    left = int(pc.sum(pc.is_in(users, value_set=ids)).as_py() or 0)
+    if left or len(users) != expected_rows:
+        raise LakeError(
+            f"{path}: read back {len(users)} rows with {left} of erased learners; "
+            f"expected {expected_rows} and none"
+        )
+
+
+def _glob_literal(text: str) -> str:
+    # Percent-encoded names hold no glob characters but "%"; brackets escape the rest.
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _fsync_folder(folder: Path) -> None:
+    folder_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(folder_fd)
+    finally:
+        os.close(folder_fd)

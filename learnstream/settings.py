@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     kafka_ssl_ca_location: Path | None = None
     topic_partitions: int = Field(default=8, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
+    # retention.ms of every event topic (raw and derived): 7 days. Older history lives in
+    # the lake (which erasure rewrites), so an erased learner's records age out of Kafka
+    # within this time (docs/security.md, "Erasure and export").
+    topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
     # Consumer-group timings. The local broker (Tansu) holds a group join for half
     # the session timeout, so short values make workers start in seconds.
     consumer_session_timeout_s: float = Field(default=6.0, gt=0)
@@ -242,6 +246,10 @@ class Settings(BaseSettings):
     # lake_batch_max records or what arrived within lake_batch_within_s.
     lake_batch_max: int = Field(default=20_000, ge=1)
     lake_batch_within_s: float = Field(default=10.0, gt=0)
+    # Erased learners (privacy_tombstones): ingest caches "not erased" answers this long
+    # (s); a learner erased meanwhile may still get events accepted for that long, which
+    # the processors then drop. Erased answers are cached for good (tombstones stay).
+    erasure_cache_ttl_s: float = Field(default=5.0, ge=0)
 
     # --- HTTP services -------------------------------------------------------------
     ingest_port: int = 8000

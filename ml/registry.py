@@ -136,11 +136,13 @@ class ModelRegistry:
         snapshot: Mapping[str, Sequence[SourcePart]],
         fingerprint: str,
         model_folder: Path,
+        excluded: Mapping[str, Any] | None = None,
     ) -> str:
         """Record one training run; returns its run id.
 
         ``epoch_metrics[i]`` are logged at step ``i + 1``; ``snapshot`` maps a role
-        (``train``, ``test``) to its sources and row counts.
+        (``train``, ``test``) to its sources and row counts. ``excluded`` (e.g. the privacy
+        tombstones the data was purged of) is written into the snapshot artifact as is.
         """
         run = self.client.create_run(self._experiment_id(experiment), run_name=run_name)
         run_id = str(run.info.run_id)
@@ -161,6 +163,7 @@ class ModelRegistry:
                     json.dumps(
                         {
                             "fingerprint": fingerprint,
+                            **({"excluded": dict(excluded)} if excluded is not None else {}),
                             **{
                                 role: [{"source": p.source, "rows": p.rows} for p in parts]
                                 for role, parts in snapshot.items()

@@ -12,7 +12,10 @@ Exactly-once effect, per batch, in ONE PostgreSQL transaction:
 2. skip every record whose offset is below the stored next offset: it was applied
    before a crash, and Kafka redelivers it because its own committed offset lags
    (:func:`processors.offsets.plan_batch`);
-3. decode the rest; a record that cannot be decoded is dead-lettered;
+3. decode the rest; a record that cannot be decoded is dead-lettered; records of
+   erased learners (``privacy_tombstones``, one query per batch under shared advisory
+   locks, :mod:`learnstream.privacy`) are dropped: counted, never applied nor
+   dead-lettered, their offsets stored like the others';
 4. apply the decoded events on the same connection (the processor's view writes);
    if the batch raises a non-transient error, it is re-applied one event at a time,
    each under a savepoint, and the events that still fail are dead-lettered;
@@ -83,6 +86,7 @@ from faust.types import TP
 from learnstream import db
 from learnstream.exceptions import ServiceUnavailableError
 from learnstream.kafka import AsyncProducer, OutgoingRecord, Stream
+from learnstream.privacy import ErasedLearners, Learner, learner_of_key, lock_learners
 from learnstream.settings import Settings
 from processors import metrics
 from processors.exceptions import DeliveryFailed, StaleWrite
@@ -214,6 +218,8 @@ class BatchOutcome:
     # acked), and the rewinds to start now (seek the consumer back).
     held_back: frozenset[TopicPartition] = frozenset()
     seeks: tuple[Rewind, ...] = ()
+    # Records of erased learners, dropped unapplied.
+    erased: int = 0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -259,6 +265,7 @@ class BatchRunner(Generic[EventT]):
         retry_max_s: float = 5.0,
         started_at: float | None = None,
         stopping: Callable[[], bool] = lambda: False,
+        hold_back_gaps: bool = True,
     ) -> None:
         self.processor = processor
         self.settings = settings
@@ -269,6 +276,11 @@ class BatchRunner(Generic[EventT]):
         self.started_at = started_at
         # True once the worker is stopping: transient retries give up (BatchAbandoned).
         self.stopping = stopping
+        # False for replays that feed records with known holes (infra.rebuild_view feeding
+        # lake rows): a gap is then applied and logged, never held back for a re-read.
+        self.hold_back_gaps = hold_back_gaps
+        # Exact (no "not erased" cache): a learner erased a moment ago must not come back.
+        self.erased = ErasedLearners(not_erased_ttl_s=0)
         self._deadletter_topic = settings.topic(Stream.DEADLETTER)
         self._pool: asyncpg.Pool | None = None
         self._producer: AsyncProducer | None = None
@@ -351,10 +363,15 @@ class BatchRunner(Generic[EventT]):
         tps = partitions_of(records)
         async with pool.acquire() as conn, conn.transaction():
             stored = await self._lock_offsets(conn, tps)
-            held = hold_back_gaps(plan_batch(records, stored), self._rewinds)
+            planned = plan_batch(records, stored)
+            if self.hold_back_gaps:
+                held = hold_back_gaps(planned, self._rewinds)
+            else:
+                held = HeldBack(planned, {}, (), frozenset())
             plan = held.plan
             self._log_gaps(plan)
             decoded, deadletters = self._decode(plan.fresh)
+            decoded, erased = await self._drop_erased(conn, decoded)
             derived, failed = await self._apply(conn, decoded)
             deadletters.extend(failed)
             await self._publish([*deadletters, *derived])
@@ -366,9 +383,9 @@ class BatchRunner(Generic[EventT]):
         self._log_rewinds(held)
         self.monitor.committed(plan.next_offsets)
         if decoded and isinstance(self.processor, CommitListener):
-            await self._notify_committed(pool, [item.event for item in decoded])
+            await self._notify_committed(pool, decoded)
         return BatchOutcome(
-            applied=len(plan.fresh) - len(deadletters),
+            applied=len(plan.fresh) - len(deadletters) - erased,
             redelivered=len(plan.redelivered),
             deadlettered=len(deadletters),
             derived=len(derived),
@@ -376,7 +393,32 @@ class BatchRunner(Generic[EventT]):
             retries=retry,
             held_back=held.held_back,
             seeks=held.seeks,
+            erased=erased,
         )
+
+    async def _drop_erased(
+        self, conn: asyncpg.Connection, decoded: list[Decoded[EventT]]
+    ) -> tuple[list[Decoded[EventT]], int]:
+        """The events of learners not erased, and how many were dropped.
+
+        Shared advisory locks on the batch's learners first (held to the commit), so an
+        erasure cannot commit between this check and the batch's writes.
+        """
+        learners = {_learner(item) for item in decoded} - {None}
+        if not learners:
+            return decoded, 0
+        known = cast("set[Learner]", learners)
+        await lock_learners(conn, known, exclusive=False)
+        erased = await self.erased.among(conn, known)
+        if not erased:
+            return decoded, 0
+        kept = [item for item in decoded if _learner(item) not in erased]
+        dropped = len(decoded) - len(kept)
+        log.info(
+            "dropped records of erased learners",
+            extra={"processor": self.processor.name, "records": dropped},
+        )
+        return kept, dropped
 
     async def stored_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """The next offsets stored in ``processor_offsets`` for ``tps`` (no lock taken)."""
@@ -389,11 +431,15 @@ class BatchRunner(Generic[EventT]):
         )
         return {TopicPartition(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
 
-    async def _notify_committed(self, pool: asyncpg.Pool, events: list[EventT]) -> None:
+    async def _notify_committed(self, pool: asyncpg.Pool, decoded: list[Decoded[EventT]]) -> None:
         assert isinstance(self.processor, CommitListener)
+        learners = cast("set[Learner]", {_learner(item) for item in decoded} - {None})
         try:
-            async with pool.acquire() as conn:
-                await self.processor.committed(conn, events)
+            # Under the shared locks again: an erasure waits until a cache refresh has
+            # written, then deletes the keys; one that committed first left no rows to read.
+            async with pool.acquire() as conn, conn.transaction():
+                await lock_learners(conn, learners, exclusive=False)
+                await self.processor.committed(conn, [item.event for item in decoded])
         except Exception as exc:
             log.warning(
                 "after-commit step failed (the batch itself is committed)",
@@ -562,6 +608,8 @@ class BatchRunner(Generic[EventT]):
         metrics.EVENTS.labels(name, "applied").inc(outcome.applied)
         metrics.EVENTS.labels(name, "deadlettered").inc(outcome.deadlettered)
         metrics.EVENTS.labels(name, "redelivered").inc(outcome.redelivered)
+        if outcome.erased:
+            metrics.EVENTS.labels(name, "erased").inc(outcome.erased)
         metrics.BATCH_SECONDS.labels(name).observe(seconds)
         metrics.BATCH_SIZE.labels(name).observe(len(records))
         for tp, offset in outcome.next_offsets.items():
@@ -578,6 +626,12 @@ class BatchRunner(Generic[EventT]):
                     "seconds_since_process_start": since_start,
                 },
             )
+
+
+def _learner(item: Decoded[Any]) -> Learner | None:
+    # Every learner stream is keyed tenant:user (decoders check the key against the
+    # envelope), so the key names the learner whatever the event type.
+    return learner_of_key(item.record.key)
 
 
 def source_record(message: Any) -> SourceRecord:
@@ -626,6 +680,9 @@ def attach(
         *(settings.topic(stream) for stream in processor.sources),
         key_serializer="raw",
         value_serializer="raw",
+        # Should Faust be the one to create the topics: the same retention as
+        # learnstream.kafka.topic_config gives them.
+        retention=settings.topic_retention_ms / 1000,
     )
 
     async def consume(stream: faust.StreamT[bytes]) -> None:

@@ -1,6 +1,7 @@
 """The Redis hot cache of each learner's current state, refreshed after every commit.
 
-One hash per learner, ``<redis_namespace>:learner:<tenant_id>:<user_id>``, with fields
+One hash per learner, ``<redis_namespace>:learner:<tenant_id>:<user_id>`` (ids
+percent-encoded by :mod:`learnstream.redis_keys`), with fields
 
 * ``ability`` → ``{"ability", "ability_se", "n_responses", "version"}`` (logits);
 * ``mastery:<skill_id>`` → ``{"p_mastery", "attempts", "correct", "last_attempt_at",
@@ -31,6 +32,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from learnstream import redis_keys
 from learnstream.redis import redis_client
 from learnstream.settings import Settings
 
@@ -91,8 +93,10 @@ class Touched:
 
 
 def learner_cache_key(settings: Settings, tenant_id: str, user_id: str) -> str:
-    """The Redis key of one learner's hot-cache hash."""
-    return f"{settings.redis_namespace}:learner:{tenant_id}:{user_id}"
+    """The Redis key of one learner's hot-cache hash (ids escaped: learnstream.redis_keys)."""
+    return redis_keys.redis_key(
+        settings.redis_namespace, redis_keys.LEARNER_CACHE, tenant_id, user_id
+    )
 
 
 class LearnerCache:

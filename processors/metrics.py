@@ -11,8 +11,8 @@ from prometheus_client import Counter, Gauge, Histogram
 EVENTS = Counter(
     "learnstream_processor_events_total",
     "Consumed records by outcome: applied, deadlettered, redelivered (skipped, "
-    "already applied before a crash), or held_back (beyond an offset gap, re-read after "
-    "a rewind)",
+    "already applied before a crash), held_back (beyond an offset gap, re-read after "
+    "a rewind), or erased (of an erased learner: dropped, nothing written)",
     ["processor", "outcome"],
 )
 BATCH_SECONDS = Histogram(

@@ -8,7 +8,16 @@ from typing import Any
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentUser, LearnerAccount, LearnerViewer, Now, PoolDep, RedisDep, SettingsDep
+from api.deps import (
+    CurrentUser,
+    LearnerAccount,
+    LearnerViewer,
+    Now,
+    PoolDep,
+    PublisherDep,
+    RedisDep,
+    SettingsDep,
+)
 from api.exceptions import InvalidInputError, NotAuthenticatedError, NotFoundError
 from api.services import access, accounts, mastery, privacy, profiles
 from api.services.content import ContentKind
@@ -117,6 +126,9 @@ class ErasurePublic(BaseModel):
     account_deleted: bool
     redis_keys_deleted: int
     erased_at: datetime
+    lake_rows_deleted: int
+    lake_files_rewritten: int
+    published: bool
 
 
 def _profile(found: profiles.Profile) -> ProfilePublic:
@@ -204,11 +216,19 @@ async def complete_onboarding_step(
 
 @router.get("/{user_id}/privacy/export", summary="Everything held about the learner (JSON)")
 async def privacy_export(
-    principal: LearnerAccount, pool: PoolDep, now: Now, user_id: str = UserIdPath
+    principal: LearnerAccount,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    now: Now,
+    user_id: str = UserIdPath,
 ) -> dict[str, Any]:
-    """Account, roles, sessions, every learner table's rows, and security events; audited."""
+    """Account, roles, sessions, every learner table's rows, lake rows and Redis keys
+    (each with where it came from), and security events; audited."""
     await access.ensure_can_manage_learner(pool, principal, user_id)
-    return await privacy.export_learner(pool, principal, subject_id=user_id, now=now)
+    return await privacy.export_learner(
+        pool, principal, subject_id=user_id, now=now, redis=redis, settings=settings
+    )
 
 
 @router.post(
@@ -222,6 +242,7 @@ async def privacy_erasure(
     pool: PoolDep,
     redis: RedisDep,
     settings: SettingsDep,
+    publisher: PublisherDep,
     now: Now,
     user_id: str = UserIdPath,
 ) -> ErasurePublic:
@@ -252,5 +273,6 @@ async def privacy_erasure(
         subject_id=user_id,
         requested_by=(principal.kind.value, principal.subject_id),
         now=now,
+        publisher=publisher,
     )
     return ErasurePublic.model_validate(report, from_attributes=True)

@@ -78,6 +78,26 @@ class EventPublisher:
             return False
         return True
 
+    async def publish_records(self, records: list[OutgoingRecord]) -> bool:
+        """Publish ready-made records (e.g. ``privacy.erasures``); True once all were acked.
+
+        False (logged) when the broker refused one or did not answer in time.
+        """
+        if self._producer is None:
+            self._producer = AsyncProducer(self._settings)
+        try:
+            deliveries = await self._producer.publish(records)
+        except ServiceUnavailableError as exc:
+            log.warning("records not published", extra={"error": str(exc)})
+            return False
+        failed = [d.error for d in deliveries if not d.ok]
+        if failed:
+            log.warning(
+                "records not published",
+                extra={"topic": records[0].topic, "failed": len(failed), "error": failed[0]},
+            )
+        return not failed
+
     def close(self) -> None:
         """Flush what is queued (briefly) and stop the producer, if one was started."""
         if self._producer is not None:

@@ -53,6 +53,7 @@ from api.services import learner_ids
 from api.services.events import EventPublisher
 from api.services.identifiers import is_uuid
 from api.services.transactions import transaction
+from learnstream import redis_keys
 from learnstream.events.v1 import placement_pb2
 from learnstream.kafka import Stream
 from learnstream.settings import Settings
@@ -292,7 +293,7 @@ class PlacementView:
 
 def session_key(settings: Settings, *, tenant_id: str, user_id: str) -> str:
     """Redis key of the account's placement session (contains ``<tenant>:<user>``)."""
-    return f"{settings.redis_namespace}:placement:{tenant_id}:{user_id}"
+    return redis_keys.redis_key(settings.redis_namespace, redis_keys.PLACEMENT, tenant_id, user_id)
 
 
 _BANK = """
@@ -741,7 +742,9 @@ async def _drop_hot_cache(
 
     The key and fields are those of :mod:`processors.learner_cache`.
     """
-    key = f"{settings.redis_namespace}:learner:{session.tenant_id}:{session.learner_id}"
+    key = redis_keys.redis_key(
+        settings.redis_namespace, redis_keys.LEARNER_CACHE, session.tenant_id, session.learner_id
+    )
     await redis.hdel(key, "ability", *(f"mastery:{skill}" for skill in seeded))
 
 

@@ -2,21 +2,36 @@
 
 Convention that makes this complete: every PostgreSQL table holding a learner's
 data has ``tenant_id`` and ``user_id`` columns (the processors' views included),
-and every Redis key holding it contains ``<tenant_id>:<user_id>``. Tables are
-found in the catalogue at run time, so a view added by a later migration is
-exported and erased without changing this module.
+and every Redis key holding it is one of :func:`learnstream.redis_keys.learner_data_keys`
+(or a rate-limit counter of the account). Tables are found in the catalogue at run
+time, so a view added by a later migration is exported and erased without changing
+this module. The lake is searched file by file (:func:`learnstream.lake.learner_rows`).
 
-Erasure deletes those rows and the account (tokens, roles, identities, class
-memberships and profile go with it by cascade), deletes the Redis keys, and
-writes a tombstone (``privacy_tombstones``) so stream processors drop the
-learner's in-flight events and lake compaction drops their Parquet rows.
-What stays: audit rows, which name the learner only by a random id that after
-erasure points at nobody, and aggregates that carry no learner id.
+Erasure, in order:
+
+1. one PostgreSQL transaction: an exclusive advisory lock on the learner
+   (:func:`learnstream.privacy.lock_learners`, so no processor batch applies their
+   events meanwhile), delete their rows and the account (tokens, roles, identities,
+   class memberships and profile go with it by cascade), write a tombstone
+   (``privacy_tombstones``) per id their events carry, audit it;
+2. delete their Redis keys by exact name (no pattern: a glob over user-chosen ids
+   reached other tenants' keys);
+3. rewrite every lake file holding them (:func:`learnstream.lake.erase_learners`);
+4. publish one record per id on the compacted ``privacy.erasures`` topic.
+
+From then on the tombstone keeps them out: ingest rejects their events, the
+processors' runner drops them, ``lake_maintenance`` re-checks the lake against every
+tombstone, training snapshots exclude them, ``infra.rebuild_view`` skips them, and the
+raw topics age their old records out (``topic_retention_ms``). What stays: audit rows,
+which name the learner only by a random id that after erasure points at nobody, the
+tombstone itself, and aggregates that carry no learner id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -27,10 +42,17 @@ from redis.asyncio import Redis
 
 from api.exceptions import NotFoundError
 from api.services import audit, token_versions
+from api.services.events import EventPublisher
 from api.services.identifiers import is_uuid
 from api.services.principals import Principal
+from api.services.rate_limits import WINDOW_S
 from api.services.transactions import transaction
+from learnstream import lake, redis_keys
+from learnstream.kafka import OutgoingRecord, Stream, learner_key
+from learnstream.privacy import lock_learners
 from learnstream.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Columns never exported: secrets and their digests.
 SECRET_COLUMNS = frozenset(
@@ -58,6 +80,9 @@ class ErasureReport:
     account_deleted: bool
     redis_keys_deleted: int
     erased_at: datetime
+    lake_rows_deleted: int = 0
+    lake_files_rewritten: int = 0  # rewritten without the learner, or removed when emptied
+    published: bool = False  # on the privacy.erasures topic
 
 
 def plain(value: Any) -> Any:
@@ -121,9 +146,21 @@ def _filed_under(subject_id: str, account: Any) -> list[str]:
 
 
 async def export_learner(
-    db: Any, principal: Principal, *, subject_id: str, now: datetime
+    db: Any,
+    principal: Principal,
+    *,
+    subject_id: str,
+    now: datetime,
+    redis: Redis | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Everything held about ``subject_id`` in the caller's tenant, as JSON-ready data."""
+    """Everything held about ``subject_id`` in the caller's tenant, as JSON-ready data.
+
+    Every copy with where it came from: ``tables`` (PostgreSQL, by table), ``lake``
+    (``{"file", "row"}`` per Parquet row, the file relative to the lake root) and
+    ``redis`` (``{"key", "type", "value"}`` per key); the last two need ``settings``
+    (and ``redis``).
+    """
     tenant_id = principal.tenant_id
     tables = await learner_tables(db)
     account = await _ensure_known(db, tenant_id, subject_id, tables)
@@ -162,6 +199,16 @@ async def export_learner(
             _filed_under(subject_id, account),
         )
         exported["tables"][table] = [_row(r) for r in rows]
+    filed_under = _filed_under(subject_id, account)
+    if settings is not None:
+        root = lake.default_root(settings)
+        lake_rows = await asyncio.to_thread(lake.learner_rows, root, tenant_id, filed_under)
+        exported["lake"] = [
+            {"source": "lake", "file": file, "row": {k: plain(v) for k, v in row.items()}}
+            for file, row in lake_rows
+        ]
+        if redis is not None:
+            exported["redis"] = await _redis_copies(redis, settings, tenant_id, filed_under, now)
     exported["security_events"] = [
         _row(r)
         for r in await db.fetch(
@@ -184,15 +231,53 @@ async def export_learner(
     return exported
 
 
-def _glob_escaped(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+def learner_redis_keys(
+    settings: Settings, tenant_id: str, ids: list[str], *, now: datetime
+) -> list[str]:
+    """The exact Redis keys that may hold the learners' data: their cache and placement
+    keys, and the account's rate-limit counters of this and the previous window."""
+    keys = [
+        k for i in ids for k in redis_keys.learner_data_keys(settings.redis_namespace, tenant_id, i)
+    ]
+    window = int(now.timestamp() // WINDOW_S)
+    bucket = f"user:{redis_keys.id_path(tenant_id, ids[0])}"
+    keys += [f"{settings.redis_namespace}:api:rate:{bucket}:{w}" for w in (window - 1, window)]
+    return keys
 
 
-def redis_key_patterns(namespace: str, tenant_id: str, subject_id: str) -> tuple[str, str]:
-    """SCAN patterns of the keys holding ``<tenant>:<subject>`` as a whole id: at the end
-    of the key or followed by ``:``. Short client ids ("7") must not match "70363"."""
-    exact = f"{_glob_escaped(namespace)}:*{_glob_escaped(tenant_id)}:{_glob_escaped(subject_id)}"
-    return exact, f"{exact}:*"
+async def _redis_copies(
+    redis: Redis, settings: Settings, tenant_id: str, ids: list[str], now: datetime
+) -> list[dict[str, Any]]:
+    copies: list[dict[str, Any]] = []
+    for key in learner_redis_keys(settings, tenant_id, ids, now=now):
+        kind = _text(await redis.type(key))
+        if kind == "none":
+            continue
+        value: Any
+        if kind == "hash":
+            value = {
+                _text(f): _json_or_text(v) for f, v in sorted((await redis.hgetall(key)).items())
+            }
+        elif kind == "string":
+            value = _json_or_text(await redis.get(key))
+        else:
+            value = None  # no other kind holds learner data; the key is still listed
+        copies.append({"source": "redis", "key": key, "type": kind, "value": value})
+    return copies
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+
+
+def _json_or_text(raw: bytes | str | None) -> Any:
+    if raw is None:
+        return None
+    text = _text(raw)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 async def erase_learner(
@@ -204,12 +289,20 @@ async def erase_learner(
     subject_id: str,
     requested_by: tuple[str, str],
     now: datetime,
+    publisher: EventPublisher | None = None,
 ) -> ErasureReport:
-    """Delete the learner's rows, account and Redis keys; tombstone them; audit it."""
+    """Erase the learner from PostgreSQL, Redis, the lake; tombstone and publish it; audit.
+
+    The steps and their order are the module docstring's. ``publisher`` publishes the
+    erasure on ``privacy.erasures`` (None: not published, ``published`` is False).
+    """
     async with transaction(db) as conn:
         tables = await learner_tables(conn)
         account = await _ensure_known(conn, tenant_id, subject_id, tables)
         filed_under = _filed_under(subject_id, account)
+        # Before any delete: a processor batch applying this learner's events finishes
+        # first (and its rows are deleted below), later batches see the tombstone.
+        await lock_learners(conn, [(tenant_id, i) for i in filed_under], exclusive=True)
         deleted: dict[str, int] = {}
         for table in tables:
             status = await conn.execute(
@@ -219,6 +312,9 @@ async def erase_learner(
             )
             deleted[table] = int(status.split()[-1])
         if account is not None:
+            # Its access tokens die with the row: every request checks that `sub` is an
+            # active account (token_versions.current); the cached version is dropped
+            # below, after the key deletion.
             await conn.execute("DELETE FROM users WHERE id = $1", subject_id)
         # Events carry the learner id: processors and the lake drop by every id held.
         for erased_id in filed_under:
@@ -241,14 +337,46 @@ async def erase_learner(
             target_id=subject_id,
             details={"rows_deleted": deleted, "account": account is not None},
         )
-    keys = 0
-    for erased_id in filed_under:
-        for pattern in redis_key_patterns(settings.redis_namespace, tenant_id, erased_id):
-            async for key in redis.scan_iter(match=pattern, count=500):
-                keys += int(await redis.delete(key))
-    if account is not None:  # after the sweep, which would delete the marker
+    # Exact names only: every id component is escaped by the one key builder.
+    keys = int(await redis.delete(*learner_redis_keys(settings, tenant_id, filed_under, now=now)))
+    erased_lake = await asyncio.to_thread(
+        lake.erase_learners, lake.default_root(settings), {tenant_id: filed_under}
+    )
+    if account is not None:  # after the key deletion, which would delete the marker
         await token_versions.forget_erased(redis, settings, tenant_id=tenant_id, user_id=subject_id)
-    return ErasureReport(subject_id, deleted, account is not None, keys, now)
+    published = publisher is not None and await _publish_erasures(
+        publisher, settings, tenant_id, filed_under, now
+    )
+    return ErasureReport(
+        subject_id,
+        deleted,
+        account is not None,
+        keys,
+        now,
+        lake_rows_deleted=erased_lake.rows_removed,
+        lake_files_rewritten=len(erased_lake.files_rewritten) + len(erased_lake.files_removed),
+        published=published,
+    )
+
+
+def erasure_record(
+    settings: Settings, tenant_id: str, subject_id: str, erased_at: datetime
+) -> OutgoingRecord:
+    """The ``privacy.erasures`` record of one erased id: key ``tenant:id`` (compaction keeps
+    one per learner), JSON value ``{"tenant_id", "subject_id", "erased_at"}``."""
+    value = {"tenant_id": tenant_id, "subject_id": subject_id, "erased_at": erased_at.isoformat()}
+    return OutgoingRecord(
+        topic=settings.topic(Stream.PRIVACY_ERASURES),
+        key=learner_key(tenant_id, subject_id),
+        value=json.dumps(value, sort_keys=True).encode(),
+    )
+
+
+async def _publish_erasures(
+    publisher: EventPublisher, settings: Settings, tenant_id: str, ids: list[str], now: datetime
+) -> bool:
+    records = [erasure_record(settings, tenant_id, i, now) for i in ids]
+    return await publisher.publish_records(records)
 
 
 async def learners_past_retention(db: Any, *, tenant_id: str, now: datetime) -> list[str]:

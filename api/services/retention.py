@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from api.services import audit, privacy
+from api.services.events import EventPublisher
 from api.services.principals import Principal
 from api.services.transactions import transaction
 from learnstream.settings import Settings
@@ -98,6 +99,24 @@ async def apply_retention(
     ``now`` is UTC. With ``dry_run`` nothing is changed: the run only lists who is due.
     """
     run = RetentionRun(dry_run=dry_run)
+    publisher = EventPublisher(settings)  # erasures go on privacy.erasures too
+    try:
+        await _erase_due(db, redis, settings, run, publisher, now=now)
+    finally:
+        publisher.close()
+    return run
+
+
+async def _erase_due(
+    db: Any,
+    redis: Redis,
+    settings: Settings,
+    run: RetentionRun,
+    publisher: EventPublisher,
+    *,
+    now: datetime,
+) -> None:
+    dry_run = run.dry_run
     tenants = await db.fetch(
         "SELECT tenant_id FROM tenants WHERE retention_days IS NOT NULL ORDER BY tenant_id"
     )
@@ -117,7 +136,7 @@ async def apply_retention(
                 subject_id=user_id,
                 requested_by=RETENTION_ACTOR,
                 now=now,
+                publisher=publisher,
             )
             for user_id in due
         ]
-    return run

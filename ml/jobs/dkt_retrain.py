@@ -1,7 +1,11 @@
 """DKT retraining from the lake in five steps (the five tasks of the ``dkt_retrain`` DAG).
 
-1. :func:`snapshot_lake`: the lake partitions of the lookback window and their row
-   counts (``snapshot.json``): what the run trains on, logged with the model.
+1. :func:`snapshot_lake`: the lake purged of every erased learner first (the privacy
+   tombstones, :func:`ml.jobs.lake_maintenance.purge_erased`), then the lake partitions
+   of the lookback window and their row counts (``snapshot.json``): what the run trains
+   on, logged with the model together with the tombstones it excluded (count, latest
+   erasure, digest of the sorted ``tenant/id`` list; not the ids themselves, so the
+   MLflow store never holds erased ids).
 2. :func:`train_candidate`: :func:`ml.pipeline.run_training` without registering
    (it trains, scores the model and BKT on held-out learners); the candidate model
    (:func:`ml.registry.save_model`) and ``training.json`` go into the run's folder.
@@ -34,10 +38,17 @@ import numpy as np
 import torch
 
 from learnstream import lake
+from learnstream.privacy import all_tombstones
 from learnstream.settings import Settings
 from ml.datasets import SourcePart, Window, cut_windows
 from ml.evaluate import predict_model, report
-from ml.jobs.common import JOBS_FOLDER, Interval, output_dir, write_json_atomically
+from ml.jobs.common import (
+    JOBS_FOLDER,
+    Interval,
+    output_dir,
+    with_connection,
+    write_json_atomically,
+)
 from ml.metrics import score
 from ml.models import ModelConfig
 from ml.pipeline import LAKE_DATASET, DataChoice, checkpoint_folder, load_split, run_training
@@ -136,6 +147,7 @@ def snapshot_lake(
     partition's files or row count change.
     """
     choice = options.choice(interval)
+    excluded = exclude_erased(settings)
     partitions = lake.list_partitions(
         lake.default_root(settings), start_date=choice.lake_start, end_date=choice.lake_end
     )
@@ -156,9 +168,31 @@ def snapshot_lake(
         "partitions": listed,
         "rows": sum(p.rows for p in partitions),
         "digest": hashlib.sha256(digest_source.encode()).hexdigest()[:16],
+        "excluded_tombstones": excluded,
     }
     write_json_atomically(snapshot, run_folder(settings, interval) / "snapshot.json")
     return {k: v for k, v in snapshot.items() if k != "partitions"} | {"partitions": len(listed)}
+
+
+def exclude_erased(settings: Settings) -> dict[str, Any]:
+    """Purge the lake of every tombstoned learner; what was excluded, for the snapshot.
+
+    ``{"tombstones", "latest_erased_at", "digest", "rows_removed"}``: ``digest`` is the
+    SHA-256 of the sorted ``tenant_id/subject_id`` lines, so an auditor can check a run
+    against ``privacy_tombstones`` without this record repeating any erased id.
+    """
+    tombstones = with_connection(settings, all_tombstones)
+    purged = lake.erase_learners(
+        lake.default_root(settings),
+        {t: [s for tt, s, _ in tombstones if tt == t] for t in {t for t, _, _ in tombstones}},
+    )
+    lines = "\n".join(f"{tenant_id}/{subject_id}" for tenant_id, subject_id, _ in tombstones)
+    return {
+        "tombstones": len(tombstones),
+        "latest_erased_at": max((e.isoformat() for _, _, e in tombstones), default=None),
+        "digest": hashlib.sha256(lines.encode()).hexdigest(),
+        "rows_removed": purged.rows_removed,
+    }
 
 
 def train_candidate(
@@ -345,6 +379,9 @@ def register_candidate(
                 "lake_window_start": snapshot["window"]["start"],
                 "lake_window_end": snapshot["window"]["end"],
                 "lake_snapshot_digest": snapshot["digest"],
+                "excluded_tombstones": (snapshot.get("excluded_tombstones") or {}).get(
+                    "tombstones", 0
+                ),
                 **{f"model_{k}": v for k, v in training["model_config"].items()},
                 **{f"train_{k}": v for k, v in training["train_config"].items()},
                 "validation_fraction": options.validation_fraction,
@@ -368,6 +405,7 @@ def register_candidate(
             snapshot={"train": parts, "test": parts},
             fingerprint=evaluation["fingerprint"],
             model_folder=folder / CANDIDATE_FOLDER,
+            excluded={"privacy_tombstones": snapshot.get("excluded_tombstones")},
         )
     versions = registry.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     if versions:

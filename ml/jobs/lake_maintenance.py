@@ -1,4 +1,11 @@
-"""Lake upkeep: compact small files, check data quality, write a report.
+"""Lake upkeep: purge erased learners, compact small files, check data quality, report.
+
+**Erasure re-check** (:func:`purge_erased`), first and over the whole lake, not only
+the interval: every tombstone of ``privacy_tombstones`` is checked against every file
+of its tenant, and a file still holding an erased learner is rewritten without them
+(:func:`learnstream.lake.erase_learners`: atomic, read back). Erasure rewrites the
+lake when it is requested; this catches what that missed (a lake root the API could
+not reach, a crash between the database commit and the rewrite, a sink replay).
 
 **Compaction** (:func:`compact_partitions`). The lake sink writes one file per
 consumed batch, so a busy day ends with many small files. In each ``event_date`` /
@@ -42,8 +49,15 @@ import pyarrow.parquet as pq
 
 from learnstream import lake
 from learnstream.exceptions import LearnstreamError
+from learnstream.privacy import all_tombstones
 from learnstream.settings import Settings
-from ml.jobs.common import REPORTS_FOLDER, Interval, output_dir, write_json_atomically
+from ml.jobs.common import (
+    REPORTS_FOLDER,
+    Interval,
+    output_dir,
+    with_connection,
+    write_json_atomically,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +138,38 @@ def _merge(run: list[Path]) -> tuple[int, int]:
     for path in run[1:]:
         path.unlink(missing_ok=True)
     return before, merged.num_rows
+
+
+def tombstones_by_tenant(settings: Settings) -> dict[str, list[str]]:
+    """Every erased learner id, by tenant (read from ``privacy_tombstones``)."""
+    erased: dict[str, list[str]] = {}
+    for tenant_id, subject_id, _ in with_connection(settings, all_tombstones):
+        erased.setdefault(tenant_id, []).append(subject_id)
+    return erased
+
+
+def purge_erased(settings: Settings) -> dict[str, Any]:
+    """Remove every tombstoned learner's rows from the whole lake (see the module docstring).
+
+    Returns ``{"tombstones", "files_scanned", "files_rewritten", "files_removed",
+    "rows_removed"}``; all but the first are 0 when erasure already did its work.
+    """
+    erased = tombstones_by_tenant(settings)
+    outcome = lake.erase_learners(lake.default_root(settings), erased)
+    if outcome.rows_removed:
+        log.warning(
+            "lake still held %s rows of erased learners; rewrote %s files, removed %s",
+            outcome.rows_removed,
+            len(outcome.files_rewritten),
+            len(outcome.files_removed),
+        )
+    return {
+        "tombstones": sum(len(ids) for ids in erased.values()),
+        "files_scanned": outcome.files_scanned,
+        "files_rewritten": len(outcome.files_rewritten),
+        "files_removed": len(outcome.files_removed),
+        "rows_removed": outcome.rows_removed,
+    }
 
 
 def compact_partitions(
