@@ -37,7 +37,7 @@ import asyncpg
 import httpx
 from tqdm import tqdm
 
-from infra import demo_content, replay, services
+from infra import demo_accounts, demo_content, replay, services
 from learnstream import db, lake
 from learnstream.events.v1 import ingest_pb2
 from learnstream.exceptions import LearnstreamError
@@ -348,6 +348,44 @@ async def replay_phase(
     return totals, answers, processing_s
 
 
+async def create_people(settings: Settings, learners: list[str]) -> list[demo_accounts.DemoSignIn]:
+    """The demo's teacher, class, learners and operator (:mod:`infra.demo_accounts`)."""
+    from learnstream.redis import redis_client
+
+    pool = await db.create_pool(settings, max_size=2)
+    client = redis_client(settings)
+    try:
+        return await demo_accounts.ensure_accounts(
+            pool,
+            client,
+            settings,
+            tenant_id=settings.demo_tenant,
+            learner_ids_in_order=learners,
+            now=datetime.now(UTC),
+        )
+    finally:
+        await client.aclose()
+        await pool.close()
+
+
+def print_sign_ins(settings: Settings, sign_ins: list[demo_accounts.DemoSignIn]) -> None:
+    """How to sign in on the dashboard as each demo person."""
+    dashboard = f"http://127.0.0.1:{settings.api_port}/dashboard"
+    print(f"Sign in at {dashboard} with tenant {settings.demo_tenant!r}:")
+    for person in sign_ins:
+        whose = f"  (replayed learner {person.learner_id})" if person.learner_id else ""
+        print(f"  {person.role:<9} {person.email:<40} password {person.password}{whose}")
+        if person.totp_secret:
+            print(f"            TOTP secret {person.totp_secret} (add it to an authenticator app,")
+            print(f"            or: oathtool --totp -b {person.totp_secret})")
+            print(f"            {person.otpauth_uri}")
+    print(
+        f"  The teacher's class holds the first {demo_accounts.CLASS_SIZE} replayed learners; "
+        "the password is kept in "
+        f"{settings.data_dir / 'secrets' / 'demo_password'}."
+    )
+
+
 async def run_demo(settings: Settings) -> None:
     """The whole demo; see the module docstring."""
     from learnstream.apikeys import Scope, create_api_key
@@ -426,6 +464,7 @@ async def run_demo(settings: Settings) -> None:
     lake_files = sorted(lake.default_root(settings).rglob("*.parquet"))
 
     learners = list(replay.iter_learners(attempts))
+    sign_ins = await create_people(settings, learners)
     skills = {skill for a in attempts for skill in a.skill_ids}
     accepted = totals.outcomes["accepted"]
     print()
@@ -467,8 +506,9 @@ async def run_demo(settings: Settings) -> None:
     print()
     print(f"Ingest API  http://127.0.0.1:{settings.ingest_port}/docs")
     print(f"Read API    http://127.0.0.1:{settings.api_port}/docs")
-    print(f"Dashboard   http://127.0.0.1:{settings.api_port}/dashboard")
     print(f"Logs        {settings.run_dir}/*.log")
+    print()
+    print_sign_ins(settings, sign_ins)
     print("The services keep running. Stop everything with `make stop`.")
 
 
