@@ -1,10 +1,10 @@
-"""Serve the API: ``python -m api`` listens on settings.api_host:settings.api_port."""
+"""Serve the API: ``python -m api`` listens on settings.api_host:settings.api_port, and
+serves ``/metrics`` on settings.metrics_host:settings.api_metrics_port."""
 
 from __future__ import annotations
 
-import uvicorn
-
 from api.app import create_app
+from learnstream.asgi import serve
 from learnstream.logging import configure_logging
 from learnstream.settings import get_settings
 
@@ -13,12 +13,13 @@ def main() -> None:
     """Run uvicorn with the process-wide settings until interrupted."""
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    uvicorn.run(
+    serve(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
-        log_config=None,  # keep our JSON logging instead of uvicorn's own
-        proxy_headers=True,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.api_metrics_port,
+        trusted_proxies=settings.trusted_proxies,
     )
 
 

@@ -31,7 +31,13 @@ from tests.integration.faults.support import (
     send_until_done,
     wait_until,
 )
-from tests.integration.ingest.support import attempt, auth, read_topics, running_ingest
+from tests.integration.ingest.support import (
+    attempt,
+    auth,
+    metrics_url,
+    read_topics,
+    running_ingest,
+)
 from tests.integration.processors.support import TcpProxy
 
 SENDERS = 4
@@ -78,11 +84,11 @@ async def test_redis_cut_under_load_is_refused_then_every_event_exactly_once(
             await proxy.stop()
             accepted_at_cut = len(log.accepted)
             await asyncio.sleep(OUTAGE_S)
-            during = (await client.get("/metrics")).text
+            during = (await client.get(metrics_url(settings))).text
             refused_during_outage = len(log.unavailable)
             await proxy.start()
             await asyncio.gather(*senders)
-            after = (await client.get("/metrics")).text
+            after = (await client.get(metrics_url(settings))).text
     finally:
         await proxy.stop()
 
