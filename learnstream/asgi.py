@@ -180,7 +180,9 @@ class LimitRequestBody:
                 if received > limit:
                     refused = True
                     if not started:
-                        await _refuse_too_large(send, scope, limit, f"over {limit} bytes arrived")
+                        await _refuse_too_large(
+                            send, scope, limit, f"more than {limit} bytes arrived"
+                        )
                     return {"type": "http.disconnect"}
             return message
 
