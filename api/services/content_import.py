@@ -109,19 +109,15 @@ _STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 def neutralise_formula(cell: str) -> str:
-    """``cell`` made safe to open in a spreadsheet: a quote before a formula start, and
-    before a quote that precedes one (so :func:`restore_formula` undoes exactly this)."""
-    if cell.startswith(FORMULA_STARTS) or (cell[:1] == "'" and cell[1:].startswith(FORMULA_STARTS)):
-        return "'" + cell
-    return cell
+    """``cell`` made safe to open in a spreadsheet: one more quote before any run of
+    quotes (possibly none) that is followed by a formula start, so that
+    :func:`restore_formula` can undo exactly this."""
+    return "'" + cell if cell.lstrip("'").startswith(FORMULA_STARTS) else cell
 
 
 def restore_formula(cell: str) -> str:
     """Inverse of :func:`neutralise_formula`, applied to every imported CSV cell."""
-    if cell[:1] == "'" and (
-        cell[1:].startswith(FORMULA_STARTS)
-        or (cell[1:2] == "'" and cell[2:].startswith(FORMULA_STARTS))
-    ):
+    if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS):
         return cell[1:]
     return cell
 
