@@ -93,7 +93,7 @@ async def test_two_workers_serve_one_port_and_metrics_count_both(
         # Whichever worker answers the scrape, it counts every worker's events.
         for _ in range(4):
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-                assert accepted_events((await client.get("/metrics")).text) == len(sent)
+                assert accepted_events((await client.get(metrics_url(own))).text) == len(sent)
     finally:
         services.stop_pid(process.pid)
     log_text = (tmp_path / "ingest.log").read_text(errors="replace")
