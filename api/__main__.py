@@ -1,13 +1,13 @@
-"""Serve the API: ``python -m api`` listens on settings.api_host:settings.api_port."""
+"""Serve the API: ``python -m api`` listens on settings.api_host:settings.api_port, and
+serves ``/metrics`` on settings.metrics_host:settings.api_metrics_port."""
 
 from __future__ import annotations
 
 import asyncio
 
-import uvicorn
-
 from api.app import create_app
 from api.mfa_rekey import reseal
+from learnstream.asgi import serve
 from learnstream.logging import configure_logging
 from learnstream.settings import get_settings
 
@@ -19,12 +19,13 @@ def main() -> None:
     # TOTP secrets stored in plain text or under a retired key are re-encrypted under the
     # current one before serving (cheap when there is nothing to do).
     asyncio.run(reseal(settings))
-    uvicorn.run(
+    serve(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
-        log_config=None,  # keep our JSON logging instead of uvicorn's own
-        proxy_headers=True,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.api_metrics_port,
+        trusted_proxies=settings.trusted_proxies,
     )
 
 

@@ -1,5 +1,9 @@
 """The API application: ``create_app(settings)`` wires routes, errors, metrics and resources.
 
+Middleware (api/hardening.py, learnstream/asgi.py) limits request bodies while they
+stream in, counts unauthenticated auth requests per address before their bodies are
+read, adds security headers, and serves ``/metrics`` on the metrics port only.
+
 The lifespan opens one asyncpg pool (``learnstream.db.create_pool``) and one
 Redis client per process and closes both at shutdown; routes reach them through
 ``api.deps``.
@@ -11,7 +15,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api import hardening
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from api.problems import install_problem_handlers
 from api.routes import (
@@ -35,7 +41,7 @@ from api.routes import (
 from api.services.email import EmailSender, LimitedMailer, SmtpEmailSender
 from api.services.events import EventPublisher
 from learnstream import db
-from learnstream.asgi import ObserveRequests
+from learnstream.asgi import LimitRequestBody, MetricsOnOwnPort, ObserveRequests, ResponseHeaders
 from learnstream.redis import redis_client
 from learnstream.settings import Settings, get_settings
 
@@ -87,7 +93,19 @@ def create_app(
     app.state.settings = settings
     app.state.email_sender = email_sender or SmtpEmailSender(settings)
     install_problem_handlers(app)
+    # Innermost first: the body limit and the auth address limit act before any route
+    # reads or validates a body; headers go on every answer, 413s and 429s included.
+    app.add_middleware(LimitRequestBody, limits=hardening.body_limits(settings))
+    app.add_middleware(hardening.LimitAuthByAddress, settings=settings)
+    app.add_middleware(ResponseHeaders, headers_for=hardening.security_headers)
     app.add_middleware(ObserveRequests, observe=_observe_request)
+    # Outermost: /metrics exists only on the metrics port (python -m api binds it).
+    app.add_middleware(
+        MetricsOnOwnPort,
+        port=settings.api_metrics_port,
+        render=generate_latest,
+        content_type=CONTENT_TYPE_LATEST,
+    )
     app.include_router(health.router)
     for router in (
         auth.router,

@@ -22,6 +22,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from redis.asyncio import Redis
 
 from api.exceptions import NotAuthenticatedError
+from api.hardening import IP_LIMIT_COUNTED
 from api.services import access, audit, rate_limits, token_versions, tokens
 from api.services.email import EmailSender
 from api.services.events import EventPublisher
@@ -190,6 +191,8 @@ CurrentPrincipal = Annotated[Principal, Depends(_limited_principal)]
 
 
 async def _limit_by_ip(request: Request, redis: RedisDep, settings: SettingsDep) -> None:
+    if request.scope.get(IP_LIMIT_COUNTED):
+        return  # counted before the body was read (api.hardening.LimitAuthByAddress)
     decision = await rate_limits.hit(
         redis,
         namespace=settings.redis_namespace,

@@ -369,7 +369,7 @@ async def run_batches(
     await env.wait_ready(f"http://127.0.0.1:{settings.ingest_port}/readyz", "ingest")
     await asyncio.sleep(1.0 if workers > 1 else 0.0)  # every worker up, not just the first
     url = f"http://127.0.0.1:{settings.ingest_port}/v1/events"
-    metrics_url = f"http://127.0.0.1:{settings.ingest_port}/metrics"
+    metrics_url = f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics"  # not public
     groups = {
         "ingest": process_tree(ingest_pid),
         "broker": [env.broker.pid],

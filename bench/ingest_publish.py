@@ -66,12 +66,13 @@ async def measure(batches: int, size: int) -> dict[str, Any]:
     async with bench_environment(NAME) as env:
         env.start("ingest", ["ingest"])
         base = f"http://127.0.0.1:{env.settings.ingest_port}"
+        metrics = f"http://127.0.0.1:{env.settings.ingest_metrics_port}/metrics"  # not public
         await env.wait_ready(f"{base}/readyz", "ingest")
         key = await env.api_key("bench")
         results: dict[str, Any] = {}
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             for fmt in ("protobuf", "json"):
-                sum_before, count_before = publish_histogram((await client.get("/metrics")).text)
+                sum_before, count_before = publish_histogram((await client.get(metrics)).text)
                 latencies_ms = []
                 for round_number in range(batches + 1):  # the first is a warm-up
                     request = make_batch(size, round_number)
@@ -94,7 +95,7 @@ async def measure(batches: int, size: int) -> dict[str, Any]:
                         raise RuntimeError(f"ingest answered {answer.status_code}: {answer.text}")
                     if round_number > 0:
                         latencies_ms.append(elapsed_ms)
-                sum_after, count_after = publish_histogram((await client.get("/metrics")).text)
+                sum_after, count_after = publish_histogram((await client.get(metrics)).text)
                 publish_mean_ms = (
                     (sum_after - sum_before) / (count_after - count_before) * 1000
                     if count_after > count_before

@@ -6,6 +6,8 @@ the process (dedup claims live in Redis), so one worker per core scales the
 per-event Python work. Prometheus metrics are then kept in prometheus_client's
 multiprocess mode, in ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary folder
 unless set; emptied at start), so ``/metrics`` sums every worker (ingest/metrics.py).
+``/metrics`` is served on ``metrics_host:ingest_metrics_port`` only, which every
+worker shares with the public port (learnstream.asgi.serve).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from ingest.app import create_app
+from learnstream.asgi import serve
 from learnstream.logging import configure_logging
 from learnstream.settings import get_settings
 
@@ -56,24 +59,20 @@ def main() -> None:
     """Run the ingest service until interrupted."""
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    serve_ingest = partial(
+        serve,
+        host=settings.ingest_host,
+        port=settings.ingest_port,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.ingest_metrics_port,
+        trusted_proxies=settings.trusted_proxies,
+    )
     if settings.ingest_workers == 1:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.ingest_host,
-            port=settings.ingest_port,
-            log_config=None,  # keep the one logging set-up (JSON lines)
-        )
+        serve_ingest(create_app(settings))
         return
     folder, temporary = prepare_metrics_dir()
     try:
-        uvicorn.run(
-            "ingest.__main__:worker_app",
-            factory=True,
-            workers=settings.ingest_workers,
-            host=settings.ingest_host,
-            port=settings.ingest_port,
-            log_config=None,
-        )
+        serve_ingest("ingest.__main__:worker_app", workers=settings.ingest_workers)
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)

@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,7 +30,14 @@ from ingest.metrics import IngestMetrics
 from ingest.producer import ingest_producer
 from ingest.routes import events, health
 from learnstream import db
-from learnstream.asgi import ObserveRequests
+from learnstream.asgi import (
+    BodyLimits,
+    LimitRequestBody,
+    MetricsOnOwnPort,
+    ObserveRequests,
+    ResponseHeaders,
+    api_security_headers,
+)
 from learnstream.kafka import admin_client
 from learnstream.redis import redis_client
 from learnstream.settings import Settings, get_settings
@@ -42,6 +50,8 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 _REDIS_TIMEOUT_S = 2.0
 # Shutdown waits this long for outstanding deliveries to be reported and settled.
 _DRAIN_TIMEOUT_S = 10.0
+# Routes other than POST /v1/events take no body worth more than this (bytes).
+_OTHER_BODY_BYTES = 64 * 1024
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -96,7 +106,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(health.router)
     _add_problem_handlers(app)
+    # Innermost first: bodies are limited while they stream in (POST /v1/events takes
+    # ingest_max_body_bytes, anything else a small default), headers go on every answer.
+    app.add_middleware(
+        LimitRequestBody,
+        limits=BodyLimits(_OTHER_BODY_BYTES, {"/v1/events": settings.ingest_max_body_bytes}),
+    )
+    app.add_middleware(ResponseHeaders, headers_for=api_security_headers)
     _add_request_metrics(app, metrics)
+    # Outermost: /metrics exists only on the metrics port (python -m ingest binds it).
+    app.add_middleware(
+        MetricsOnOwnPort,
+        port=settings.ingest_metrics_port,
+        render=metrics.render,
+        content_type=CONTENT_TYPE_LATEST,
+    )
     return app
 
 

@@ -266,6 +266,19 @@ class Settings(BaseSettings):
     # are counted (metric, and the next row's details), so a flood cannot fill the log.
     api_audit_window_s: int = Field(default=60, ge=1)
     api_audit_rows_per_source: int = Field(default=10, ge=1)
+    # Request bodies (bytes) the read API accepts, counted while they stream in: the
+    # default, the unauthenticated /v1/auth/* routes, and /v1/content/import (413 above).
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    api_max_auth_body_bytes: int = Field(default=16 * 1024, ge=1024)
+    api_max_import_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Addresses or CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed
+    # (comma-separated, e.g. "10.0.0.5,10.1.0.0/16"); empty: none, the peer address counts.
+    trusted_proxies: str = ""
+    # Prometheus /metrics of the API and ingest are served on their own port, not the
+    # public one; bound to metrics_host (loopback unless a scraper needs otherwise).
+    metrics_host: str = "127.0.0.1"
+    api_metrics_port: int = Field(default=9181, ge=1, le=65535)
+    ingest_metrics_port: int = Field(default=9180, ge=1, le=65535)
     # Placement tests (api/services/placement.py): a session lives this long in Redis after
     # its last step; the CAT stops after placement_max_items answers, or earlier once the
     # ability's standard error (logits) is at or below placement_se_target.

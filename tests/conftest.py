@@ -73,6 +73,9 @@ def base_settings(broker: services.Broker, run_dir: Path) -> Settings:
         consumer_session_timeout_s=4.0,
         consumer_heartbeat_interval_s=0.5,
         ingest_delivery_timeout_ms=3000,
+        # Free ports, so parallel runs that start the services do not collide.
+        api_metrics_port=services.free_port(),
+        ingest_metrics_port=services.free_port(),
     )
     services.ensure_postgres(settings)
     services.ensure_redis(settings)

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import AdminUser, PoolDep
-from api.pagination import Cursor, Limit, Page, decode_cursor, next_cursor
+from api.pagination import Cursor, Limit, Page, decode_cursor, id_key, next_cursor
 from api.services import audit
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -31,12 +31,11 @@ class AuditEntryPublic(BaseModel):
 async def list_events(
     admin: AdminUser, pool: PoolDep, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[AuditEntryPublic]:
-    before = decode_cursor(cursor)
     entries = await audit.recent(
         pool,
         tenant_id=admin.tenant_id,
         limit=limit,
-        before_id=int(before) if before and before.isdigit() else None,
+        before_id=decode_cursor(cursor, id_key),
     )
     return Page[AuditEntryPublic](
         items=[AuditEntryPublic.model_validate(e, from_attributes=True) for e in entries],

@@ -1,9 +1,8 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness and readiness (Prometheus metrics are on the metrics port: api/app.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter
 
 from api.deps import PoolDep, Public, RedisDep
 from api.exceptions import ServiceDownError
@@ -30,9 +29,3 @@ async def readyz(pool: PoolDep, redis: RedisDep) -> dict[str, str]:
     except Exception as exc:
         raise ServiceDownError(f"Redis did not answer: {exc}", field="redis") from exc
     return {"status": "ready"}
-
-
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
-    """Every metric of this process in the Prometheus text format."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Now, Operator, PlatformOperator, PoolDep, SettingsDep
-from api.exceptions import InvalidInputError
 from api.pagination import Cursor, Limit, Page, decode_cursor
 from api.services import operator
 from api.services.operator import AlertStatus, Decision, SubjectKind
@@ -96,15 +95,7 @@ async def fraud_alerts(
     ] = AlertStatus.OPEN,
 ) -> Page[FraudAlertPublic]:
     """Flagged attempts and sessions with the signals behind each score."""
-    after = None
-    key = decode_cursor(cursor)
-    if key is not None:
-        try:
-            after = operator.parse_alert_cursor(key)
-        except ValueError as exc:
-            raise InvalidInputError(
-                "cursor is not one this API issued", field="query.cursor", reason="malformed"
-            ) from exc
+    after = decode_cursor(cursor, operator.parse_alert_cursor)
     alerts = await operator.fraud_alerts(
         pool, tenant_id=principal.tenant_id, status=alert_status, after=after, limit=limit
     )

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, EmailStr, Field
 
 from api.deps import AdminUser, CurrentUser, Now, PoolDep, RedisDep, SettingsDep
 from api.exceptions import NotFoundError
-from api.pagination import Cursor, Limit, Page, decode_cursor, next_cursor
+from api.pagination import Cursor, Limit, Page, decode_cursor, next_cursor, uuid_key
 from api.services import accounts, mfa
 from api.services.principals import Role
 
@@ -85,7 +85,11 @@ async def list_users(
     role: Role | None = None,
 ) -> Page[UserPublic]:
     users = await accounts.list_users(
-        pool, tenant_id=admin.tenant_id, role=role, after_id=decode_cursor(cursor), limit=limit
+        pool,
+        tenant_id=admin.tenant_id,
+        role=role,
+        after_id=decode_cursor(cursor, uuid_key),
+        limit=limit,
     )
     return Page[UserPublic](
         items=[user_public(u) for u in users], next_cursor=next_cursor([u.id for u in users], limit)

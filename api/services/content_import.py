@@ -31,6 +31,16 @@ from api.services.principals import Principal
 from api.services.transactions import transaction
 
 MAX_IMPORT_ROWS = 5_000
+# JSON (the document, or a JSON cell of a CSV) may nest arrays and objects this deep;
+# deeper input is refused before anything walks it (recursion would be a 500).
+MAX_JSON_DEPTH = 32
+# A CSV cell may have at most this many characters (the csv module's own default,
+# which it enforces by raising; the error is turned into a 422 naming the row).
+MAX_CSV_FIELD_CHARS = 131_072
+# A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...),
+# +cmd|..., -1+1, @SUM, a tab or CR before one): export prefixes a quote (the OWASP
+# rule) and import removes that quote again, so a round trip stays lossless.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FIXED_COLUMNS = ("item_id", "kind", "title", "skill_ids", "payload")
 _ITEM_ID = re.compile(content.ITEM_ID_PATTERN)
 _ROW_FIELD = re.compile(r"^rows\[(\d+)\]")
@@ -69,11 +79,54 @@ def _problem(row: int, where: str, reason: str) -> FieldProblem:
     return FieldProblem(f"rows[{row}].{where}" if where else f"rows[{row}]", reason)
 
 
+class TooDeepError(ValueError):
+    """JSON nested deeper than :data:`MAX_JSON_DEPTH`."""
+
+
+def loads_bounded(text: str) -> Any:
+    """``json.loads`` refusing documents nested deeper than :data:`MAX_JSON_DEPTH`
+    (TooDeepError) and JSON errors (json.JSONDecodeError), never a RecursionError."""
+    if _bracket_depth(text) > MAX_JSON_DEPTH:
+        raise TooDeepError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(text)
+
+
+def _bracket_depth(text: str) -> int:
+    # Depth of [ and { outside strings, found with a regex over the structural
+    # characters and strings, so a 10 MB document is scanned in C, not char by char.
+    depth = deepest = 0
+    for token in _STRUCTURE.finditer(text):
+        match token.group():
+            case "[" | "{":
+                depth += 1
+                deepest = max(deepest, depth)
+            case "]" | "}":
+                depth -= 1
+    return deepest
+
+
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def neutralise_formula(cell: str) -> str:
+    """``cell`` made safe to open in a spreadsheet: one more quote before any run of
+    quotes (possibly none) that is followed by a formula start, so that
+    :func:`restore_formula` can undo exactly this."""
+    return "'" + cell if cell.lstrip("'").startswith(FORMULA_STARTS) else cell
+
+
+def restore_formula(cell: str) -> str:
+    """Inverse of :func:`neutralise_formula`, applied to every imported CSV cell."""
+    if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS):
+        return cell[1:]
+    return cell
+
+
 def _cell_value(text: str) -> Any:
     stripped = text.strip()
     if stripped[:1] in ("[", "{"):
         try:
-            return json.loads(stripped)
+            return loads_bounded(stripped)
         except json.JSONDecodeError:
             return text
     return text
@@ -83,9 +136,11 @@ def parse_rows(text: str, fmt: ImportFormat) -> tuple[list[dict[str, Any]], list
     """Raw rows (dicts) from a CSV or JSON document, or the problem with the document."""
     if fmt is ImportFormat.JSON:
         try:
-            document = json.loads(text)
+            document = loads_bounded(text)
         except json.JSONDecodeError as exc:
             return [], [FieldProblem("body", f"not JSON: {exc.msg} at line {exc.lineno}")]
+        except TooDeepError as exc:
+            return [], [FieldProblem("body", str(exc))]
         if isinstance(document, dict) and isinstance(document.get("items"), list):
             document = document["items"]
         if not isinstance(document, list) or not all(isinstance(r, dict) for r in document):
@@ -94,19 +149,39 @@ def parse_rows(text: str, fmt: ImportFormat) -> tuple[list[dict[str, Any]], list
             ]
         raw = document
     else:
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or not {"kind", "title"} <= set(reader.fieldnames):
+        try:
+            csv_rows = _csv_rows(text)
+        except csv.Error as exc:
+            # The csv module's own refusals: a cell over MAX_CSV_FIELD_CHARS, a NUL byte.
+            return [], [FieldProblem("body", f"not readable as CSV: {exc}")]
+        except TooDeepError as exc:
+            return [], [FieldProblem("body", f"a JSON cell is {exc}")]
+        if csv_rows is None:
             return [], [FieldProblem("body", "CSV needs a header row with at least kind,title")]
-        raw = []
+        raw = csv_rows
+    if len(raw) > MAX_IMPORT_ROWS:
+        return [], [FieldProblem("body", f"at most {MAX_IMPORT_ROWS} rows per import")]
+    return raw, []
+
+
+def _csv_rows(text: str) -> list[dict[str, Any]] | None:
+    """Raw rows of a CSV document, None without a usable header; csv.Error for a cell
+    over :data:`MAX_CSV_FIELD_CHARS` (the row number is in the message)."""
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or not {"kind", "title"} <= set(reader.fieldnames):
+        return None
+    raw: list[dict[str, Any]] = []
+    try:
         for record in reader:
             if None in record:
                 raw.append({"__error__": "more cells than header columns"})
                 continue
             row: dict[str, Any] = {}
             extra: dict[str, Any] = {}
-            for column, cell in record.items():
-                if cell is None or cell == "":
+            for column, quoted in record.items():
+                if quoted is None or quoted == "":
                     continue
+                cell = restore_formula(quoted)
                 if column == "skill_ids":
                     row[column] = [s.strip() for s in cell.split(";") if s.strip()]
                 elif column == "payload":
@@ -119,9 +194,9 @@ def parse_rows(text: str, fmt: ImportFormat) -> tuple[list[dict[str, Any]], list
                 payload = row.get("payload")
                 row["payload"] = {**(payload if isinstance(payload, dict) else {}), **extra}
             raw.append(row)
-    if len(raw) > MAX_IMPORT_ROWS:
-        return [], [FieldProblem("body", f"at most {MAX_IMPORT_ROWS} rows per import")]
-    return raw, []
+    except csv.Error as exc:
+        raise csv.Error(f"row {len(raw) + 1}: {exc}") from exc
+    return raw
 
 
 def validate_rows(raw_rows: list[dict[str, Any]]) -> tuple[list[ImportRow], list[FieldProblem]]:
@@ -294,18 +369,18 @@ def export_rows(items: list[content.ContentItem]) -> list[dict[str, Any]]:
 
 
 def render(rows: list[dict[str, Any]], fmt: ImportFormat) -> str:
-    """Export rows as a JSON array or as CSV (skill_ids ``a;b``, payload as JSON)."""
+    """Export rows as a JSON array or as CSV (skill_ids ``a;b``, payload as JSON; every
+    cell that a spreadsheet would run as a formula is quoted: :func:`neutralise_formula`)."""
     if fmt is ImportFormat.JSON:
         return json.dumps(rows, ensure_ascii=False, indent=1)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(FIXED_COLUMNS), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(
-            {
-                **row,
-                "skill_ids": ";".join(row["skill_ids"]),
-                "payload": json.dumps(row["payload"], ensure_ascii=False, sort_keys=True),
-            }
-        )
+        cells = {
+            **row,
+            "skill_ids": ";".join(row["skill_ids"]),
+            "payload": json.dumps(row["payload"], ensure_ascii=False, sort_keys=True),
+        }
+        writer.writerow({k: neutralise_formula(str(v)) for k, v in cells.items()})
     return out.getvalue()

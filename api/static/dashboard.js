@@ -42,6 +42,8 @@
     for (const [name, value] of Object.entries(attributes)) {
       if (name === "class") node.className = value;
       else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      // Through the CSSOM: a style="" attribute is inline style, which the page's CSP refuses.
+      else if (name === "style") node.style.cssText = value;
       else node.setAttribute(name, value);
     }
     for (const child of children) {

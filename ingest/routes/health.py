@@ -5,7 +5,7 @@
 * ``/readyz``: the broker answers metadata and has the input topics, Redis answers
   PING and PostgreSQL ``SELECT 1``, each within :data:`READY_TIMEOUT_S`; otherwise
   503 naming what is down.
-* ``/metrics``: Prometheus text format.
+* ``/metrics`` is not here: it is served on the metrics port only (ingest/app.py).
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 
 from confluent_kafka.admin import AdminClient
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from fastapi import APIRouter, Request
 
 from ingest.batch import STREAM_OF_KIND
-from ingest.deps import MetricsDep, Public, SettingsDep
+from ingest.deps import Public, SettingsDep
 from ingest.exceptions import DependencyUnavailableError, FieldProblem
 from learnstream.settings import Settings
 
@@ -77,9 +76,3 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return f"no answer within {READY_TIMEOUT_S:g} s"
     return f"{type(error).__name__}: {error}"
-
-
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(metrics: MetricsDep) -> Response:
-    """Every ingest metric in the Prometheus text format."""
-    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -54,7 +54,10 @@ def _security_count(action: str, outcome: str) -> float:
 
 
 async def test_failed_login_is_audited_and_counted(
-    api_client: httpx.AsyncClient, tenants: tuple[str, str], db_pool: asyncpg.Pool
+    api_client: httpx.AsyncClient,
+    tenants: tuple[str, str],
+    db_pool: asyncpg.Pool,
+    api_settings: Settings,
 ) -> None:
     before = _security_count("login", "failure")
     response = await api_client.post(
@@ -67,7 +70,7 @@ async def test_failed_login_is_audited_and_counted(
     assert row["tenant_id"] == "acme"
     assert row["actor_kind"] == "anonymous"
     assert "ghost" not in row["details"]  # an email fingerprint, never the address
-    metrics = await api_client.get("/metrics")
+    metrics = await api_client.get(f"http://127.0.0.1:{api_settings.api_metrics_port}/metrics")
     assert 'learnstream_api_security_events_total{action="login",outcome="failure"}' in (
         metrics.text
     )

@@ -67,6 +67,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def csp_violations(console_text: str) -> list[str]:
+    """A console message of Chromium refusing something under the page's CSP, if it is one."""
+    return [console_text] if "Content Security Policy" in console_text else []
+
+
 class ServerThread:
     """uvicorn serving the app on a free loopback port from a thread of its own."""
 
@@ -216,6 +221,7 @@ async def test_dashboard_page_draws_real_data_and_updates_live(
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.extend(csp_violations(msg.text)))
     await sign_in_on_page(page, api_server.url, f"student{star}@example.org", "learner")
     await page.wait_for_function("() => window.learnstream.state.learner !== null")
     mastery_canvas = '#learner-root canvas[data-chart="mastery"]'
@@ -297,6 +303,7 @@ async def test_dashboard_page_draws_real_data_and_updates_live(
     context = await browser.new_context(viewport={"width": 1440, "height": 1100})
     page = await context.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.extend(csp_violations(msg.text)))
     await sign_in_on_page(page, api_server.url, "t@example.org", "teacher")
     await page.wait_for_function("() => window.learnstream.state.classOverview !== null")
     await page.wait_for_selector("#heatmap tbody tr")
@@ -387,6 +394,7 @@ async def test_placement_and_operator_views_work_in_the_browser(
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.extend(csp_violations(msg.text)))
     await sign_in_on_page(page, api_server.url, "l@example.org", "learner")
     await page.click("text=Take the placement test")
     part = page.locator('[data-part="placement"]')
@@ -436,6 +444,7 @@ async def test_placement_and_operator_views_work_in_the_browser(
     context = await browser.new_context(viewport={"width": 1440, "height": 900})
     page = await context.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.extend(csp_violations(msg.text)))
     await sign_in_on_page(page, api_server.url, "o@example.org", "operator")
     await page.wait_for_selector("#mfa-field:not([hidden])")
     code = mfa.code_at(secret, datetime.now(UTC) + timedelta(seconds=30))

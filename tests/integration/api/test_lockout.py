@@ -21,7 +21,7 @@ from api.app import create_app
 from api.services import mfa
 from api.services.principals import Role
 from learnstream.settings import Settings
-from tests.integration.api.conftest import PASSWORD, make_user
+from tests.integration.api.conftest import PASSWORD, enrol_mfa, make_user
 
 LIMIT = 5  # the production default, as in the review
 CONCURRENT = 100
@@ -92,17 +92,9 @@ async def test_concurrent_totp_codes_check_at_most_the_limit(
     )
     user = await make_user(db_pool, settings, tenant_id="acme", roles={Role.LEARNER})
     now = datetime.now(UTC)
-    enrolment = await mfa.begin_enrolment(db_pool, user_id=user.id, issuer="t")
-    await mfa.confirm_enrolment(
-        db_pool,
-        tenant_id="acme",
-        user_id=user.id,
-        code=mfa.code_at(enrolment.secret, now),
-        ip=None,
-        now=now,
-    )
+    secret = await enrol_mfa(db_pool, settings, user_id=user.id, tenant_id="acme", now=now)
     # Codes no authenticator shows anywhere near now, so every check fails.
-    near = {mfa.code_at(enrolment.secret, now + timedelta(seconds=30 * k)) for k in range(-3, 4)}
+    near = {mfa.code_at(secret, now + timedelta(seconds=30 * k)) for k in range(-3, 4)}
     wrong = [f"{n:06d}" for n in range(0, 10**6, 9973) if f"{n:06d}" not in near][:CONCURRENT]
     async with client_for(settings) as client:
         challenge = await client.post(

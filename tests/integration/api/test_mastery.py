@@ -16,6 +16,7 @@ import httpx
 from api.services.mastery import mastery_label
 from learnstream import apikeys
 from learnstream.apikeys import Scope
+from learnstream.settings import Settings
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -121,10 +122,12 @@ async def test_missing_wrong_or_revoked_key_is_401_problem(
     assert rejected == 1
 
 
-async def test_health_ready_metrics_and_openapi(api_client: httpx.AsyncClient) -> None:
+async def test_health_ready_metrics_and_openapi(
+    api_client: httpx.AsyncClient, api_settings: Settings
+) -> None:
     assert (await api_client.get("/healthz")).json() == {"status": "ok"}
     assert (await api_client.get("/readyz")).json() == {"status": "ready"}
-    metrics = await api_client.get("/metrics")
+    metrics = await api_client.get(f"http://127.0.0.1:{api_settings.api_metrics_port}/metrics")
     assert "learnstream_api_http_requests_total" in metrics.text
     spec = (await api_client.get("/openapi.json")).json()
     assert "/v1/learners/{user_id}/mastery" in spec["paths"]

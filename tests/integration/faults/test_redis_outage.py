@@ -39,6 +39,7 @@ from tests.integration.ingest.support import (
     TENANT,
     attempt,
     auth,
+    metrics_url,
     parse_response,
     protobuf_body,
     read_topics,
@@ -90,11 +91,11 @@ async def test_redis_cut_under_load_is_refused_then_every_event_exactly_once(
             await proxy.stop()
             accepted_at_cut = len(log.accepted)
             await asyncio.sleep(OUTAGE_S)
-            during = (await client.get("/metrics")).text
+            during = (await client.get(metrics_url(settings))).text
             refused_during_outage = len(log.unavailable)
             await proxy.start()
             await asyncio.gather(*senders)
-            after = (await client.get("/metrics")).text
+            after = (await client.get(metrics_url(settings))).text
     finally:
         await proxy.stop()
 

@@ -78,6 +78,7 @@ def test_compose_config_is_valid(tmp_path: Path) -> None:
         env = {k: str(v) for k, v in spec["environment"].items()}
         settings = _settings_from(env)  # types, ranges and the production validators
         assert settings.environment == "production", name
+        assert settings.jwt_secret is not None
         assert settings.jwt_secret.get_secret_value() == REQUIRED["LEARNSTREAM_JWT_SECRET"]
         assert settings.kafka_bootstrap == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
         assert settings.topic_replication_factor == 3

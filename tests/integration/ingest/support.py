@@ -55,6 +55,11 @@ async def running_ingest(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
         yield client
 
 
+def metrics_url(settings: Settings) -> str:
+    """Where ingest serves /metrics: its own loopback port, not the public one."""
+    return f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics"
+
+
 def auth(key: IssuedApiKey) -> dict[str, str]:
     return {"Authorization": f"Bearer {key.plaintext}"}
 

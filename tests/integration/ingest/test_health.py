@@ -16,6 +16,7 @@ from learnstream.settings import Settings
 from tests.integration.ingest.support import (
     attempt,
     auth,
+    metrics_url,
     parse_response,
     protobuf_body,
     running_ingest,
@@ -58,7 +59,7 @@ async def test_not_ready_names_what_is_down(settings: Settings, db_pool: asyncpg
 
 
 async def test_metrics_count_requests_events_and_publish_latency(
-    ingest: httpx.AsyncClient, api_key: IssuedApiKey
+    ingest: httpx.AsyncClient, api_key: IssuedApiKey, topics: Settings
 ) -> None:
     bad = attempt(score=3.0)
     answer = parse_response(
@@ -70,7 +71,7 @@ async def test_metrics_count_requests_events_and_publish_latency(
     )
     assert (answer.accepted, answer.rejected) == (2, 1)
     await ingest.post("/v1/events", content=b"", headers={"Content-Type": "application/json"})
-    text = (await ingest.get("/metrics")).text
+    text = (await ingest.get(metrics_url(topics))).text
     expected = [
         'learnstream_ingest_events_total{kind="attempt",outcome="accepted"} 2.0',
         'learnstream_ingest_events_total{kind="attempt",outcome="rejected"} 1.0',

@@ -21,6 +21,7 @@ from learnstream.settings import Settings
 from tests.integration.ingest.support import (
     attempt,
     auth,
+    metrics_url,
     parse_response,
     protobuf_body,
     read_topics,
@@ -190,7 +191,7 @@ async def test_redis_down_is_503_naming_redis_and_nothing_published(
         )
         assert rejected.rejected == 1
 
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get(metrics_url(settings))).text
         assert "learnstream_ingest_dedup_unavailable 1.0" in metrics
         assert "learnstream_ingest_dedup_refusals_total 1.0" in metrics
     assert_nothing_published(topics)

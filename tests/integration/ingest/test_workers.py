@@ -25,6 +25,7 @@ from tests.integration.ingest.support import (
     attempt,
     auth,
     event_ids,
+    metrics_url,
     parse_response,
     protobuf_body,
     read_topics,
@@ -83,7 +84,7 @@ async def test_two_workers_serve_one_port_and_metrics_count_both(
                     await client.post("/v1/events", content=protobuf_body(batch), headers=headers)
                 )
                 assert answer.accepted == BATCH
-                metrics = (await client.get("/metrics")).text
+                metrics = (await client.get(metrics_url(own))).text
             answered_by |= {
                 line.split('pid="', 1)[1].split('"', 1)[0]
                 for line in metrics.splitlines()
@@ -92,7 +93,7 @@ async def test_two_workers_serve_one_port_and_metrics_count_both(
         # Whichever worker answers the scrape, it counts every worker's events.
         for _ in range(4):
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-                assert accepted_events((await client.get("/metrics")).text) == len(sent)
+                assert accepted_events((await client.get(metrics_url(own))).text) == len(sent)
     finally:
         services.stop_pid(process.pid)
     log_text = (tmp_path / "ingest.log").read_text(errors="replace")

@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from api.services.content import ContentItem, ContentKind, ContentStatus, ContentVersion
 from api.services.content_import import (
+    FORMULA_STARTS,
+    MAX_JSON_DEPTH,
     ImportFormat,
+    TooDeepError,
     export_rows,
+    loads_bounded,
+    neutralise_formula,
     parse_rows,
     render,
+    restore_formula,
     validate_rows,
 )
 
@@ -90,3 +98,31 @@ def test_export_csv_reads_back_to_the_same_rows() -> None:
             ["a", "b"],
             payload,
         )
+
+
+def test_formula_quoting_round_trips_every_cell() -> None:
+    for cell in [
+        "=1+1",
+        "+cmd",
+        "-2",
+        "@SUM(A1)",
+        "\t=x",
+        "\r=x",
+        "'=x",
+        "''=x",
+        "'x",
+        "plain",
+        "",
+    ]:
+        quoted = neutralise_formula(cell)
+        assert not quoted.startswith(FORMULA_STARTS)
+        assert restore_formula(quoted) == cell
+
+
+def test_json_nested_too_deep_is_refused_before_parsing() -> None:
+    assert loads_bounded('{"a": [[1]], "b": "[[[[[[["}') == {"a": [[1]], "b": "[[[[[[["}
+    with pytest.raises(TooDeepError):
+        loads_bounded("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1))
+    raw, problems = parse_rows("[" * 3000 + "]" * 3000, ImportFormat.JSON)
+    assert raw == []
+    assert problems[0].field == "body"

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
 from api.exceptions import FieldProblem, InvalidInputError, NotAuthenticatedError
-from api.pagination import decode_cursor, encode_cursor, next_cursor
+from api.pagination import (
+    decode_cursor,
+    encode_cursor,
+    id_key,
+    next_cursor,
+    offset_key,
+    text_key,
+    uuid_key,
+)
 from api.problems import problem_body
 from learnstream.settings import DEV_JWT_SECRET, Settings
 
@@ -40,13 +49,39 @@ def test_401_carries_www_authenticate() -> None:
 
 @pytest.mark.parametrize("key", ["0", "3f1c-uuid-ish", "ünïcode"])
 def test_cursor_round_trips(key: str) -> None:
-    assert decode_cursor(encode_cursor(key)) == key
+    assert decode_cursor(encode_cursor(key), text_key) == key
 
 
 def test_forged_cursor_names_the_query_field() -> None:
     with pytest.raises(InvalidInputError) as caught:
-        decode_cursor("%%%")
+        decode_cursor("%%%", text_key)
     assert caught.value.errors[0].field == "query.cursor"
+
+
+@pytest.mark.parametrize(
+    ("key", "parse"),
+    [
+        ("9" * 25, offset_key),
+        ("²", offset_key),
+        ("-1", offset_key),
+        ("0", id_key),
+        (str(2**63), id_key),
+        ("not-a-uuid", uuid_key),
+        ("", text_key),
+    ],
+)
+def test_cursor_keys_out_of_kind_or_range_are_refused(key: str, parse: Any) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        decode_cursor(encode_cursor(key), parse)
+    assert caught.value.errors[0].field == "query.cursor"
+
+
+def test_issued_keys_decode_to_their_kind() -> None:
+    assert decode_cursor(encode_cursor(str(2**63 - 1)), id_key) == 2**63 - 1
+    assert decode_cursor(encode_cursor("0"), offset_key) == 0
+    uuid = "3f1c2b1a-0000-4000-8000-000000000001"
+    assert decode_cursor(encode_cursor(uuid.upper()), uuid_key) == uuid
+    assert decode_cursor(None, id_key) is None
 
 
 def test_next_cursor_only_when_the_page_is_full() -> None:

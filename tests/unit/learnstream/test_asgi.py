@@ -1,14 +1,24 @@
-"""ObserveRequests: one observation per HTTP request, by route template and status sent."""
+"""ObserveRequests: one observation per HTTP request, by route template and status sent;
+the hardening middleware: body limits, security headers, 204 without Content-Type."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 from fastapi import FastAPI, HTTPException
 from starlette.types import Message
 
-from learnstream.asgi import ObserveRequests
+from learnstream.asgi import (
+    BodyLimits,
+    LimitRequestBody,
+    ObserveRequests,
+    ResponseHeaders,
+    api_security_headers,
+    uvicorn_proxy_options,
+)
+
+AsyncIteratorOfBytes = AsyncIterator[bytes]
 
 
 def app_observed_into(observed: list[tuple[str, str, int, float]]) -> FastAPI:
@@ -63,3 +73,61 @@ async def test_lifespan_and_other_scopes_pass_through_unobserved() -> None:
     await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert observed == []
+
+
+# --- hardening middleware (issue 12) -----------------------------------------------
+
+
+def test_body_limits_take_the_longest_matching_prefix() -> None:
+    limits = BodyLimits(1000, {"/v1/auth/": 10, "/v1/content/import": 5000})
+    assert limits.for_path("/v1/auth/login") == 10
+    assert limits.for_path("/v1/content/import") == 5000
+    assert limits.for_path("/v1/content") == 1000
+
+
+def test_proxy_headers_are_off_unless_proxies_are_trusted() -> None:
+    assert uvicorn_proxy_options("") == {"proxy_headers": False, "forwarded_allow_ips": ""}
+    assert uvicorn_proxy_options(" 10.0.0.5 , 10.1.0.0/16") == {
+        "proxy_headers": True,
+        "forwarded_allow_ips": ["10.0.0.5", "10.1.0.0/16"],
+    }
+
+
+async def test_a_body_over_the_limit_is_cut_off_and_headers_are_added() -> None:
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo(body: dict[str, str]) -> dict[str, str]:
+        return body
+
+    @app.delete("/thing", status_code=204)
+    async def delete() -> None:
+        return None
+
+    app.add_middleware(LimitRequestBody, limits=BodyLimits(64))
+    app.add_middleware(ResponseHeaders, headers_for=api_security_headers)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        small = await client.post("/echo", json={"a": "b"})
+        assert small.status_code == 200
+        assert small.headers["x-content-type-options"] == "nosniff"
+
+        async def endless() -> AsyncIteratorOfBytes:
+            for _ in range(1000):
+                yield b'{"a": "' + b"x" * 30
+
+        big = await client.post(
+            "/echo", content=endless(), headers={"content-type": "application/json"}
+        )
+        assert big.status_code == 413
+        assert big.headers["content-type"] == "application/problem+json"
+        assert big.headers["connection"] == "close"
+        assert big.headers["referrer-policy"] == "no-referrer"
+        declared = await client.post("/echo", content=b"x" * 100)
+        assert declared.status_code == 413
+        assert "Content-Length is 100" in declared.json()["detail"]
+        gone = await client.delete("/thing")
+        assert gone.status_code == 204
+        assert "content-type" not in gone.headers
+        docs = await client.get("/docs")
+        assert docs.headers["content-security-policy"] == "frame-ancestors 'none'"
