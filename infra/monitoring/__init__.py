@@ -57,15 +57,12 @@ class Prometheus:
 
 
 def _metrics_port(settings: Settings, service: str) -> int:
-    # The APIs' /metrics may move to a port of its own (``<service>_metrics_port``, a
-    # change made beside this one); until that setting exists it is the public port.
-    public: int = getattr(settings, f"{service}_port")
-    port: int = getattr(settings, f"{service}_metrics_port", public)
-    return port
+    # The APIs serve /metrics on a port of their own, never on the public one.
+    return settings.api_metrics_port if service == "api" else settings.ingest_metrics_port
 
 
 def _metrics_host(settings: Settings) -> str:
-    host: str = getattr(settings, "metrics_host", "127.0.0.1")
+    host = settings.metrics_host
     return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
 
 

@@ -22,7 +22,7 @@ from api.exceptions import ConflictError
 from api.services import accounts, mfa
 from api.services.principals import Role
 from infra import demo, services
-from learnstream.apikeys import create_api_key
+from learnstream.apikeys import Scope, create_api_key
 from learnstream.settings import Settings
 
 TENANT = "fuzz-school"
@@ -230,9 +230,10 @@ async def api_admin(
 @pytest.fixture
 async def api_client_key(db_pool: asyncpg.Pool, api_service: RunningService) -> str:
     """A client-app API key of ``TENANT`` for the read API, made with the project's own
-    key-creation function (with every scope, once keys have scopes)."""
+    key-creation function, holding every scope."""
     await _ensure_tenant(db_pool)
-    return (await create_api_key(db_pool, tenant_id=TENANT, app_name="fuzz-api")).plaintext
+    issued = await create_api_key(db_pool, tenant_id=TENANT, app_name="fuzz-api", scopes=Scope)
+    return issued.plaintext
 
 
 async def _ensure_tenant(db_pool: asyncpg.Pool) -> None:
