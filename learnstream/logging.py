@@ -44,17 +44,32 @@ class RedactSecrets(logging.Filter):
     """Rewrites a record's formatted message and ``extra`` strings through ``redact_secrets``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            # Arguments may be objects whose text holds the URL (httpx logs an httpx.URL),
-            # so redact the formatted message, not the arguments one by one.
-            message = record.getMessage()
-        except (TypeError, ValueError):
-            return True  # a malformed record: logging reports it as it would anyway
-        record.msg, record.args = redact_secrets(message), None
+        if isinstance(record.args, tuple) and record.args:
+            # Formatters may read the arguments themselves (uvicorn's access formatter
+            # unpacks them into client, method, path...), so keep the tuple and redact its
+            # members; an object whose text holds a secret (httpx logs an httpx.URL)
+            # becomes its redacted text.
+            record.args = tuple(_redacted_arg(arg) for arg in record.args)
+            if isinstance(record.msg, str):
+                record.msg = redact_secrets(record.msg)
+        else:
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):
+                return True  # a malformed record: logging reports it as it would anyway
+            record.msg, record.args = redact_secrets(message), None
         for key, value in list(vars(record).items()):
             if key not in _STANDARD_ATTRS and isinstance(value, str):
                 setattr(record, key, redact_secrets(value))
         return True
+
+
+def _redacted_arg(arg: object) -> object:
+    if isinstance(arg, (int, float)) or arg is None:
+        return arg  # %d and friends still format it
+    text = str(arg)
+    redacted = redact_secrets(text)
+    return arg if redacted == text else redacted
 
 
 def install_secret_redaction() -> None:

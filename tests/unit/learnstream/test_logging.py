@@ -33,3 +33,26 @@ def test_filter_redacts_formatted_arguments_of_any_type() -> None:
     assert RedactSecrets().filter(record)
     assert record.getMessage() == "HTTP Request: GET http://api/reset?token=[redacted]"
     assert record.__dict__["path"] == "/reset?token=[redacted]"
+
+
+def test_filter_keeps_uvicorn_access_arguments_formattable() -> None:
+    # uvicorn's access formatter unpacks the arguments (client, method, path, version,
+    # status); a filter that folded them into the message broke every access line.
+    from uvicorn.logging import AccessFormatter
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/verify?token=lst_secret123456", "1.1", 404),
+        None,
+    )
+    assert RedactSecrets().filter(record)
+    access = AccessFormatter(
+        '%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False
+    )
+    assert access.format(record) == (
+        '127.0.0.1:5000 - "GET /verify?token=[redacted] HTTP/1.1" 404 Not Found'
+    )
