@@ -47,6 +47,7 @@ from tests.integration.faults.support import (
 from tests.integration.ingest.support import (
     attempt,
     auth,
+    metrics_url,
     parse_response,
     protobuf_body,
     read_topics,
@@ -110,7 +111,7 @@ async def test_primary_killed_under_load_ingest_resumes_every_accepted_event_exa
         accepted_at_kill = len(log.accepted)
         await asyncio.to_thread(group.wait_for_failover, timeout_s=30)
         await asyncio.gather(*senders)
-        after = (await client.get("/metrics")).text
+        after = (await client.get(metrics_url(settings))).text
         ready = await client.get("/readyz")
 
     assert accepted_at_kill < len(sent), "the kill must hit while events are still pending"
@@ -147,7 +148,8 @@ async def test_dedup_writes_wait_for_a_replica_and_count_when_none_answers(
         )
         assert parse_response(replicated).accepted == 5
         before = metric(
-            (await client.get("/metrics")).text, "learnstream_ingest_dedup_unreplicated_total"
+            (await client.get(metrics_url(settings))).text,
+            "learnstream_ingest_dedup_unreplicated_total",
         )
         group.replica.pause()  # connected, but acknowledges nothing
         try:
@@ -158,7 +160,7 @@ async def test_dedup_writes_wait_for_a_replica_and_count_when_none_answers(
             seconds = time.perf_counter() - started
         finally:
             group.replica.resume()
-        after = (await client.get("/metrics")).text
+        after = (await client.get(metrics_url(settings))).text
 
     assert before == 0.0, "writes the replica acknowledged were counted as unreplicated"
     # Not refused: the primary has the events' claims; only a failover now could lose them.

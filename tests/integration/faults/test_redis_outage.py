@@ -165,7 +165,7 @@ async def test_done_marker_is_written_once_redis_returns_not_left_to_expire(
                 deadline = time.monotonic() + 30
                 while (
                     "learnstream_ingest_dedup_unavailable 1.0"
-                    not in (await client.get("/metrics")).text
+                    not in (await client.get(metrics_url(settings))).text
                 ):
                     assert time.monotonic() < deadline, "the done marker never failed"
                     await asyncio.sleep(0.1)

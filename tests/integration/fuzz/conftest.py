@@ -164,7 +164,7 @@ class AdminSession:
         assert self.backup_codes, "the fuzz spent every backup code of the admin"
         answer = client.post(
             "/v1/auth/login/mfa",
-            json={"mfa_token": body["mfa_token"], "code": self.backup_codes.pop()},
+            json={"mfa_token": body["mfa_token"], "backup_code": self.backup_codes.pop()},
         )
         assert answer.status_code == 200, answer.text
         self.sign_ins += 1
