@@ -22,7 +22,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
 
 from learnstream.exceptions import ConfigurationError, ServiceUnavailableError
 from learnstream.settings import Settings, get_settings
@@ -256,9 +258,41 @@ async def prepare_storage(settings: Settings) -> list[int]:
     await db.ensure_database(settings)
     conn = await db.connect(settings, role="owner")
     try:
-        return await db.upgrade(conn, service_role=settings.database_service_role)
+        applied = await db.upgrade(conn, service_role=settings.database_service_role)
+        await set_service_role_password(conn, settings)
+        return applied
     finally:
         await conn.close()
+
+
+async def set_service_role_password(conn: asyncpg.Connection, settings: Settings) -> bool:
+    """Give the service role the password of ``database_service_url``, if it names one.
+
+    Migrations create ``database_service_role`` without a password (local trust
+    authentication needs none); a deployment that gives the services a URL with a
+    password would otherwise be refused at login. ``conn`` is the owner's, which made
+    the role (:func:`learnstream.db.grant_service_role`), so may change its password.
+    Returns True when a password was set. Idempotent: the same password again is a no-op.
+    """
+    url = settings.database_service_url
+    if not url:
+        return False
+    parts = urlsplit(url)
+    if parts.password is None:
+        return False
+    if unquote(parts.username or "") != settings.database_service_role:
+        raise ConfigurationError(
+            f"LEARNSTREAM_DATABASE_SERVICE_URL logs in as {parts.username!r}, not as "
+            f"LEARNSTREAM_DATABASE_SERVICE_ROLE {settings.database_service_role!r}"
+        )
+    # ALTER ROLE takes no bind parameters: format() quotes the name and the literal.
+    statement = await conn.fetchval(
+        "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
+        settings.database_service_role,
+        unquote(parts.password),
+    )
+    await conn.execute(statement)
+    return True
 
 
 def up(settings: Settings) -> Broker | None:

@@ -8,6 +8,7 @@ docker-compose, installed by ``make setup-compose``; nothing is started):
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -25,8 +26,10 @@ DOCKER_COMPOSE = shutil.which("docker-compose")
 # What an operator must provide (infra/compose/example.env); values stand in for secrets.
 REQUIRED = {
     "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+    "POSTGRES_SERVICE_PASSWORD": secrets.token_urlsafe(24),
     "REDIS_PASSWORD": secrets.token_urlsafe(24),
     "LEARNSTREAM_JWT_SECRET": secrets.token_urlsafe(48),
+    "LEARNSTREAM_MFA_ENCRYPTION_KEYS": base64.b64encode(secrets.token_bytes(32)).decode(),
     "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(24),
     "LEARNSTREAM_SMTP_HOST": "smtp.example.org",
     "LEARNSTREAM_PUBLIC_BASE_URL": "https://learn.example.org",
@@ -82,7 +85,25 @@ def test_compose_config_is_valid(tmp_path: Path) -> None:
         assert settings.jwt_secret.get_secret_value() == REQUIRED["LEARNSTREAM_JWT_SECRET"]
         assert settings.kafka_bootstrap == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
         assert settings.topic_replication_factor == 3
-        assert REQUIRED["POSTGRES_PASSWORD"] in settings.database_url
+        assert settings.mfa_encryption_keys is not None
+        assert (
+            settings.mfa_encryption_keys.get_secret_value()
+            == REQUIRED["LEARNSTREAM_MFA_ENCRYPTION_KEYS"]
+        )
+        # Every service logs in as the service role; only the migrate job as the owner.
+        service_url = str(settings.database_service_url)
+        assert service_url.startswith("postgresql://learnstream_service:"), name
+        assert REQUIRED["POSTGRES_SERVICE_PASSWORD"] in service_url, name
+        owner = REQUIRED["POSTGRES_PASSWORD"] in settings.database_url
+        assert owner == (name == "migrate"), f"{name}: owner URL {'given' if owner else 'missing'}"
+        # The brokers speak PLAINTEXT on the compose network, acknowledged as such.
+        assert settings.kafka_plaintext_acknowledged is True
+    # /metrics: on the metrics ports, reachable from Prometheus on the compose network.
+    for name, port in (("ingest", 9180), ("api", 9181)):
+        settings = _settings_from({k: str(v) for k, v in learnstream[name]["environment"].items()})
+        assert settings.metrics_host == "0.0.0.0", name
+        assert getattr(settings, f"{name}_metrics_port") == port
+        assert str(port) in [str(p) for p in learnstream[name]["expose"]], name
     # The brokers: three KRaft nodes voting in one quorum, RF 3 and min ISR 2.
     brokers = {n: s for n, s in services.items() if n.startswith("kafka-")}
     assert sorted(brokers) == ["kafka-1", "kafka-2", "kafka-3"]

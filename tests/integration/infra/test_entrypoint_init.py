@@ -35,7 +35,8 @@ async def test_init_migrates_and_creates_the_topics(settings: Settings) -> None:
             )  # fmt: skip
             _, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
             assert process.returncode == 0, stderr.decode()[-2000:]
-        conn = await db.connect(fresh)
+        # The owner reads the schema version (the service role may not create its table).
+        conn = await db.connect(fresh, role="owner")
         try:
             assert await db.current_version(conn) == db.load_migrations()[-1].version
         finally:

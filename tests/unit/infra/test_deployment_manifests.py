@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from infra.entrypoint import COMMANDS
-from learnstream.kafka import Stream
+from learnstream.kafka import Stream, topic_config
 from learnstream.settings import REPO_ROOT, Settings
 from processors.__main__ import PROCESSORS
 from processors.app import app_id
@@ -47,7 +47,7 @@ DEPLOYED_PROCESSORS = sorted(set(PROCESSORS) - {"mastery"})
 # Settings that hold credentials (SecretStr fields, and URLs that carry a password).
 SECRET_SETTINGS = {
     name for name, field in Settings.model_fields.items() if "SecretStr" in repr(field.annotation)
-} | {"database_url", "redis_url", "database_shard_urls"}
+} | {"database_url", "database_service_url", "redis_url", "database_shard_urls"}
 ENV_PREFIX = "LEARNSTREAM_"
 # librdkafka's sasl.mechanism -> the KEDA kafka scaler's "sasl".
 KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
@@ -237,6 +237,11 @@ def _placeholder(variable: str) -> str:
     field = variable.removeprefix(ENV_PREFIX).lower()
     if field.endswith("database_url"):
         return "postgresql://learnstream:pw@postgres:5432/learnstream"
+    if field == "database_service_url":
+        return "postgresql://learnstream_service:pw@postgres:5432/learnstream"
+    if field == "mfa_encryption_keys":
+        # One base64 AES-256 key of well-spread bytes, as `openssl rand -base64 32` gives.
+        return base64.b64encode(hashlib.sha256(variable.encode()).digest()).decode()
     if field == "redis_url":
         return "redis://:pw@redis:6379/0"
     # A random-looking secret (43 base64url characters), so strength checks pass.
@@ -281,8 +286,8 @@ def test_manifest_settings_are_read_by_settings() -> None:
         ports = {p["containerPort"] for c in pod["containers"] for p in c.get("ports", [])}
         args = pod["containers"][0]["args"]
         expected = {
-            "ingest": {settings.ingest_port},
-            "api": {settings.api_port},
+            "ingest": {settings.ingest_port, settings.ingest_metrics_port},
+            "api": {settings.api_port, settings.api_metrics_port},
             "processors": {settings.processor_web_port},
         }.get(args[0], set())
         assert ports == expected, f"{name} listens on {expected}, declares {ports}"
@@ -387,3 +392,48 @@ def test_compose_mounts_the_monitoring_configuration() -> None:
         "provisioning",
         "dashboards",
     }
+
+
+def test_strimzi_topic_config_matches_topic_config() -> None:
+    # Strimzi owns the topics on Kubernetes, so its KafkaTopics must say what
+    # learnstream.kafka.ensure_topics would: deletion after topic_retention_ms for event
+    # topics (erased learners age out of Kafka), compaction for privacy.erasures.
+    settings = _k8s_settings()
+    topics = {t["spec"]["topicName"]: t for t in _of_kind("KafkaTopic")}
+    assert set(topics) == {settings.topic(s) for s in Stream}, "one KafkaTopic per stream"
+    for stream in Stream:
+        config = topics[settings.topic(stream)]["spec"]["config"]
+        for key, value in topic_config(settings, stream).items():
+            assert str(config.get(key)) == value, f"{settings.topic(stream)}: {key}"
+
+
+def test_workloads_get_the_database_role_they_need() -> None:
+    # Services log in as the non-owner service role; only the migrate job holds the
+    # owner's URL (and the service URL, to set that role's password).
+    for name, pod in _pod_specs():
+        env = {item["name"]: item for item in pod["containers"][0].get("env", [])}
+        service = env["LEARNSTREAM_DATABASE_SERVICE_URL"]["valueFrom"]["secretKeyRef"]
+        assert service["key"] == "database-service-url", name
+        mfa = env["LEARNSTREAM_MFA_ENCRYPTION_KEYS"]["valueFrom"]["secretKeyRef"]
+        assert mfa["key"] == "mfa-encryption-keys", name
+        is_migrate = pod["containers"][0]["args"][0] == "migrate"
+        assert ("LEARNSTREAM_DATABASE_URL" in env) == is_migrate, name
+
+
+def test_metrics_ports_are_scraped_and_reachable() -> None:
+    for doc in _of_kind("Deployment"):
+        pod = doc["spec"]["template"]["spec"]
+        settings = _settings_from(_k8s_environment(pod))
+        command = pod["containers"][0]["args"][0]
+        port = {
+            "ingest": settings.ingest_metrics_port,
+            "api": settings.api_metrics_port,
+            "processors": settings.processor_web_port,
+        }[command]
+        annotations = doc["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(port), doc["metadata"]["name"]
+        if command in {"ingest", "api"}:
+            # Loopback (the default) would hide /metrics from the scraper.
+            assert settings.metrics_host == "0.0.0.0", doc["metadata"]["name"]
+            # Behind the ingress controller: its forwarded client address is believed.
+            assert settings.trusted_proxies, doc["metadata"]["name"]

@@ -223,6 +223,10 @@ def test_compose_config_scrapes_every_service() -> None:
     for name in demo.PROCESSORS:
         assert f'"processor-{name.replace("_", "-")}:6066"' in text, name
         assert f"service: processor-{name}}}" in text, name
+    # Ingest and the API: their metrics ports (the public ports serve no /metrics).
+    defaults = Settings.model_fields
+    assert f'"ingest:{defaults["ingest_metrics_port"].default}"' in text
+    assert f'"api:{defaults["api_metrics_port"].default}"' in text
     for job in ("learnstream-ingest", "learnstream-api", "learnstream-processors"):
         assert f"job_name: {job}\n" in text
     assert "/etc/prometheus/rules/*.yml" in text
