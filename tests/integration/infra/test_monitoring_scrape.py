@@ -73,12 +73,24 @@ async def test_prometheus_scrapes_ingest_api_and_a_processor(
             start_prometheus, settings, targets, scrape_interval_s=1.0
         )
         active = await targets_when_all_up(prometheus, expected=len(targets))
+        # /metrics is served on its own port, outside the apps, so a scrape counts no
+        # request: serve one on each public port, as traffic would.
+        async with httpx.AsyncClient(timeout=5) as client:
+            for port in (settings.ingest_port, settings.api_port):
+                await client.get(f"http://127.0.0.1:{port}/healthz")
+        wanted = {"learnstream-ingest", "learnstream-api", "learnstream-processors"}
         async with httpx.AsyncClient(base_url=prometheus.url, timeout=5) as client:
-            # Samples of each service's own metrics reached the store.
-            stored = await client.get(
-                "/api/v1/query",
-                params={"query": 'count by (job) ({__name__=~"learnstream_.+"})'},
-            )
+            # Samples of each service's own metrics reached the store (a scrape or two on).
+            deadline = time.monotonic() + 30
+            while True:
+                stored = await client.get(
+                    "/api/v1/query",
+                    params={"query": 'count by (job) ({__name__=~"learnstream_.+"})'},
+                )
+                found = {s["metric"]["job"] for s in stored.json()["data"]["result"]}
+                if found >= wanted or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
             rules = (await client.get("/api/v1/rules")).json()
     finally:
         stopped = demo.stop_all(settings)
@@ -90,7 +102,7 @@ async def test_prometheus_scrapes_ingest_api_and_a_processor(
         f"processor-{PROCESSOR}",
     }
     jobs = {sample["metric"]["job"] for sample in stored.json()["data"]["result"]}
-    assert jobs == {"learnstream-ingest", "learnstream-api", "learnstream-processors"}
+    assert jobs == wanted
     loaded = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
     assert {"LearnstreamPartitionStalled", "learnstream:ingest_5xx:ratio_rate5m"} <= loaded
     assert "prometheus" in stopped  # `make stop` ends Prometheus with the services
