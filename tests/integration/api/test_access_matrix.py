@@ -91,7 +91,8 @@ ACTIONS = {
     # public: no credentials needed (bodies are refused, nothing else)
     "healthz": _public("GET", "/healthz", None, frozenset({200})),
     "readyz": _public("GET", "/readyz", None, frozenset({200, 503})),
-    "metrics": _public("GET", "/metrics", None, frozenset({200})),
+    # Served only on the loopback metrics port (issue 12, Info); the public port: 404.
+    "metrics": _public("GET", "/metrics", None, frozenset({404})),
     "dashboard_page": _public("GET", "/dashboard", None, frozenset({200})),
     "register": _public("POST", "/v1/auth/register", {}, BODY_REFUSED),
     "verify_email": _public("POST", "/v1/auth/verify-email", {}, BODY_REFUSED),
