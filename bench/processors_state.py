@@ -36,9 +36,9 @@ from bench.common import bench_environment, print_table, write_results
 from learnstream import db
 from learnstream.kafka import Stream, learner_key
 from learnstream.settings import Settings, get_settings
+from learnstream.views.calibration import ItemParams
 from processors.base import BatchRunner, Processor
 from processors.learner_state import (
-    ItemParams,
     LearnerParameters,
     LearnerStateProcessor,
     LearnerStates,

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 import asyncpg
 from google.protobuf import timestamp_pb2
@@ -26,6 +25,7 @@ from google.protobuf import timestamp_pb2
 from learnstream.events.v1 import attempt_pb2, derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
+from learnstream.views.mastery import MasteryKey, MasteryState
 from processors.base import Decoded
 from processors.exceptions import PoisonEvent
 from processors.offsets import SourceRecord, decode_learner_event, derived_event_id
@@ -64,25 +64,6 @@ _UPSERT_ROWS = """
         updated_at = EXCLUDED.updated_at,
         version = skill_mastery.version + 1
 """
-
-
-class MasteryKey(NamedTuple):
-    """One learner's one skill."""
-
-    tenant_id: str
-    user_id: str
-    skill_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class MasteryState:
-    """One row of ``skill_mastery`` (the columns the update needs)."""
-
-    p_mastery: float  # P(mastered), in [0, 1]
-    attempts: int  # answers counted on this skill, >= 0
-    correct: int  # fully correct answers among them, >= 0
-    last_event_id: str
-    last_attempt_at: datetime  # UTC
 
 
 @dataclass(frozen=True, slots=True)

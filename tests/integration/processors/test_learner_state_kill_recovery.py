@@ -23,8 +23,8 @@ import pytest
 
 from learnstream.kafka import Stream
 from learnstream.settings import Settings
+from learnstream.views.calibration import ItemParams
 from processors.learner_state import (
-    ItemParams,
     LearnerKey,
     LearnerParameters,
     LearnerStates,

@@ -17,10 +17,10 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
+from learnstream.views.calibration import ItemParams
 from processors.base import is_transient
 from processors.exceptions import StaleWrite
 from processors.learner_state import (
-    ItemParams,
     LearnerParameters,
     learner_changes,
     load_states,
