@@ -61,6 +61,7 @@ import numpy as np
 from learnstream.events.v1 import common_pb2, derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
+from learnstream.views import concept_graph as graph_view
 from processors.base import Decoded
 from processors.exceptions import PoisonEvent
 from processors.gaps import MasteryChange, decode_mastery_updated
@@ -520,9 +521,7 @@ class RecommendationsProcessor:
             r["tenant_id"]: (r["items"], r["items_at"], r["calibrated"], r["calibrated_at"])
             for r in await conn.fetch(_CONTENT_FINGERPRINTS, tenants)
         }
-        versions = {
-            r["tenant_id"]: int(r["version"]) for r in await conn.fetch(_GRAPH_VERSIONS, tenants)
-        }
+        versions = await graph_view.graph_versions(conn, tenants)
         content: dict[str, TenantContent] = {}
         for tenant in tenants:
             fingerprint = fingerprints.get(tenant, ())
@@ -531,12 +530,10 @@ class RecommendationsProcessor:
             if cached is None or cached[0] != fingerprint or now - cached[1] > self._catalog_ttl_s:
                 rows = await conn.fetch(_PUBLISHED_CONTENT, tenant)
                 self._catalogs[tenant] = (fingerprint, now, tuple(content_item(r) for r in rows))
-            version = versions.get(tenant, 0)
+            version = versions[tenant]
             graph = self._graphs.get(tenant)
             if graph is None or graph[0] != version:
-                requires: dict[str, list[str]] = {}
-                for r in await conn.fetch(_GRAPH_EDGES, tenant):
-                    requires.setdefault(r["skill_id"], []).append(r["prerequisite_id"])
+                requires = await graph_view.load_requires(conn, tenant)
                 self._graphs[tenant] = (version, requires, ConceptGraph(requires, version))
             _, requires, concept_graph = self._graphs[tenant]
             content[tenant] = TenantContent(self._catalogs[tenant][2], requires, concept_graph)

@@ -18,6 +18,7 @@ import asyncpg
 
 from api.exceptions import ConflictError, InvalidInputError, NotFoundError
 from api.services.transactions import transaction
+from learnstream.views import concept_graph
 from scheduler.exceptions import PrerequisiteCycleError
 from scheduler.path import find_cycle, topological_order
 
@@ -53,17 +54,6 @@ async def _lock_graph(conn: Any, tenant_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('skills:' || $1))", tenant_id)
 
 
-async def _edges(conn: Any, tenant_id: str) -> dict[str, list[str]]:
-    rows = await conn.fetch(
-        "SELECT skill_id, prerequisite_id FROM skill_prerequisites WHERE tenant_id = $1",
-        tenant_id,
-    )
-    requires: dict[str, list[str]] = {}
-    for row in rows:
-        requires.setdefault(row["skill_id"], []).append(row["prerequisite_id"])
-    return requires
-
-
 async def _check_prerequisites(
     conn: Any, tenant_id: str, skill_id: str, prerequisites: list[str]
 ) -> None:
@@ -89,7 +79,9 @@ async def _check_prerequisites(
             reason=f"unknown skills: {', '.join(unknown)}",
         )
     cycle = cycle_after_edit(
-        await _edges(conn, tenant_id), skill_id=skill_id, prerequisites=prerequisites
+        await concept_graph.load_requires(conn, tenant_id),
+        skill_id=skill_id,
+        prerequisites=prerequisites,
     )
     if cycle is not None:
         path = " -> ".join(cycle)
