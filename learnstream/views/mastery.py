@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from learnstream.db import Queryable
 from learnstream.views.versioned import VersionedView
@@ -134,6 +134,27 @@ async def seed_mastery(
         [s.correct for s in seeds],
     )
     return [r["skill_id"] for r in rows]
+
+
+_LEARNER_MASTERY = """
+    SELECT skill_id, p_mastery, attempts, correct, last_attempt_at, updated_at
+    FROM skill_mastery WHERE tenant_id = $1 AND user_id = $2
+    ORDER BY skill_id
+"""
+_HAS_MASTERY = """
+    SELECT EXISTS (SELECT 1 FROM skill_mastery WHERE tenant_id = $1 AND user_id = $2)
+"""
+
+
+async def learner_rows(db: Queryable, *, tenant_id: str, user_id: str) -> list[Any]:
+    """Every ``skill_mastery`` row of one learner by skill_id (skill_id, p_mastery,
+    attempts, correct, last_attempt_at, updated_at); empty if none."""
+    return await db.fetch(_LEARNER_MASTERY, tenant_id, user_id)
+
+
+async def has_mastery(db: Queryable, *, tenant_id: str, user_id: str) -> bool:
+    """True if the learner has at least one ``skill_mastery`` row."""
+    return bool(await db.fetchval(_HAS_MASTERY, tenant_id, user_id))
 
 
 # --- attempts (raw history) -------------------------------------------------------------
