@@ -10,11 +10,10 @@ import pytest
 
 from learnstream.events.v1 import attempt_pb2, derived_pb2, envelope_pb2
 from learnstream.kafka import learner_key
+from learnstream.views.mastery import MasteryKey, MasteryState
 from processors.exceptions import PoisonEvent
 from processors.mastery import (
     Attempt,
-    MasteryKey,
-    MasteryState,
     chain_updates,
     clamp_probability,
     decode_attempt,
