@@ -160,7 +160,6 @@ async def test_rebuild_section_followed_literally_with_workers_running(
             for argv in commands:
                 done = await asyncio.to_thread(run, env, argv)
                 assert done.returncode == 0, done.stdout + done.stderr
-                print(done.stdout)  # the plan and the figures, for whoever runs it with -s
                 if "--dry-run" in argv:
                     assert "dry run: nothing changed" in done.stdout
                     assert await db_pool.fetchval("SELECT count(*) FROM skill_mastery") > 0
