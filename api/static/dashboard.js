@@ -697,6 +697,10 @@
         "tbody",
         {},
         ...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "5", class: "note" }, "no processor has committed yet"))]),
+        // Rows gone while offsets stayed: the workers will never re-apply them.
+        ...health.groups.flatMap((g) =>
+          (g.problems || []).map((p) => el("tr", {}, el("td", { colspan: "5", class: "error" }, `${g.processor}: ${p}`))),
+        ),
         health.broker_reachable ? null : el("tr", {}, el("td", { colspan: "5", class: "error" }, `broker: ${health.broker_error}`)),
       ),
     );

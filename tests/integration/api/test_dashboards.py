@@ -627,11 +627,14 @@ async def test_pipeline_health_compares_commits_with_the_broker_and_reads_worker
     await db_pool.execute(
         """
         INSERT INTO processor_offsets (consumer_group, topic, partition, next_offset, updated_at)
-        VALUES ($1, $2, 1, 4, $3), ($1, $2, 0, 0, $3), ('elsewhere.mastery', $2, 0, 0, $3)
+        VALUES ($1, $2, 1, 4, $3), ($1, $2, 0, 0, $3), ('elsewhere.learner_state', $2, 0, 0, $3),
+               ($4, $2, 2, 5, $3)
         """,
         group,
         attempts_topic,
         NOW - timedelta(seconds=30),
+        # Offsets beyond an empty partition: its records went missing (a recreated topic).
+        f"{topics.kafka_topic_namespace}.aggregates",
     )
     registry = CollectorRegistry()
     lag = Gauge(
@@ -668,8 +671,14 @@ async def test_pipeline_health_compares_commits_with_the_broker_and_reads_worker
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert body["broker_reachable"] is True
-    (health,) = body["groups"]  # "elsewhere.*" is another deployment's group
+    # "elsewhere.*" is another deployment's group.
+    lost, health = sorted(body["groups"], key=lambda g: g["processor"])
     assert (health["consumer_group"], health["processor"]) == (group, "learner_state")
+    # attempts is empty although 4 records are committed: flagged.
+    assert [p.split(" although")[0] for p in health["problems"]] == ["view attempts is empty"]
+    assert lost["processor"] == "aggregates"
+    assert [p.split(":")[0] for p in lost["problems"]] == [f"{attempts_topic}[2]"]
+    assert "committed offset 5 but the topic holds no record at 4" in lost["problems"][0]
     (topic,) = health["topics"]
     assert (topic["partitions"], topic["committed"], topic["end_offset"], topic["lag"]) == (
         2,
