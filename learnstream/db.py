@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -59,6 +60,10 @@ class Queryable(Protocol):
 
     async def execute(self, query: str, *args: Any) -> str:
         """Run ``query``; its status line (e.g. ``INSERT 0 1``)."""
+        ...
+
+    async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None:
+        """Run ``command`` once per argument tuple of ``args``."""
         ...
 
 

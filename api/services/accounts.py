@@ -24,6 +24,7 @@ from api.services import audit, email, lockout, passwords, token_versions, token
 from api.services.identifiers import is_uuid
 from api.services.principals import Role
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 
@@ -83,7 +84,7 @@ def email_fingerprint(address: str) -> str:
 
 
 async def create_tenant(
-    db: Any, *, tenant_id: str, name: str, allow_self_registration: bool = True
+    db: Queryable, *, tenant_id: str, name: str, allow_self_registration: bool = True
 ) -> None:
     """Create a tenant; ConflictError if the id is taken."""
     try:
@@ -102,7 +103,7 @@ async def create_tenant(
 # --- users ---------------------------------------------------------------------------
 
 
-async def get_user(db: Any, *, tenant_id: str, user_id: str) -> User | None:
+async def get_user(db: Queryable, *, tenant_id: str, user_id: str) -> User | None:
     """The user ``user_id`` of ``tenant_id``, or None (also for a malformed id)."""
     if not is_uuid(user_id):
         return None
@@ -114,7 +115,7 @@ async def get_user(db: Any, *, tenant_id: str, user_id: str) -> User | None:
     return user_from_row(row) if row else None
 
 
-async def require_user(db: Any, *, tenant_id: str, user_id: str) -> User:
+async def require_user(db: Queryable, *, tenant_id: str, user_id: str) -> User:
     """Like get_user, but NotFoundError (404 naming ``path.user_id``) when absent."""
     user = await get_user(db, tenant_id=tenant_id, user_id=user_id)
     if user is None:
@@ -125,7 +126,12 @@ async def require_user(db: Any, *, tenant_id: str, user_id: str) -> User:
 
 
 async def list_users(
-    db: Any, *, tenant_id: str, role: Role | None = None, after_id: str | None = None, limit: int
+    db: Queryable,
+    *,
+    tenant_id: str,
+    role: Role | None = None,
+    after_id: str | None = None,
+    limit: int,
 ) -> list[User]:
     """Users of ``tenant_id`` ordered by id, ``limit`` from after ``after_id`` (cursor)."""
     rows = await db.fetch(
@@ -145,7 +151,7 @@ async def list_users(
 
 
 async def create_user(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     *,
     tenant_id: str,
@@ -205,7 +211,7 @@ async def create_user(
 
 
 async def register(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     sender: email.EmailSender,
     *,
@@ -299,7 +305,7 @@ async def register(
 
 
 async def resend_verification(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     sender: email.EmailSender,
     *,
@@ -336,7 +342,7 @@ async def resend_verification(
     await email.off_request_path(sender, mail_token)
 
 
-async def verify_email(db: Any, *, token: str, now: datetime) -> str:
+async def verify_email(db: Queryable, *, token: str, now: datetime) -> str:
     """Spend a verification token; returns the user id. InvalidInputError if not spendable."""
     async with transaction(db) as conn:
         user_id = await consume_account_token(
@@ -365,7 +371,7 @@ async def verify_email(db: Any, *, token: str, now: datetime) -> str:
 
 
 async def request_password_reset(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     sender: email.EmailSender,
     *,
@@ -415,7 +421,7 @@ async def request_password_reset(
 
 
 async def reset_password(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -479,7 +485,7 @@ async def reset_password(
 
 
 async def unlock_with_token(
-    db: Any, redis: Redis, settings: Settings, *, token: str, ip: str | None, now: datetime
+    db: Queryable, redis: Redis, settings: Settings, *, token: str, ip: str | None, now: datetime
 ) -> str:
     """Spend the unlock token mailed at lockout; returns the user id."""
     async with transaction(db) as conn:
@@ -492,7 +498,7 @@ async def unlock_with_token(
 
 
 async def unlock_by_admin(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -508,7 +514,7 @@ async def unlock_by_admin(
 
 
 async def record_login_failure(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     sender: email.EmailSender,
     *,
@@ -578,7 +584,7 @@ async def record_login_failure(
 
 
 async def _unlock(
-    db: Any, *, user_id: str, actor: tuple[str, str], ip: str | None, now: datetime
+    db: Queryable, *, user_id: str, actor: tuple[str, str], ip: str | None, now: datetime
 ) -> None:
     tenant_id = await db.fetchval(
         """
@@ -603,7 +609,7 @@ async def _unlock(
 
 
 async def set_roles(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -643,7 +649,7 @@ async def set_roles(
 
 
 async def issue_account_token(
-    db: Any, *, user_id: str, purpose: TokenPurpose, ttl_s: int, now: datetime
+    db: Queryable, *, user_id: str, purpose: TokenPurpose, ttl_s: int, now: datetime
 ) -> str:
     """A new single-use token for ``purpose``, valid ``ttl_s`` seconds; earlier ones expire."""
     plaintext, digest = tokens.new_opaque_token(tokens.ACCOUNT_TOKEN_PREFIX)
@@ -673,7 +679,7 @@ async def issue_account_token(
 
 
 async def consume_account_token(
-    db: Any, *, token: str, purpose: TokenPurpose, now: datetime
+    db: Queryable, *, token: str, purpose: TokenPurpose, now: datetime
 ) -> str:
     """Mark the token used and return its user id; InvalidInputError if unknown/used/expired.
 
@@ -694,7 +700,7 @@ async def consume_account_token(
     return str(user_id)
 
 
-async def revoke_all_refresh_tokens(db: Any, *, user_id: str, now: datetime) -> None:
+async def revoke_all_refresh_tokens(db: Queryable, *, user_id: str, now: datetime) -> None:
     """Revoke every refresh token of the user; pair with ``token_versions.bump`` to end
     their access tokens too."""
     await db.execute(
@@ -712,7 +718,7 @@ def _unspendable(purpose: TokenPurpose) -> InvalidInputError:
     )
 
 
-async def check_password(db: Any, settings: Settings, *, user_id: str, password: str) -> bool:
+async def check_password(db: Queryable, settings: Settings, *, user_id: str, password: str) -> bool:
     """True if ``password`` is the user's current one (re-authentication for risky changes)."""
     password_hash = await db.fetchval("SELECT password_hash FROM users WHERE id = $1", user_id)
     return await passwords.verify_password(

@@ -29,6 +29,7 @@ from api.services import skills as skill_service
 from api.services.content import ContentKind
 from api.services.principals import Principal
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 
 MAX_IMPORT_ROWS = 5_000
 # JSON (the document, or a JSON cell of a CSV) may nest arrays and objects this deep;
@@ -248,7 +249,7 @@ def validate_rows(raw_rows: list[dict[str, Any]]) -> tuple[list[ImportRow], list
 
 
 async def import_items(
-    db: Any,
+    db: Queryable,
     principal: Principal,
     rows: list[ImportRow],
     *,

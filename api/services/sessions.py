@@ -24,7 +24,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -36,6 +35,7 @@ from api.services.accounts import (
 )
 from api.services.principals import Role
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 
@@ -92,7 +92,7 @@ _BAD_CREDENTIALS = "email or password is wrong"
 
 
 async def login(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     sender: email.EmailSender,
@@ -199,7 +199,7 @@ async def login(
 
 
 async def complete_mfa_login(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     sender: email.EmailSender,
@@ -277,7 +277,7 @@ async def complete_mfa_login(
 
 
 async def refresh(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -361,7 +361,7 @@ async def refresh(
 
 
 async def logout(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -398,7 +398,7 @@ async def logout(
 
 
 async def _signed_in(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     *,
     user_id: str,
@@ -432,7 +432,7 @@ async def _signed_in(
 
 
 async def _issue_pair(
-    conn: Any,
+    conn: Queryable,
     settings: Settings,
     *,
     user_id: str,
