@@ -101,7 +101,7 @@ class RecommendationPublic(_Public):
 
 
 class RecommendationsPublic(_Public):
-    available: bool = Field(description="false until the recommendations view exists")
+    available: bool = Field(description="always true: migrations create the recommendations view")
     reason: str | None
     items: list[RecommendationPublic]
 
@@ -117,7 +117,7 @@ class NotificationPublic(_Public):
 
 
 class InboxPublic(_Public):
-    available: bool = Field(description="false until the notifications view exists")
+    available: bool = Field(description="always true: migrations create the notifications view")
     reason: str | None
     unread: int
     items: list[NotificationPublic]
