@@ -16,6 +16,7 @@ _GRAPH_VERSIONS = """
 """
 _GRAPH_EDGES = """
     SELECT skill_id, prerequisite_id FROM skill_prerequisites WHERE tenant_id = $1
+    ORDER BY skill_id, prerequisite_id
 """
 
 
@@ -27,7 +28,11 @@ async def graph_versions(conn: Queryable, tenants: Sequence[str]) -> dict[str, i
 
 
 async def load_requires(conn: Queryable, tenant_id: str) -> dict[str, list[str]]:
-    """The tenant's graph as skill -> its direct prerequisites (skills without any absent)."""
+    """The tenant's graph as skill -> its direct prerequisites (skills without any absent).
+
+    In a fixed order (by skill, then prerequisite), so whatever is derived from the
+    lists does not depend on the order PostgreSQL happens to return the rows in.
+    """
     requires: dict[str, list[str]] = {}
     for row in await conn.fetch(_GRAPH_EDGES, tenant_id):
         requires.setdefault(row["skill_id"], []).append(row["prerequisite_id"])
