@@ -52,6 +52,7 @@ def dkt_retrain() -> None:
 
     Long because TaskFlow defines each task inside the DAG function; each is short.
     """
+
     @task
     def snapshot(
         data_interval_start: datetime | None = None,
