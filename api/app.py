@@ -27,6 +27,7 @@ from api.routes import (
     classes,
     content,
     dashboards,
+    experiments,
     health,
     learner_ids,
     learners,
@@ -121,6 +122,8 @@ def create_app(
         learner_ids.router,
         placement.router,
         dashboards.router,
+        experiments.router,
+        experiments.analytics_router,
         operator.router,
         web.router,
     ):

@@ -53,6 +53,7 @@ from scheduler.exceptions import SchedulerError
 DEFAULT_ALPHA = 0.05
 DEFAULT_TAU = 0.05  # mixing SD, in absolute conversion rate (5 points)
 POSTERIOR_DRAWS = 20_000
+_SMALLEST_P = float(np.finfo(np.float64).tiny)
 
 
 class ExperimentError(SchedulerError):
@@ -171,7 +172,8 @@ def always_valid_p(
 ) -> NDArray[np.float64]:
     """``min(previous, 1/Λ)``: the always-valid p-value after one more look, in (0, 1]."""
     log_lr = msprt_log_lr(n_a, x_a, n_b, x_b, tau)
-    return np.minimum(np.asarray(previous, dtype=np.float64), np.exp(-np.maximum(log_lr, 0.0)))
+    p = np.minimum(np.asarray(previous, dtype=np.float64), np.exp(-np.maximum(log_lr, 0.0)))
+    return np.maximum(p, _SMALLEST_P)  # exp underflows to 0 for overwhelming evidence
 
 
 def always_valid_interval(
