@@ -36,7 +36,6 @@ is not attributed.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ from learnstream.settings import Settings
 from processors.base import Decoded
 from processors.exceptions import PoisonEvent
 from processors.offsets import SourceRecord, decode_learner_event
-from scheduler.experiments import always_valid_p
+from scheduler.experiments import always_valid_p, variants_from_json
 
 ATTRIBUTION_WINDOW = timedelta(days=7)
 # Outcome of each target metric, as a condition on an impression row ``i``.
@@ -461,7 +460,7 @@ async def look(conn: asyncpg.Connection, latest: dict[str, datetime]) -> None:
             r["variant"]: (float(r["p_value"]), int(r["looks"]))
             for r in await conn.fetch(_PREVIOUS_LOOK, tenant, experiment_id)
         }
-        names = [v["name"] for v in json.loads(running["variants"])]
+        names = [v.name for v in variants_from_json(running["variants"])]
         n_a, x_a = counts.get(names[0], (0, 0))
         variants, exposed, converted, p_values, looks = [], [], [], [], []
         for name in names:

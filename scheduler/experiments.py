@@ -40,10 +40,12 @@ Pure: numpy and the standard library, no clock, randomness passed in.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -80,6 +82,14 @@ class Variant:
 
 
 @dataclass(frozen=True, slots=True)
+class RunningExperiment:
+    """A running experiment as the processor applying it needs it: id and arms."""
+
+    experiment_id: str  # UUID string
+    variants: tuple[Variant, ...]  # the control first
+
+
+@dataclass(frozen=True, slots=True)
 class ArmCounts:
     """Exposed learners ``n`` (≥ 0) and those who converted ``x`` (0 ≤ x ≤ n) in one arm."""
 
@@ -103,6 +113,12 @@ class ArmResult:
     p_best: float  # posterior probability that this arm has the highest rate
     expected_loss: float  # posterior E[max_j p_j - p_this], in absolute rate
     verdict: Verdict
+
+
+def variants_from_json(payload: str | Sequence[Mapping[str, Any]]) -> tuple[Variant, ...]:
+    """Variants from their stored JSON (a list of {name, weight, strategy}), in order."""
+    items = json.loads(payload) if isinstance(payload, str) else payload
+    return tuple(Variant(str(v["name"]), float(v["weight"]), str(v["strategy"])) for v in items)
 
 
 def validate_variants(variants: Sequence[Variant]) -> None:

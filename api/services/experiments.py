@@ -31,6 +31,7 @@ from scheduler.experiments import (
     Variant,
     analyse,
     validate_variants,
+    variants_from_json,
 )
 
 
@@ -90,18 +91,12 @@ class Results:
     looked_at: datetime | None
 
 
-def variants_of(payload: Any) -> tuple[Variant, ...]:
-    """The stored JSON list of variants as Variants."""
-    items = json.loads(payload) if isinstance(payload, str) else payload
-    return tuple(Variant(v["name"], float(v["weight"]), v["strategy"]) for v in items)
-
-
 def _experiment(row: Any) -> Experiment:
     return Experiment(
         experiment_id=str(row["experiment_id"]),
         name=row["name"],
         target=Target(row["target"]),
-        variants=variants_of(row["variants"]),
+        variants=variants_from_json(row["variants"]),
         target_metric=Metric(row["target_metric"]),
         minimum_sample=row["minimum_sample"],
         alpha=row["alpha"],
