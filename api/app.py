@@ -123,7 +123,6 @@ def create_app(
         placement.router,
         dashboards.router,
         experiments.router,
-        experiments.analytics_router,
         operator.router,
         web.router,
     ):

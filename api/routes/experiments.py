@@ -24,8 +24,7 @@ from api.schemas.experiments import (
 from api.services import experiments
 from scheduler.experiments import Variant
 
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
-analytics_router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+router = APIRouter(tags=["experiments"])
 
 SinceQuery = Query(default=None, description="only items first recommended at or after this time")
 ExperimentIdPath = Path(min_length=1, max_length=100, description="The experiment's id (UUID)")
@@ -56,7 +55,9 @@ def _public(found: experiments.Experiment) -> ExperimentPublic:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Define an experiment (admin)")
+@router.post(
+    "/v1/experiments", status_code=status.HTTP_201_CREATED, summary="Define an experiment (admin)"
+)
 async def create_experiment(
     body: ExperimentCreate, admin: AdminUser, pool: PoolDep, now: Now
 ) -> ExperimentPublic:
@@ -77,12 +78,12 @@ async def create_experiment(
     return _public(created)
 
 
-@router.get("", summary="The tenant's experiments, newest first (admin)")
+@router.get("/v1/experiments", summary="The tenant's experiments, newest first (admin)")
 async def list_experiments(admin: AdminUser, pool: PoolDep) -> list[ExperimentPublic]:
     return [_public(e) for e in await experiments.list_all(pool, tenant_id=admin.tenant_id)]
 
 
-@router.get("/{experiment_id}", summary="One experiment (admin)")
+@router.get("/v1/experiments/{experiment_id}", summary="One experiment (admin)")
 async def get_experiment(
     admin: AdminUser, pool: PoolDep, experiment_id: str = ExperimentIdPath
 ) -> ExperimentPublic:
@@ -90,7 +91,7 @@ async def get_experiment(
     return _public(found)
 
 
-@router.post("/{experiment_id}/start", summary="Start a draft (admin)")
+@router.post("/v1/experiments/{experiment_id}/start", summary="Start a draft (admin)")
 async def start_experiment(
     admin: AdminUser, pool: PoolDep, now: Now, experiment_id: str = ExperimentIdPath
 ) -> ExperimentPublic:
@@ -101,7 +102,7 @@ async def start_experiment(
     return _public(started)
 
 
-@router.post("/{experiment_id}/stop", summary="Stop a running experiment (admin)")
+@router.post("/v1/experiments/{experiment_id}/stop", summary="Stop a running experiment (admin)")
 async def stop_experiment(
     admin: AdminUser, pool: PoolDep, now: Now, experiment_id: str = ExperimentIdPath
 ) -> ExperimentPublic:
@@ -112,7 +113,7 @@ async def stop_experiment(
     return _public(stopped)
 
 
-@router.get("/{experiment_id}/results", summary="Read out an experiment (admin)")
+@router.get("/v1/experiments/{experiment_id}/results", summary="Read out an experiment (admin)")
 async def experiment_results(
     admin: AdminUser, pool: PoolDep, experiment_id: str = ExperimentIdPath
 ) -> ResultsPublic:
@@ -142,8 +143,8 @@ async def experiment_results(
     )
 
 
-@analytics_router.get(
-    "/recommendations", summary="Recommendation outcomes per strategy and variant"
+@router.get(
+    "/v1/analytics/recommendations", summary="Recommendation outcomes per strategy and variant"
 )
 async def recommendation_analytics(
     principal: TeacherOrAdmin,
