@@ -26,6 +26,7 @@ from api.routes import (
     classes,
     content,
     dashboards,
+    experiments,
     health,
     learner_ids,
     learners,
@@ -121,6 +122,7 @@ def create_app(
         learner_ids.router,
         placement.router,
         dashboards.router,
+        experiments.router,
         operator.router,
         web.router,
     ):

@@ -61,6 +61,8 @@ STAFF = frozenset({"author", "reviewer", "admin"})
 EDITORS = frozenset({"author", "admin"})
 READ_L = frozenset({"teacher", "admin", "key:views:read"})
 CATALOGUE = frozenset({*USERS, "key:content:read"})
+NOT_FOUND = frozenset({404})
+NO_EXPERIMENT = "00000000-0000-4000-8000-000000000000"
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,31 @@ ACTIONS = {
         {},
         frozenset({"learner"}),
         BODY_REFUSED,
+        collection=True,
+    ),
+    # experiments: admins (MFA); an unknown id is refused after the access check
+    "list_experiments": Action("GET", "/v1/experiments", None, ADMIN, collection=True),
+    "create_experiment": Action(
+        "POST", "/v1/experiments", {}, ADMIN, BODY_REFUSED, collection=True
+    ),
+    "get_experiment": Action(
+        "GET", f"/v1/experiments/{NO_EXPERIMENT}", None, ADMIN, NOT_FOUND, collection=True
+    ),
+    "start_experiment": Action(
+        "POST", f"/v1/experiments/{NO_EXPERIMENT}/start", None, ADMIN, NOT_FOUND, True
+    ),
+    "stop_experiment": Action(
+        "POST", f"/v1/experiments/{NO_EXPERIMENT}/stop", None, ADMIN, NOT_FOUND, True
+    ),
+    "experiment_results": Action(
+        "GET", f"/v1/experiments/{NO_EXPERIMENT}/results", None, ADMIN, NOT_FOUND, True
+    ),
+    # tenant-wide rates, no learner named: teachers (no MFA needed) and admins
+    "recommendation_analytics": Action(
+        "GET",
+        "/v1/analytics/recommendations",
+        None,
+        frozenset({"teacher", "admin", TEACHER_ADMIN_NO_MFA}),
         collection=True,
     ),
     # operations
