@@ -37,6 +37,7 @@ from api.routes import (
     tenants,
     users,
     web,
+    xapi,
 )
 from api.services.email import EmailSender, LimitedMailer, SmtpEmailSender
 from api.services.events import EventPublisher
@@ -122,6 +123,7 @@ def create_app(
         placement.router,
         dashboards.router,
         operator.router,
+        xapi.router,
         web.router,
     ):
         app.include_router(router)
