@@ -252,6 +252,23 @@ ACTIONS = {
         undo_body={"to_status": "draft"},
     ),
     "item_transitions": Action("GET", "/v1/content/{D}/transitions", None, STAFF),
+    # xAPI activity mapping (CMS): staff read, editors change
+    "list_xapi_activities": Action("GET", "/v1/xapi/activities", None, STAFF, collection=True),
+    "map_xapi_activities": Action(
+        "PUT", "/v1/xapi/activities", {}, EDITORS, BODY_REFUSED, collection=True
+    ),
+    "unmap_xapi_activity": Action(
+        "DELETE",
+        "/v1/xapi/activities?activity_id=https://no.such/activity",
+        None,
+        EDITORS,
+        frozenset({404}),
+        collection=True,
+    ),
+    "xapi_settings": Action("GET", "/v1/xapi/settings", None, STAFF, collection=True),
+    "set_xapi_settings": Action(
+        "PUT", "/v1/xapi/settings", {}, EDITORS, BODY_REFUSED, collection=True
+    ),
     # placement: learners themselves
     "start_placement": Action(
         "POST",

@@ -15,6 +15,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,7 +35,9 @@ from learnstream.apikeys import IssuedApiKey, Scope, create_api_key
 from learnstream.events.v1 import attempt_pb2
 from learnstream.kafka import EVENT_TYPE_HEADER, Stream
 from learnstream.settings import Settings
+from tests.integration.ingest import support
 from tests.integration.ingest.support import TENANT, read_topics
+from tests.integration.processors.support import running_worker, wait_for, worker_env
 
 LMS = "https://courses.example.org"
 QUESTION = f"{LMS}/xblock/block-v1:Org+Math+2026+type@problem+block@q1"
@@ -258,3 +261,57 @@ async def test_a_tenant_that_refuses_unmapped_statements_gets_400_from_ralph(
     assert error["field"] == "statements[0]"
     assert "mapped to no item" in error["reason"]
     assert await db_pool.fetchval("SELECT count(*) FROM xapi_statements") == 0
+
+
+async def test_mastery_moves_as_if_the_answers_came_through_v1_events(
+    lrs: str, key: IssuedApiKey, topics: Settings, db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """stu-x answers through Ralph, stu-e the same answers through /v1/events: the mastery
+    processor leaves both with the same skill_mastery."""
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
+    outcomes = [(False, 0.0), (True, 1.0), (True, 1.0), (False, 0.5), (True, 1.0)]
+    statements = [
+        answer("stu-x", success=ok, scaled=s, at=t0 + timedelta(seconds=30 * i))
+        for i, (ok, s) in enumerate(outcomes)
+    ]
+    events = []
+    for i, (ok, s) in enumerate(outcomes):
+        event = support.attempt(
+            "stu-e", item_id="item-q1", item_version=3, correct=ok, score=s, response_time_ms=42_500
+        )
+        del event.attempt.skill_ids[:]
+        event.attempt.skill_ids.extend(["fractions.add", "fractions.compare"])
+        event.attempt.envelope.occurred_at.FromDatetime(t0 + timedelta(seconds=30 * i))
+        events.append(event)
+    backend = ralph(lrs, key)
+    assert await backend.write(statements) == len(statements)
+    await backend.close()
+    async with httpx.AsyncClient(timeout=30) as client:
+        posted = await client.post(
+            f"{lrs}/v1/events",
+            content=support.protobuf_body(events),
+            headers={**support.auth(key), "Content-Type": "application/x-protobuf"},
+        )
+    assert support.parse_response(posted).accepted == len(events)
+
+    async def both_applied() -> bool:
+        counts = await db_pool.fetch(
+            "SELECT attempts FROM skill_mastery WHERE tenant_id = $1", TENANT
+        )
+        return len(counts) == 4 and all(r["attempts"] == len(outcomes) for r in counts)
+
+    worker_settings = topics.model_copy(update={"processor_web_port": free_port()})
+    with running_worker("mastery", worker_env(worker_settings), tmp_path / "worker.log") as worker:
+        await wait_for(both_applied, what="every attempt applied", timeout_s=90, worker=worker)
+    rows = await db_pool.fetch(
+        "SELECT user_id, skill_id, p_mastery, correct FROM skill_mastery WHERE tenant_id = $1",
+        TENANT,
+    )
+    by_learner = {
+        learner: {
+            r["skill_id"]: (r["p_mastery"], r["correct"]) for r in rows if r["user_id"] == learner
+        }
+        for learner in ("stu-x", "stu-e")
+    }
+    assert by_learner["stu-x"] == by_learner["stu-e"]
+    assert by_learner["stu-x"]["fractions.add"][1] == 3
