@@ -30,6 +30,7 @@ from api.routes import (
     health,
     learner_ids,
     learners,
+    oidc,
     operator,
     placement,
     predictions,
@@ -110,6 +111,7 @@ def create_app(
     app.include_router(health.router)
     for router in (
         auth.router,
+        oidc.router,
         users.router,
         api_keys.router,
         classes.router,

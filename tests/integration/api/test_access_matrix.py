@@ -103,6 +103,27 @@ ACTIONS = {
     "password_reset_request": _public("POST", "/v1/auth/password-reset/request", {}, BODY_REFUSED),
     "password_reset_confirm": _public("POST", "/v1/auth/password-reset/confirm", {}, BODY_REFUSED),
     "unlock_by_token": _public("POST", "/v1/auth/unlock", {}, BODY_REFUSED),
+    # single sign-on: the browser's steps are public; the tenant's providers are admin's
+    "sso_buttons": _public("GET", "/v1/auth/oidc/providers?tenant_id=acme", None, frozenset({200})),
+    "sso_start": _public(
+        "GET", "/v1/auth/oidc/start?tenant_id=acme&provider_id=none", None, frozenset({404})
+    ),
+    "sso_callback": _public("GET", "/v1/auth/oidc/callback?state=x&code=y", None, frozenset({302})),
+    "sso_exchange": _public("POST", "/v1/auth/oidc/exchange", {}, BODY_REFUSED),
+    "list_identity_providers": Action(
+        "GET", "/v1/tenants/me/identity-providers", None, ADMIN, collection=True
+    ),
+    "add_identity_provider": Action(
+        "POST", "/v1/tenants/me/identity-providers", {}, ADMIN, BODY_REFUSED, collection=True
+    ),
+    "remove_identity_provider": Action(
+        "DELETE",
+        "/v1/tenants/me/identity-providers/none",
+        None,
+        ADMIN,
+        frozenset({404}),
+        collection=True,
+    ),
     # any signed-in user, never a key
     "logout": Action(
         "POST", "/v1/auth/logout", {"refresh_token": "x" * 201}, USERS, BODY_REFUSED, True
