@@ -30,6 +30,7 @@ from api.routes import (
     health,
     learner_ids,
     learners,
+    lti,
     oidc,
     operator,
     placement,
@@ -112,6 +113,7 @@ def create_app(
     for router in (
         auth.router,
         oidc.router,
+        lti.router,
         users.router,
         api_keys.router,
         classes.router,

@@ -254,12 +254,17 @@ async def finish(
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         raise SignInRefused(f"the provider could not be reached ({type(exc).__name__})") from exc
     user_id = await _linked_user(db, row, claims, ip=ip)
+    return await issue_sign_in_code(redis, settings, tenant_id=row["tenant_id"], user_id=user_id)
+
+
+async def issue_sign_in_code(
+    redis: Redis, settings: Settings, *, tenant_id: str, user_id: str
+) -> str:
+    """A one-time code that :func:`exchange` trades for ``user_id``'s tokens (also LTI's)."""
     sign_in_code = secrets.token_urlsafe(32)
     code_key = redis_keys.redis_key(settings.redis_namespace, _CODE_KIND, sign_in_code)
     await redis.set(
-        code_key,
-        json.dumps({"tenant_id": row["tenant_id"], "user_id": user_id}),
-        ex=SIGN_IN_CODE_TTL_S,
+        code_key, json.dumps({"tenant_id": tenant_id, "user_id": user_id}), ex=SIGN_IN_CODE_TTL_S
     )
     return sign_in_code
 

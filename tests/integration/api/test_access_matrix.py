@@ -110,6 +110,43 @@ ACTIONS = {
     ),
     "sso_callback": _public("GET", "/v1/auth/oidc/callback?state=x&code=y", None, frozenset({302})),
     "sso_exchange": _public("POST", "/v1/auth/oidc/exchange", {}, BODY_REFUSED),
+    # LTI 1.3: the platform-facing steps are public (signed messages are the credential)
+    "lti_login": _public("GET", "/v1/lti/login?iss=x&login_hint=y", None, BODY_REFUSED),
+    "lti_login_post": _public("POST", "/v1/lti/login", None, BODY_REFUSED),
+    "lti_launch": _public("POST", "/v1/lti/launch", None, BODY_REFUSED),
+    "lti_jwks": _public("GET", "/v1/lti/jwks", None, frozenset({200})),
+    "lti_deep_linking_page": _public(
+        "GET", "/v1/lti/deep-linking?session=none", None, frozenset({401})
+    ),
+    "lti_deep_linking_response": _public("POST", "/v1/lti/deep-linking", None, BODY_REFUSED),
+    "list_lti_platforms": Action(
+        "GET", "/v1/tenants/me/lti-platforms", None, ADMIN, collection=True
+    ),
+    "register_lti_platform": Action(
+        "POST", "/v1/tenants/me/lti-platforms", {}, ADMIN, BODY_REFUSED, collection=True
+    ),
+    "remove_lti_platform": Action(
+        "DELETE",
+        "/v1/tenants/me/lti-platforms/none",
+        None,
+        ADMIN,
+        frozenset({404}),
+        collection=True,
+    ),
+    "lti_publish_grades": Action(
+        "POST",
+        "/v1/lti/classes/{C}/grades",
+        {"skill_id": "fractions"},
+        frozenset({"teacher", "admin"}),
+        frozenset({404}),  # class C was not made by an LTI launch
+    ),
+    "lti_roster_sync": Action(
+        "POST",
+        "/v1/lti/classes/{C}/roster-sync",
+        None,
+        frozenset({"teacher", "admin"}),
+        frozenset({404}),  # class C was not made by an LTI launch
+    ),
     "list_identity_providers": Action(
         "GET", "/v1/tenants/me/identity-providers", None, ADMIN, collection=True
     ),
