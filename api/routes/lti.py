@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import BaseModel, Field
 
 from api.deps import (
     AdminUser,
@@ -28,35 +27,15 @@ from api.deps import (
     TeacherOrAdmin,
 )
 from api.exceptions import InvalidInputError, NotAuthenticatedError
+from api.schemas.lti import PlatformCreate, PlatformPublic, PublishGrades
 from api.services import classes, oidc, skills
 from api.services.lti import keys, launch, platforms, services
 from api.services.principals import Role
 from learnstream import redis_keys
 
 router = APIRouter(tags=["lti"])
-PLATFORM_ID_PATTERN = r"^[a-z0-9-]{1,40}$"
 _DEEP_LINKING_TTL_S = 1800
 _PAGE_CSP = "default-src 'none'; style-src 'self'; form-action {targets}; frame-ancestors 'none'"
-
-
-class PlatformCreate(BaseModel):
-    platform_id: str = Field(pattern=PLATFORM_ID_PATTERN)
-    issuer: str = Field(min_length=8, max_length=500)
-    client_id: str = Field(min_length=1, max_length=500)
-    auth_login_url: str = Field(min_length=8, max_length=1000)
-    auth_token_url: str = Field(min_length=8, max_length=1000)
-    jwks_url: str = Field(min_length=8, max_length=1000)
-    deployment_ids: list[str] = Field(min_length=1, max_length=50)
-
-
-class PlatformPublic(PlatformCreate):
-    tool_login_url: str = Field(description="paste as the OIDC login initiation URL")
-    tool_launch_url: str = Field(description="paste as the target link / redirect URI")
-    tool_jwks_url: str = Field(description="paste as the tool's public keyset URL")
-
-
-class PublishGrades(BaseModel):
-    skill_id: str = Field(pattern=skills.SKILL_ID_PATTERN)
 
 
 def _public(p: platforms.Platform, settings: SettingsDep) -> PlatformPublic:

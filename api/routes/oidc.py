@@ -11,47 +11,21 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, Field, SecretStr
 
 from api.deps import AdminUser, ClientIp, LimitedByIp, Now, PoolDep, Public, RedisDep, SettingsDep
-from api.routes.auth import MfaChallengePublic, TokenPairPublic, _pair
+from api.schemas.auth import MfaChallengePublic, TokenPairPublic
+from api.schemas.oidc import (
+    PROVIDER_ID_PATTERN,
+    IdentityProviderCreate,
+    IdentityProviderPublic,
+    ProviderButton,
+    SignInCode,
+)
 from api.services import oidc, sessions
 
 router = APIRouter(tags=["single sign-on"])
-PROVIDER_ID_PATTERN = r"^[a-z0-9-]{1,40}$"
 TenantQuery = Annotated[str, Query(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
 ProviderQuery = Annotated[str, Query(pattern=PROVIDER_ID_PATTERN)]
-
-
-class ProviderButton(BaseModel):
-    provider_id: str
-    display_name: str
-    start_url: str = Field(description="where the button links: the sign-in starts there")
-
-
-class IdentityProviderCreate(BaseModel):
-    provider_id: str = Field(pattern=PROVIDER_ID_PATTERN)
-    display_name: str = Field(min_length=1, max_length=80)
-    issuer: str = Field(min_length=8, max_length=500, description="the OpenID issuer URL")
-    client_id: str = Field(min_length=1, max_length=500)
-    client_secret: SecretStr = Field(min_length=1, max_length=2000)
-    link_by_email: bool = Field(
-        default=False,
-        description="link a first sign-in to the account with the same verified e-mail",
-    )
-
-
-class IdentityProviderPublic(BaseModel):
-    provider_id: str
-    display_name: str
-    issuer: str
-    client_id: str
-    link_by_email: bool
-    redirect_uri: str = Field(description="register this at the provider")
-
-
-class SignInCode(BaseModel):
-    code: str = Field(min_length=10, max_length=200)
 
 
 @router.get(
@@ -128,7 +102,12 @@ async def exchange_sign_in_code(
     outcome = await oidc.exchange(pool, redis, settings, sign_in_code=body.code, ip=ip, now=now)
     if isinstance(outcome, sessions.MfaChallenge):
         return MfaChallengePublic(mfa_token=outcome.mfa_token)
-    return _pair(outcome)
+    return TokenPairPublic(
+        access_token=outcome.access_token,
+        refresh_token=outcome.refresh_token,
+        expires_in=outcome.expires_in_s,
+        mfa_verified=outcome.mfa_verified,
+    )
 
 
 def _public(p: oidc.IdentityProvider, settings: SettingsDep) -> IdentityProviderPublic:

@@ -6,42 +6,20 @@ docs/integrations.md says how an LRS client is set up.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, Field
 
 from api.deps import ContentStaff, Editor, Now, PoolDep
 from api.exceptions import NotFoundError
-from api.services import skills, xapi_activities
+from api.schemas.xapi import (
+    ActivityMappingPublic,
+    ActivityMappingsUpdate,
+    XapiSettingsPublic,
+)
+from api.services import xapi_activities
 
 router = APIRouter(prefix="/v1/xapi", tags=["xapi"])
-
-
-class ActivityMappingFields(BaseModel):
-    activity_id: str = Field(
-        min_length=1, max_length=2048, description="the xAPI object.id (an IRI) statements name"
-    )
-    item_id: str = Field(min_length=1, max_length=200, description="the CMS item it stands for")
-    item_version: int = Field(default=0, ge=0, description="content version shown; 0 unknown")
-    skill_ids: list[Annotated[str, Field(pattern=skills.SKILL_ID_PATTERN)]] = Field(
-        min_length=1, max_length=50, description="skills an answer to it exercises"
-    )
-
-
-class ActivityMappingsUpdate(BaseModel):
-    activities: list[ActivityMappingFields] = Field(min_length=1, max_length=1000)
-
-
-class ActivityMappingPublic(ActivityMappingFields):
-    updated_at: datetime | None
-
-
-class XapiSettingsPublic(BaseModel):
-    unmapped: Literal["store", "refuse"] = Field(
-        description="statements that describe no mapped answer: kept (store) or 400 (refuse)"
-    )
 
 
 @router.get("/activities", summary="xAPI activity ids mapped to items (authors, reviewers, admins)")
