@@ -51,6 +51,29 @@ from learnstream.settings import Settings, get_settings
 API_VERSION = "0.1.0"
 
 
+# Every area's router, in the order the OpenAPI document lists them.
+_ROUTERS = (
+    auth.router,
+    oidc.router,
+    lti.router,
+    users.router,
+    api_keys.router,
+    classes.router,
+    learners.router,
+    predictions.router,
+    tenants.router,
+    skills.router,
+    content.router,
+    audit.router,
+    learner_ids.router,
+    placement.router,
+    dashboards.router,
+    operator.router,
+    xapi.router,
+    web.router,
+)
+
+
 def create_app(
     settings: Settings | None = None, *, email_sender: EmailSender | None = None
 ) -> FastAPI:
@@ -110,26 +133,7 @@ def create_app(
         content_type=CONTENT_TYPE_LATEST,
     )
     app.include_router(health.router)
-    for router in (
-        auth.router,
-        oidc.router,
-        lti.router,
-        users.router,
-        api_keys.router,
-        classes.router,
-        learners.router,
-        predictions.router,
-        tenants.router,
-        skills.router,
-        content.router,
-        audit.router,
-        learner_ids.router,
-        placement.router,
-        dashboards.router,
-        operator.router,
-        xapi.router,
-        web.router,
-    ):
+    for router in _ROUTERS:
         app.include_router(router)
     app.mount("/static", web.static_files(), name="static")
     return app
