@@ -398,7 +398,7 @@ async def logout(
 
 
 async def sign_in_verified_identity(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     *,
     tenant_id: str,
