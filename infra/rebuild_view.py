@@ -72,16 +72,14 @@ from learnstream.settings import Settings, get_settings
 
 LakeMode = Literal["aged-out", "all", "none"]
 # Processors whose input is exactly what the lake holds (attempts, decoded by
-# processors.mastery.decode_attempt): their history older than the topics is in the lake.
-LAKE_FED = frozenset({"learner_state", "mastery", "aggregates", "predictions"})
+# processors.events.decode_attempt): their history older than the topics is in the lake.
+LAKE_FED = frozenset({"learner_state", "aggregates", "predictions"})
 _ATTEMPT_TYPE = attempt_pb2.AttemptEvent.DESCRIPTOR.full_name.encode()
 
-# The tables each processor writes (its views). A processor that registers under two
-# names (learner_state, and mastery for its own consumer group) writes the same tables.
+# The tables each processor writes (its views).
 LEARNER_STATE_TABLES = ("attempts", "skill_mastery", "learner_ability", "review_schedule")
 VIEW_TABLES: dict[str, tuple[str, ...]] = {
     "learner_state": LEARNER_STATE_TABLES,
-    "mastery": LEARNER_STATE_TABLES,
     "gaps": ("knowledge_gaps",),
     "fraud": (
         "fraud_signals",

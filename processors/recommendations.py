@@ -33,7 +33,7 @@ Caches. Published content is cached per tenant and reloaded when the fingerprint
 ``content_items`` and ``irt_item_parameters`` (row count, latest update) changes, or
 after ``processor_cache_ttl_s``; the fingerprint query runs once per batch for all the
 batch's tenants. The concept graph
-is cached by its ``concept_graph_versions`` version, as in :mod:`processors.gaps`.
+is cached by its ``concept_graph_versions`` version, as the gaps processor does.
 Learners, due reviews and bandit rows are loaded with one query each per batch.
 
 Determinism. Bandit rows of a tenant are created before they are locked, so
@@ -53,7 +53,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import asyncpg
 import numpy as np
@@ -61,9 +61,8 @@ import numpy as np
 from learnstream.events.v1 import common_pb2, derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
-from processors.base import Decoded
-from processors.exceptions import PoisonEvent
-from processors.gaps import MasteryChange, decode_mastery_updated
+from processors.base import Decoded, Flow
+from processors.events import PROCESSORS_SOURCE, LearnerKey, MasteryStep, decode_mastery_step
 from processors.offsets import SourceRecord, derived_event_id
 from scheduler.bandit import (
     BanditState,
@@ -219,21 +218,6 @@ ALL_BUCKETS = tuple(
 )
 
 
-class LearnerKey(NamedTuple):
-    """One learner."""
-
-    tenant_id: str
-    user_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class MasteryStep:
-    """A validated MasteryUpdated with each skill's p_mastery before the answer."""
-
-    change: MasteryChange
-    before: Mapping[str, float]  # skill -> p_mastery before, in [0, 1]
-
-
 @dataclass(slots=True)
 class LearnerRow:
     """One ``recommendation_learners`` row (mutable while a batch is applied)."""
@@ -289,22 +273,6 @@ class BatchState:
     bandits: dict[str, BanditState]  # tenant -> beliefs of every bucket
     sessions: dict[tuple[str, str], int]  # (tenant, bucket) -> rewards recorded
     touched_buckets: set[tuple[str, str]] = field(default_factory=set)
-
-
-def decode_mastery_step(record: SourceRecord) -> MasteryStep:
-    """Parse and validate a MasteryUpdated; PoisonEvent says what is wrong."""
-    change = decode_mastery_updated(record)
-    assert record.value is not None  # decode_mastery_updated refused a missing value
-    event = derived_pb2.MasteryUpdated.FromString(record.value)
-    before: dict[str, float] = {}
-    for skill in event.skills:
-        if not 0.0 <= skill.p_mastery_before <= 1.0:
-            raise PoisonEvent(
-                f"event {change.event_id}: p_mastery_before {skill.p_mastery_before} "
-                "is outside [0, 1]"
-            )
-        before[skill.skill_id] = skill.p_mastery_before
-    return MasteryStep(change, before)
 
 
 def _bucket(
@@ -407,7 +375,7 @@ def recommendations_updated(ranking: Ranking, *, topic: str) -> OutgoingRecord:
         tenant_id=change.tenant_id,
         user_id=change.user_id,
         session_id=change.session_id,
-        source=envelope_pb2.Source(app="learnstream-processors", platform="server"),
+        source=PROCESSORS_SOURCE,
     )
     envelope.occurred_at.FromDatetime(change.occurred_at)
     message = derived_pb2.RecommendationsUpdated(
@@ -455,7 +423,12 @@ class RecommendationsProcessor:
     """Ranked recommendations per learner; see the module docstring."""
 
     name = "recommendations"
-    sources = (Stream.MASTERY,)
+    flow = Flow(
+        reads=(Stream.MASTERY,),
+        writes=("recommendation_learners", "recommendation_bandit", "recommendations"),
+        emits=(Stream.RECOMMENDATIONS,),
+    )
+    sources = flow.reads
 
     def __init__(
         self, settings: Settings, *, config: RecommendConfig = DEFAULT_RECOMMEND_CONFIG

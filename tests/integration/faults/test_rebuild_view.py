@@ -1,6 +1,6 @@
 """A corrupted view is rebuilt from its topic with ``python -m infra.rebuild_view``.
 
-Real attempts are processed by the mastery worker; then skill_mastery is corrupted
+Real attempts are processed by the learner_state worker; then skill_mastery is corrupted
 (every p_mastery overwritten, as a bad deploy might). The command refuses while the
 worker is running (it would keep writing into the emptied views) and changes nothing;
 with the worker stopped it resets the group's Kafka offsets to 0 and empties the views
@@ -35,7 +35,7 @@ from tests.integration.processors.support import (
 
 def rebuild(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.rebuild_view", "mastery", *args],
+        [sys.executable, "-m", "infra.rebuild_view", "learner_state", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -50,11 +50,11 @@ async def test_a_corrupted_view_is_rebuilt_from_the_topic(
 ) -> None:
     settings = topics.model_copy(update={"processor_web_port": 0})
     topic = settings.topic(Stream.ATTEMPTS)
-    group = app_id(settings, "mastery")
+    group = app_id(settings, "learner_state")
     specs = read_attempts(shared_data / DATASET, students=20, limit=1500)
     ends = produce(settings, topic, [(spec.key(), spec.value()) for spec in specs])
     env = worker_env(settings)
-    worker = WorkerProcess("mastery", env, tmp_path / "worker.log")
+    worker = WorkerProcess("learner_state", env, tmp_path / "worker.log")
     worker.start()
     try:
         await wait_for(

@@ -5,12 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from processors.gaps import MasteryChange
-from processors.gaps import SkillEvidence as Reported
+from processors.events import LearnerKey, MasteryChange, MasteryStep
+from processors.events import SkillEvidence as Reported
 from processors.recommendations import (
     BatchState,
-    LearnerKey,
-    MasteryStep,
     TenantContent,
     chain_recommendations,
 )
