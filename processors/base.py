@@ -9,7 +9,7 @@ Exactly-once effect, per batch, in ONE PostgreSQL transaction:
 
 1. lock the batch's ``processor_offsets`` rows (``SELECT ... FOR UPDATE``; a row
    missing for a new partition is inserted first, so two workers racing over a
-   rebalance serialise on it too);
+   rebalance serialise on it too; :mod:`processors.offset_store`);
 2. skip every record whose offset is below the stored next offset: it was applied
    before a crash, and Kafka redelivers it because its own committed offset lags
    (:func:`processors.offsets.plan_batch`);
@@ -69,6 +69,7 @@ from learnstream.settings import Settings
 from processors import metrics
 from processors.exceptions import DeliveryFailed, StaleWrite
 from processors.lag import PartitionMonitor
+from processors.offset_store import lock_offsets, read_offsets, store_offsets
 from processors.offsets import (
     BatchPlan,
     HeldBack,
@@ -84,34 +85,6 @@ from processors.offsets import (
 log = logging.getLogger(__name__)
 
 EventT = TypeVar("EventT")
-
-_SELECT_OFFSETS = """
-    SELECT o.topic, o.partition, o.next_offset
-    FROM processor_offsets AS o
-    JOIN unnest($2::text[], $3::int[]) AS wanted(topic, partition)
-      ON o.topic = wanted.topic AND o.partition = wanted.partition
-    WHERE o.consumer_group = $1
-    ORDER BY o.topic, o.partition
-    FOR UPDATE OF o
-"""
-# The same rows, unlocked: what the lag sampler reads.
-_READ_OFFSETS = _SELECT_OFFSETS.replace("FOR UPDATE OF o", "")
-_INSERT_MISSING_OFFSETS = """
-    INSERT INTO processor_offsets (consumer_group, topic, partition, next_offset)
-    SELECT $1, wanted.topic, wanted.partition, 0
-    FROM unnest($2::text[], $3::int[]) AS wanted(topic, partition)
-    ORDER BY wanted.topic, wanted.partition
-    ON CONFLICT (consumer_group, topic, partition) DO NOTHING
-"""
-# An upsert rather than an UPDATE: a row that is missing (it cannot be, the lock
-# step creates it) must not make the new offset vanish silently.
-_STORE_OFFSETS = """
-    INSERT INTO processor_offsets (consumer_group, topic, partition, next_offset, updated_at)
-    SELECT $1, stored.topic, stored.partition, stored.next_offset, now()
-    FROM unnest($2::text[], $3::int[], $4::bigint[]) AS stored(topic, partition, next_offset)
-    ON CONFLICT (consumer_group, topic, partition)
-    DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +333,7 @@ class BatchRunner(Generic[EventT]):
         pool = await self._ensure_pool()
         tps = partitions_of(records)
         async with pool.acquire() as conn, conn.transaction():
-            stored = await self._lock_offsets(conn, tps)
+            stored = await lock_offsets(conn, self.consumer_group, tps, known=self._known_rows)
             planned = plan_batch(records, stored)
             if self.hold_back_gaps:
                 held = hold_back_gaps(planned, self._rewinds)
@@ -374,7 +347,7 @@ class BatchRunner(Generic[EventT]):
             deadletters.extend(failed)
             await self._publish([*deadletters, *derived])
             if plan.next_offsets:
-                await self._store_offsets(conn, plan.next_offsets)
+                await store_offsets(conn, self.consumer_group, plan.next_offsets)
         # Only now, after the commit, are the rows certain to exist.
         self._known_rows.update(tps)
         self._rewinds = held.pending
@@ -420,14 +393,7 @@ class BatchRunner(Generic[EventT]):
 
     async def stored_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """The next offsets stored in ``processor_offsets`` for ``tps`` (no lock taken)."""
-        pool = await self._ensure_pool()
-        rows = await pool.fetch(
-            _READ_OFFSETS,
-            self.consumer_group,
-            [tp.topic for tp in tps],
-            [tp.partition for tp in tps],
-        )
-        return {TopicPartition(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
+        return await read_offsets(await self._ensure_pool(), self.consumer_group, tps)
 
     async def _notify_committed(self, pool: asyncpg.Pool, decoded: list[Decoded[EventT]]) -> None:
         assert isinstance(self.processor, CommitListener)
@@ -453,43 +419,6 @@ class BatchRunner(Generic[EventT]):
         if self._producer is None:
             self._producer = AsyncProducer(self.settings)
         return self._producer
-
-    async def _lock_offsets(
-        self, conn: asyncpg.Connection, tps: list[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        """Lock the offset rows of ``tps``; the stored next offset of those that existed."""
-        missing = [tp for tp in tps if tp not in self._known_rows]
-        if missing:
-            # Insert-if-missing before locking, so even a brand-new partition's row is
-            # locked and two workers cannot both apply its first records.
-            await conn.execute(
-                _INSERT_MISSING_OFFSETS,
-                self.consumer_group,
-                [tp.topic for tp in missing],
-                [tp.partition for tp in missing],
-            )
-        rows = await conn.fetch(
-            _SELECT_OFFSETS,
-            self.consumer_group,
-            [tp.topic for tp in tps],
-            [tp.partition for tp in tps],
-        )
-        stored = {TopicPartition(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
-        # A row we just created at 0 says nothing about gaps (retention may have
-        # removed the partition's first records); only rows that existed do.
-        return {tp: offset for tp, offset in stored.items() if tp not in missing or offset > 0}
-
-    async def _store_offsets(
-        self, conn: asyncpg.Connection, next_offsets: Mapping[TopicPartition, int]
-    ) -> None:
-        tps = sorted(next_offsets)
-        await conn.execute(
-            _STORE_OFFSETS,
-            self.consumer_group,
-            [tp.topic for tp in tps],
-            [tp.partition for tp in tps],
-            [next_offsets[tp] for tp in tps],
-        )
 
     def _decode(
         self, records: Sequence[SourceRecord]

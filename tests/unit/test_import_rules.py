@@ -29,7 +29,8 @@ import pytest
 from learnstream.settings import REPO_ROOT
 
 # Shared machinery of every processor, not a processor: the runner, its Faust agent and
-# app, offsets and lag, metrics, errors, the shared event types and the Redis cache.
+# app, offsets (rules and rows) and lag, metrics, errors, the shared event types and the
+# learner Redis cache.
 INFRASTRUCTURE = frozenset(
     {
         "processors",
@@ -41,6 +42,7 @@ INFRASTRUCTURE = frozenset(
         "processors.lag",
         "processors.learner_cache",
         "processors.metrics",
+        "processors.offset_store",
         "processors.offsets",
         "processors.worker",
     }
@@ -48,6 +50,9 @@ INFRASTRUCTURE = frozenset(
 # Third-party libraries scheduler/ may use besides numpy and scipy: pure computation
 # without I/O. py-fsrs is the FSRS reference scheduler that scheduler/srs wraps.
 SCHEDULER_LIBRARIES = frozenset({"numpy", "scipy", "fsrs"})
+
+
+PACKAGES = ("api", "ml", "processors", "scheduler")
 
 
 def module_name(path: Path) -> str:
@@ -60,13 +65,21 @@ def modules(package: str) -> dict[str, Path]:
     return {module_name(p): p for p in sorted((REPO_ROOT / package).rglob("*.py"))}
 
 
+# Parsed once, while the test module is collected: on Python 3.11 ast.parse fails
+# ("AST constructor recursion depth mismatch") when another thread parses at the same
+# time, which threads left by earlier tests in the session may do.
+TREES = {
+    path: ast.parse(path.read_text(), str(path)) for p in PACKAGES for path in modules(p).values()
+}
+
+
 def imported(path: Path) -> Iterator[str]:
     """The dotted names ``path`` imports: ``a.b`` for ``import a.b``, ``a.b.c`` and
     ``a.b`` for ``from a.b import c`` (c may be a module or a name in a.b)."""
     package = module_name(path)
     if path.name != "__init__.py":
         package = package.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(TREES[path]):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

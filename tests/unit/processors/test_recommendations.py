@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from processors.events import LearnerKey, MasteryChange, MasteryStep
 from processors.events import SkillEvidence as Reported
+from processors.recommendation_content import TenantContent
 from processors.recommendations import (
     BatchState,
-    TenantContent,
     chain_recommendations,
 )
 from scheduler.bandit import PRIOR, gain_to_success
