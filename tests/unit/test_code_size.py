@@ -35,12 +35,8 @@ ALLOWED_MODULES: dict[str, str] = {
     "api/services/accounts.py": "follow-up: split accounts (not in issue 17's plan)",
     "api/services/placement.py": "arch-views: placement writes through learnstream/views",
     "ingest/validation.py": "follow-up: split ingest validation (not in issue 17's plan)",
-    "processors/base.py": "arch-proc: runner split (or a documented exception, the model file)",
     "processors/fraud.py": "arch-views: load / scheduler.fraud scoring / store",
     "processors/learner_state.py": "arch-proc: decoders and LearnerKey to processors/events.py",
-    "processors/notifications.py": "arch-proc: processors/events.py, no processor imports",
-    "processors/predictions.py": "arch-proc: prediction read-back moves to ml/",
-    "processors/recommendations.py": "arch-proc: processors/events.py, no processor imports",
 }
 
 # "path::qualified.name" -> area expected to shorten it (or give a "Long because" reason).
