@@ -42,13 +42,9 @@ ALLOWED_MODULES: dict[str, str] = {
 # "path::qualified.name" -> area expected to shorten it (or give a "Long because" reason).
 ALLOWED_FUNCTIONS: dict[str, str] = {
     "api/services/accounts.py::register": "follow-up: api services",
-    "api/services/content_import.py::import_items": "follow-up: api services",
     "api/services/placement.py::_write_result": "arch-views: placement writes through views",
-    "api/services/privacy.py::export_learner": "follow-up: api services",
     "api/services/sessions.py::login": "follow-up: api services",
     "api/services/sessions.py::refresh": "follow-up: api services",
-    "infra/demo.py::run_demo": "follow-up: infra demo",
-    "infra/demo_accounts.py::ensure_accounts": "follow-up: infra demo",
     "ml/__main__.py::main": "ml: CLI commands",
     "ml/jobs/dkt_retrain.py::register_candidate": "ml: jobs",
     "ml/jobs/lake_maintenance.py::check_quality": "ml: jobs",
