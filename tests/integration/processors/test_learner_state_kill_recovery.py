@@ -24,13 +24,12 @@ import pytest
 from learnstream.kafka import Stream
 from learnstream.settings import Settings
 from learnstream.views.calibration import ItemParams
+from processors.events import Attempt, LearnerKey
 from processors.learner_state import (
-    LearnerKey,
     LearnerParameters,
     LearnerStates,
     learner_changes,
 )
-from processors.mastery import Attempt
 from tests.integration.processors.learners import (
     AKT_FILE,
     SCHEDULERS,

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 from learnstream.views.calibration import ItemParams
 from processors.base import is_transient
+from processors.events import Attempt
 from processors.exceptions import StaleWrite
 from processors.learner_state import (
     LearnerParameters,
@@ -26,7 +27,6 @@ from processors.learner_state import (
     load_states,
     store_changes,
 )
-from processors.mastery import Attempt
 
 T0 = datetime(2024, 5, 2, 10, 0, tzinfo=UTC)
 PARAMETERS = LearnerParameters(

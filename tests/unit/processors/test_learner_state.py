@@ -20,8 +20,9 @@ from learnstream.views.ability import AbilityState
 from learnstream.views.calibration import ItemParams
 from learnstream.views.mastery import MasteryKey
 from learnstream.views.reviews import ReviewKey
+from processors.bkt_chain import clamp_probability
+from processors.events import Attempt, LearnerKey
 from processors.learner_state import (
-    LearnerKey,
     LearnerParameters,
     LearnerStates,
     TenantCache,
@@ -29,7 +30,6 @@ from processors.learner_state import (
     month_of,
     review_step,
 )
-from processors.mastery import Attempt, clamp_probability
 from scheduler import irt, srs
 from scheduler.bkt import DEFAULT_PARAMS, BKTParams, update
 
