@@ -9,6 +9,7 @@ cannot drift apart. See docs/architecture.md, "Views and their owners".
 * :mod:`.reviews`: ``review_schedule`` and the tenant's scheduler choice;
 * :mod:`.calibration`: ``bkt_parameters`` and ``irt_item_parameters``;
 * :mod:`.concept_graph`: ``skill_prerequisites`` and ``concept_graph_versions``;
+* :mod:`.fraud`: ``fraud_signals`` and the fraud processor's state tables;
 * :mod:`.versioned`: the optimistic-version writer the versioned views share.
 
 Modules here may import :mod:`scheduler` (pure types such as ``BKTParams``) and
