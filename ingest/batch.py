@@ -59,6 +59,7 @@ from ingest.validation import (
     EventMessage,
     Limits,
     Violation,
+    occurred_window,
     receipt_timestamp,
     stamp_envelope,
     validate_event,
@@ -193,8 +194,11 @@ class BatchIngestor:
         candidates: list[_Candidate] = []
         first_index: dict[DedupKey, int] = {}
         received_at = receipt_timestamp(now)  # one for the batch, copied into each event
+        window = occurred_window(now, self._limits)  # likewise
         for i, decoded in enumerate(events):
-            candidate = self._prepare(i, decoded, api_key=api_key, now=now, received_at=received_at)
+            candidate = self._prepare(
+                i, decoded, api_key=api_key, now=now, received_at=received_at, window=window
+            )
             if isinstance(candidate, Violation):
                 self._reject(results[i], i, candidate)
                 continue
@@ -241,12 +245,13 @@ class BatchIngestor:
         api_key: ApiKey,
         now: datetime,
         received_at: Timestamp,
+        window: tuple[float, float],
     ) -> _Candidate | Violation:
         if decoded.event is None:
             return decoded.error or Violation("", "could not be parsed")
         event = decoded.event
         violations = validate_event(
-            event, tenant_id=api_key.tenant_id, now=now, limits=self._limits
+            event, tenant_id=api_key.tenant_id, now=now, limits=self._limits, window=window
         )
         if violations:
             return violations[0]
