@@ -49,9 +49,8 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -118,9 +117,9 @@ class ClaimState(Enum):
     PENDING = "pending"  # another request is publishing it right now
 
 
-@dataclass(frozen=True, slots=True)
-class DedupKey:
-    """The identity of an event for deduplication (event_id in canonical form)."""
+class DedupKey(NamedTuple):
+    """The identity of an event for deduplication (event_id in canonical form); a
+    tuple, built and hashed once per event."""
 
     tenant_id: str
     event_id: str
