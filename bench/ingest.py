@@ -65,8 +65,8 @@ from bench.common import (
     pids_named,
     print_table,
     produce_records,
+    py_spy_binary,
     share_under,
-    start_profile,
     summarize_profile,
     write_results,
 )
@@ -276,13 +276,47 @@ PROFILE_STEPS = {
 }
 
 
-def profile_summary(path: Path, batch: int) -> dict[str, Any]:
-    """The top functions of a py-spy profile, for the results file."""
+def start_busy_profile(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid`` with ``--idle``: here py-spy files most samples of a running
+    event loop as idle (only the poll thread's came through), so every sample is kept
+    and :func:`event_loop_busy` drops the waiting ones afterwards."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            *(str(py_spy_binary()), "record", "--pid", str(pid), "--idle", "--nonblocking"),
+            *("--duration", str(max(1, round(seconds))), "--rate", "100", "--format", "raw"),
+            *("--output", str(output)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def event_loop_busy(raw: Path) -> Path:
+    """The samples of ``raw`` where the main thread (the event loop) ran Python, next to
+    it as ``*.busy.txt``: not other threads (the producer's poll thread, the loop's
+    executor) and not ``Runner.run`` as the innermost frame (uvloop waiting in C)."""
+    kept = []
+    for line in raw.read_text().splitlines():
+        stack = line.rpartition(" ")[0]
+        if stack.startswith("Thread._bootstrap") or stack.rsplit(";", 1)[-1].startswith(
+            "Runner.run "
+        ):
+            continue
+        kept.append(line)
+    busy = raw.with_name(raw.name.replace(".pyspy.txt", ".busy.pyspy.txt"))
+    busy.write_text("\n".join(kept) + "\n")
+    return busy
+
+
+def profile_summary(raw: Path, batch: int) -> dict[str, Any]:
+    """The top functions of a py-spy profile's event-loop-busy samples, for the results."""
+    path = event_loop_busy(raw)
     samples, lines = summarize_profile(path)
     steps = share_under(path, PROFILE_STEPS.values())
     return {
         "batch": batch,
-        "file": str(path),
+        "file": str(raw),
         "samples": samples,
         "by_library": leaf_shares(path, PROFILE_LEAVES),
         "steps_inclusive": {name: steps[needle] for name, needle in PROFILE_STEPS.items()},
@@ -398,6 +432,11 @@ class Service:
     def is_ingest(self) -> bool:
         return self.module == "ingest"
 
+    @property
+    def profiled(self) -> bool:
+        """py-spy samples this one (the one-worker forwarder and ingest of this tree)."""
+        return self.workers == 1 and self.tree is None
+
 
 def start_service(env: BenchEnvironment, service: Service, settings: Settings) -> int:
     """Start ``service``; its PID (stopped with the run: a PID file in the run dir)."""
@@ -443,8 +482,8 @@ async def run_batches(
             for batch in args.batches:
                 profiler = None
                 profile_path = RESULTS_DIR / f"ingest.{service.name}.b{batch}.pyspy.txt"
-                if batch in PROFILED_BATCHES and service.workers == 1 and args.profile:
-                    profiler = start_profile(pid, args.duration + args.warmup + 1, profile_path)
+                if batch in PROFILED_BATCHES and service.profiled and args.profile:
+                    profiler = start_busy_profile(pid, args.duration + args.warmup, profile_path)
                 published_before = (
                     await publish_seconds(scraper, metrics_url) if service.is_ingest else (0, 0)
                 )
