@@ -467,70 +467,103 @@ def start_service(env: BenchEnvironment, service: Service, settings: Settings) -
     return process.pid
 
 
+@dataclass(frozen=True)
+class Running:
+    """A started service: where it listens and which processes are metered as it."""
+
+    service: Service
+    pid: int
+    url: str
+    metrics_url: str
+    groups: dict[str, list[int]]
+
+
+async def start_all(env: BenchEnvironment, services: list[Service]) -> list[Running]:
+    """Start every service at once, each on ports of its own, so that the load can
+    alternate between them batch size by batch size (a drifting load on the shared box
+    then hits all of them alike, not the ones measured last)."""
+    running = []
+    for service in services:
+        settings = env.settings.model_copy(
+            update={
+                "ingest_workers": service.workers,
+                "ingest_port": free_port(),
+                # Not the default: it may be taken by another ingest on the box.
+                "ingest_metrics_port": free_port(),
+            }
+        )
+        pid = start_service(env, service, settings)
+        await env.wait_ready(f"http://127.0.0.1:{settings.ingest_port}/readyz", service.name)
+        await asyncio.sleep(1.0 if service.workers > 1 else 0.0)  # every worker up
+        running.append(
+            Running(
+                service,
+                pid,
+                f"http://127.0.0.1:{settings.ingest_port}/v1/events",
+                f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics",
+                {
+                    "ingest": process_tree(pid),
+                    "broker": [env.broker.pid],
+                    "redis": pids_named("redis-server"),
+                },
+            )
+        )
+    return running
+
+
 async def run_batches(
-    env: BenchEnvironment, api_key: str, args: argparse.Namespace, service: Service
+    env: BenchEnvironment, api_key: str, args: argparse.Namespace, services: list[Service]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every batch size against ``service``; the runs and py-spy profiles taken."""
-    # A metrics port of this run: the default one may be taken by another ingest.
-    settings = env.settings.model_copy(
-        update={"ingest_workers": service.workers, "ingest_metrics_port": free_port()}
-    )
-    pid = start_service(env, service, settings)
-    await env.wait_ready(f"http://127.0.0.1:{settings.ingest_port}/readyz", service.name)
-    await asyncio.sleep(1.0 if service.workers > 1 else 0.0)  # every worker up
-    url = f"http://127.0.0.1:{settings.ingest_port}/v1/events"
-    metrics_url = f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics"  # not public
-    groups = {
-        "ingest": process_tree(pid),
-        "broker": [env.broker.pid],
-        "redis": pids_named("redis-server"),
-    }
+    """Every batch size against every service, alternating; the runs and py-spy profiles."""
     runs = []
     profiles = []
     try:
-        async with httpx.AsyncClient(timeout=10.0) as scraper:
-            for batch in args.batches:
-                profiler = None
-                profile_path = RESULTS_DIR / f"ingest.{service.name}.b{batch}.pyspy.txt"
-                if batch in PROFILED_BATCHES and service.profiled and args.profile:
-                    profiler = start_busy_profile(pid, args.duration + args.warmup, profile_path)
-                published_before = (
-                    await publish_seconds(scraper, metrics_url) if service.is_ingest else (0, 0)
-                )
-                result = await asyncio.to_thread(
-                    run_load_child,
-                    load_args(url, api_key, args, batch),
-                    groups,
-                    args.duration + 120,
-                )
-                published_after = (
-                    await publish_seconds(scraper, metrics_url) if service.is_ingest else (0, 0)
-                )
-                publishes = published_after[1] - published_before[1]
-                result["mean_publish_ms"] = (
-                    (published_after[0] - published_before[0]) / publishes * 1000
-                    if publishes
-                    else float("nan")
-                )
-                result["service"] = service.name
-                result["workers"] = service.workers
+        running = await start_all(env, services)
+        for batch in args.batches:
+            for one in running:
+                result, profile = await measure(one, api_key, args, batch)
                 runs.append(result)
-                print(
-                    f"{service.name} x{service.workers}, batch {batch:>5}: "
-                    f"{result['events_per_s']:,.0f} events/s, "
-                    f"{result['cpu_us_per_event']:,.1f} CPU us/event, "
-                    f"p99 {result['latency_ms']['p99_ms']:.1f} ms",
-                    file=sys.stderr,
-                )
-                if profiler is not None:
-                    profiler.wait(timeout=args.duration + 60)
-                    if profile_path.exists():
-                        profiles.append(
-                            {"service": service.name, **profile_summary(profile_path, batch)}
-                        )
+                if profile is not None:
+                    profiles.append(profile)
     finally:
-        env.stop(service.name)
+        for service in services:
+            env.stop(service.name)
     return runs, profiles
+
+
+async def measure(
+    one: Running, api_key: str, args: argparse.Namespace, batch: int
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One load run of ``batch`` against ``one`` (py-spy alongside where it is profiled)."""
+    service = one.service
+    profiler = None
+    profile_path = RESULTS_DIR / f"ingest.{service.name}.b{batch}.pyspy.txt"
+    if batch in PROFILED_BATCHES and service.profiled and args.profile:
+        profiler = start_busy_profile(one.pid, args.duration + args.warmup, profile_path)
+    async with httpx.AsyncClient(timeout=10.0) as scraper:
+        before = await publish_seconds(scraper, one.metrics_url) if service.is_ingest else (0, 0)
+        command = load_args(one.url, api_key, args, batch)
+        result = await asyncio.to_thread(run_load_child, command, one.groups, args.duration + 120)
+        after = await publish_seconds(scraper, one.metrics_url) if service.is_ingest else (0, 0)
+    publishes = after[1] - before[1]
+    result["mean_publish_ms"] = (
+        (after[0] - before[0]) / publishes * 1000 if publishes else float("nan")
+    )
+    result["service"] = service.name
+    result["workers"] = service.workers
+    print(
+        f"{service.name} x{service.workers}, batch {batch:>5}: "
+        f"{result['events_per_s']:,.0f} events/s, "
+        f"{result['cpu_us_per_event']:,.1f} CPU us/event, "
+        f"p99 {result['latency_ms']['p99_ms']:.1f} ms",
+        file=sys.stderr,
+    )
+    profile = None
+    if profiler is not None:
+        profiler.wait(timeout=args.duration + 60)
+        if profile_path.exists():
+            profile = {"service": service.name, **profile_summary(profile_path, batch)}
+    return result, profile
 
 
 def load_args(url: str, api_key: str, args: argparse.Namespace, batch: int) -> list[str]:
@@ -573,12 +606,7 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         print(f"raw producer: {raw_before['events_per_s']:,.0f} records/s", file=sys.stderr)
         single_ack = await asyncio.to_thread(ack_latency, settings)
 
-        runs: list[dict[str, Any]] = []
-        profiles: list[dict[str, Any]] = []
-        for service in services_of(args):
-            service_runs, service_profiles = await run_batches(env, api_key, args, service)
-            runs.extend(service_runs)
-            profiles.extend(service_profiles)
+        runs, profiles = await run_batches(env, api_key, args, services_of(args))
         raw_after = measure_raw(env, args.raw_seconds)
         print(f"raw producer: {raw_after['events_per_s']:,.0f} records/s", file=sys.stderr)
 
