@@ -45,7 +45,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -384,9 +384,14 @@ def measure_raw(env: BenchEnvironment, seconds: float) -> dict[str, Any]:
 
 
 def run_load_child(
-    args: list[str], groups: dict[str, list[int]], timeout_s: float
+    args: list[str],
+    groups: dict[str, list[int]],
+    timeout_s: float,
+    on_window_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the load process; meter ``groups`` (and the loader) over its measured window."""
+    """Run the load process; meter ``groups`` (and the loader) over its measured window;
+    ``on_window_start()`` is called as the window opens (the load process takes seconds
+    to start on a loaded box: a profiler started with it would miss the window)."""
     process = subprocess.Popen(
         [sys.executable, "-m", *args],
         cwd=REPO_ROOT,
@@ -404,6 +409,8 @@ def run_load_child(
         for line in process.stdout:
             if line.strip() == WINDOW_START:
                 meter = CpuMeter(groups)
+                if on_window_start is not None:
+                    on_window_start()
                 window = (time.perf_counter(), 0.0)
             elif line.strip() == WINDOW_END and meter is not None:
                 shares = meter.read()
@@ -536,14 +543,20 @@ async def measure(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One load run of ``batch`` against ``one`` (py-spy alongside where it is profiled)."""
     service = one.service
-    profiler = None
+    profilers: list[subprocess.Popen[bytes]] = []
     profile_path = RESULTS_DIR / f"ingest.{service.name}.b{batch}.pyspy.txt"
-    if batch in PROFILED_BATCHES and service.profiled and args.profile:
-        profiler = start_busy_profile(one.pid, args.duration + args.warmup, profile_path)
+    profile_path.unlink(missing_ok=True)
+
+    def start_profiler() -> None:
+        if batch in PROFILED_BATCHES and service.profiled and args.profile:
+            profilers.append(start_busy_profile(one.pid, args.duration, profile_path))
+
     async with httpx.AsyncClient(timeout=10.0) as scraper:
         before = await publish_seconds(scraper, one.metrics_url) if service.is_ingest else (0, 0)
         command = load_args(one.url, api_key, args, batch)
-        result = await asyncio.to_thread(run_load_child, command, one.groups, args.duration + 120)
+        result = await asyncio.to_thread(
+            run_load_child, command, one.groups, args.duration + 120, start_profiler
+        )
         after = await publish_seconds(scraper, one.metrics_url) if service.is_ingest else (0, 0)
     publishes = after[1] - before[1]
     result["mean_publish_ms"] = (
@@ -559,7 +572,7 @@ async def measure(
         file=sys.stderr,
     )
     profile = None
-    if profiler is not None:
+    for profiler in profilers:
         profiler.wait(timeout=args.duration + 60)
         if profile_path.exists():
             profile = {"service": service.name, **profile_summary(profile_path, batch)}
