@@ -20,7 +20,7 @@ from api.deps import (
     SignedInClaims,
 )
 from api.exceptions import InvalidInputError, NotAuthenticatedError
-from api.services import accounts, mfa, sessions
+from api.services import accounts, mfa, recovery, sessions
 
 # Every auth endpoint is also limited per client IP (credential stuffing, mail bombing).
 router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[LimitedByIp])
@@ -284,7 +284,7 @@ async def request_password_reset(
     ip: ClientIp,
     now: Now,
 ) -> Accepted:
-    await accounts.request_password_reset(
+    await recovery.request_password_reset(
         pool,
         settings,
         sender,
@@ -311,7 +311,7 @@ async def confirm_password_reset(
     now: Now,
 ) -> None:
     """Also signs the user out everywhere: refresh tokens revoked, access tokens ended."""
-    await accounts.reset_password(
+    await recovery.reset_password(
         pool, redis, settings, token=body.token, new_password=body.new_password, ip=ip, now=now
     )
 
@@ -330,7 +330,7 @@ async def unlock(
     ip: ClientIp,
     now: Now,
 ) -> None:
-    await accounts.unlock_with_token(pool, redis, settings, token=body.token, ip=ip, now=now)
+    await recovery.unlock_with_token(pool, redis, settings, token=body.token, ip=ip, now=now)
 
 
 @router.post("/mfa/enrol", summary="Start TOTP enrolment")

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, EmailStr, Field
 from api.deps import AdminUser, CurrentUser, Now, PoolDep, RedisDep, SettingsDep
 from api.exceptions import NotFoundError
 from api.pagination import Cursor, Limit, Page, decode_cursor, next_cursor, uuid_key
-from api.services import accounts, mfa
+from api.services import accounts, mfa, recovery
 from api.services.principals import Role
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
@@ -154,7 +154,7 @@ async def unlock(
     settings: SettingsDep,
     now: Now,
 ) -> None:
-    await accounts.unlock_by_admin(
+    await recovery.unlock_by_admin(
         pool,
         redis,
         settings,
