@@ -1,4 +1,4 @@
-"""Sign-up, sign-in, tokens, password reset, unlock and MFA enrolment."""
+"""Sign-up, sign-in, tokens, password reset, unlock, first-run enrolment and MFA enrolment."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from api.deps import (
     SignedInClaims,
 )
 from api.exceptions import InvalidInputError, NotAuthenticatedError
-from api.services import accounts, mfa, recovery, sessions
+from api.services import accounts, enrolment, mfa, recovery, sessions
 
 # Every auth endpoint is also limited per client IP (credential stuffing, mail bombing).
 router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[LimitedByIp])
@@ -106,6 +106,21 @@ class MfaChallengePublic(BaseModel):
 class EnrolmentPublic(BaseModel):
     secret: str = Field(description="base32 TOTP secret, for manual entry")
     provisioning_uri: str = Field(description="otpauth:// URI to show as a QR code")
+    qr_svg: str = Field(description="the provisioning URI as an SVG QR code (no script)")
+
+
+class AccountEnrolRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=200, description="from the enrolment link")
+    password: str = Password
+
+
+class AccountEnrolledPublic(BaseModel):
+    """The first password is set: sign in with it (then enrol TOTP if ``mfa_required``)."""
+
+    user_id: str
+    tenant_id: str
+    email: str
+    mfa_required: bool
 
 
 class BackupCodesPublic(BaseModel):
@@ -333,20 +348,50 @@ async def unlock(
     await recovery.unlock_with_token(pool, redis, settings, token=body.token, ip=ip, now=now)
 
 
+@router.post(
+    "/enrol",
+    summary="Set the first password with a one-time enrolment link",
+    dependencies=[Public],
+)
+async def enrol_account(
+    body: AccountEnrolRequest,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    ip: ClientIp,
+    now: Now,
+) -> AccountEnrolledPublic:
+    """Spends the link's token (single use, expiring) and sets the password; the account
+    then signs in at /v1/auth/login. 422 naming ``body.token`` for a dead link."""
+    enrolled = await enrolment.complete(
+        pool, redis, settings, token=body.token, password=body.password, ip=ip, now=now
+    )
+    return AccountEnrolledPublic(
+        user_id=enrolled.user_id,
+        tenant_id=enrolled.tenant_id,
+        email=enrolled.email,
+        mfa_required=enrolled.mfa_required,
+    )
+
+
 @router.post("/mfa/enrol", summary="Start TOTP enrolment")
 async def mfa_enrol(user: CurrentUser, pool: PoolDep, settings: SettingsDep) -> EnrolmentPublic:
     """A new pending secret; it takes effect once /v1/auth/mfa/confirm gets a valid code.
 
     With MFA already on, only a session signed in with MFA may re-enrol (401 otherwise).
     """
-    enrolment = await mfa.begin_enrolment(
+    pending = await mfa.begin_enrolment(
         pool,
         user_id=user.subject_id,
         issuer=settings.mfa_issuer,
         settings=settings,
         session_mfa_verified=user.mfa_verified,
     )
-    return EnrolmentPublic(secret=enrolment.secret, provisioning_uri=enrolment.provisioning_uri)
+    return EnrolmentPublic(
+        secret=pending.secret,
+        provisioning_uri=pending.provisioning_uri,
+        qr_svg=mfa.qr_svg(pending.provisioning_uri),
+    )
 
 
 @router.post("/mfa/confirm", summary="Finish TOTP enrolment with a first code")

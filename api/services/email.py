@@ -195,7 +195,8 @@ async def off_request_path(sender: EmailSender, job: Callable[[], Awaitable[None
         await job()
 
 
-def _link(settings: Settings, action: str, token: str) -> str:
+def link(settings: Settings, action: str, token: str) -> str:
+    """The dashboard URL that spends ``token`` for ``action``, the token in the fragment."""
     # The fragment is never sent by browsers, so the token stays out of access logs.
     fragment = urlencode({"action": action, "token": token})
     return f"{settings.public_base_url.rstrip('/')}/dashboard#{fragment}"
@@ -212,7 +213,7 @@ def verification_email(
         subject="Confirm your Learnstream email address",
         body=(
             "Welcome to Learnstream.\n\n"
-            f"Confirm your address: {_link(settings, 'verify-email', token)}\n"
+            f"Confirm your address: {link(settings, 'verify-email', token)}\n"
             f"or send this token to POST /v1/auth/verify-email:\n\n    {token}\n\n"
             f"It works once, within {hours} hours.\n"
         ),
@@ -245,7 +246,7 @@ def password_reset_email(
         account_id=account_id,
         subject="Reset your Learnstream password",
         body=(
-            f"Reset your password: {_link(settings, 'reset-password', token)}\n"
+            f"Reset your password: {link(settings, 'reset-password', token)}\n"
             f"or send this token with a new password to POST /v1/auth/password-reset/confirm:"
             f"\n\n    {token}\n\n"
             f"It works once, within {minutes} minutes. If you did not ask, ignore this mail.\n"
@@ -265,7 +266,7 @@ def unlock_email(
         body=(
             f"After {settings.login_max_failures} failed sign-ins your account is locked "
             f"for {minutes} minutes.\n"
-            f"Unlock it now: {_link(settings, 'unlock', token)}\n"
+            f"Unlock it now: {link(settings, 'unlock', token)}\n"
             f"or send this token to POST /v1/auth/unlock:\n\n    {token}\n\n"
             "Resetting your password also unlocks it. If these sign-ins were not yours, "
             "reset your password.\n"
