@@ -103,6 +103,7 @@ ACTIONS = {
     "password_reset_request": _public("POST", "/v1/auth/password-reset/request", {}, BODY_REFUSED),
     "password_reset_confirm": _public("POST", "/v1/auth/password-reset/confirm", {}, BODY_REFUSED),
     "unlock_by_token": _public("POST", "/v1/auth/unlock", {}, BODY_REFUSED),
+    "enrol_account": _public("POST", "/v1/auth/enrol", {}, BODY_REFUSED),
     # any signed-in user, never a key
     "logout": Action(
         "POST", "/v1/auth/logout", {"refresh_token": "x" * 201}, USERS, BODY_REFUSED, True
