@@ -13,12 +13,19 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import httpx
 import pytest
+from playwright.async_api import async_playwright
 from redis.asyncio import Redis
 
 from api.exceptions import InvalidInputError
 from api.services import enrolment, mfa, provisioning
 from api.services.principals import Role
 from learnstream.settings import Settings
+from tests.integration.api.test_dashboard_page import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ServerThread,
+    csp_violations,
+)
 
 NEW_PASSWORD = "First-sign-in-77"
 
@@ -193,3 +200,59 @@ async def test_teacher_enrols_without_totp(
     )
     headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
     assert (await api_client.get("/v1/classes", headers=headers)).status_code == 200
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian chromium not installed: run `make setup-browser`"
+)
+async def test_page_walks_the_first_admin_through_enrolment_and_totp(
+    db_pool: asyncpg.Pool, api_settings: Settings
+) -> None:
+    """In Debian chromium: the printed link, a password, the QR code, a code, sign-in."""
+    _, token = await make_admin(db_pool, api_settings)
+    problems: list[str] = []
+    with ServerThread(api_settings) as server:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            try:
+                page = await browser.new_page()
+                page.on("console", lambda message: problems.extend(csp_violations(message.text)))
+                await page.goto(f"{server.url}/dashboard#action=enrol&token={token}")
+                assert "token" not in page.url
+                await page.fill("#enrol-form input[name=password]", NEW_PASSWORD)
+                await page.click("#enrol-form button[type=submit]")
+                await page.wait_for_function("() => window.learnstream.state.mfaSetup")
+                secret = await page.evaluate("window.learnstream.state.mfaSetup.secret")
+                assert await page.text_content("#mfa-secret") == secret
+                assert await page.locator("#mfa-qr svg path").count() == 1
+                box = await page.locator("#mfa-qr svg").bounding_box()
+                assert box is not None
+                assert box["width"] > 100  # drawn, not an empty element
+                now = datetime.now(UTC)
+                await page.fill("#mfa-setup-form input[name=code]", mfa.code_at(secret, now))
+                await page.click("#mfa-setup-form button[type=submit]")
+                await page.wait_for_function("() => window.learnstream.state.mfaSetup.confirmed")
+                assert await page.locator("#backup-codes li").count() == mfa.BACKUP_CODE_COUNT
+
+                await page.click("#mfa-continue")
+                assert await page.input_value("#login-form input[name=email]") == (
+                    "head@example.org"
+                )
+                await page.fill("#login-form input[name=password]", NEW_PASSWORD)
+                await page.click("#login-form button[type=submit]")
+                await page.wait_for_selector("#mfa-field:not([hidden])")
+                code = mfa.code_at(secret, now + timedelta(seconds=30))
+                await page.fill("#login-form input[name=code]", code)
+                await page.click("#login-form button[type=submit]")
+                await page.wait_for_function(
+                    "() => window.learnstream.state.me && window.learnstream.state.polls > 0"
+                )
+                me = await page.evaluate("window.learnstream.state.me")
+                assert (me["roles"], me["mfa_enabled"]) == (["admin"], True)
+                assert await page.is_visible("#teacher-view")  # the admin's view, not a 403
+                assert "update failed" not in (await page.text_content("#updated") or "")
+            finally:
+                await browser.close()
+    assert problems == []
