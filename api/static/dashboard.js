@@ -191,7 +191,7 @@
       form.addEventListener("submit", async (event) => {
         event.preventDefault();
         try {
-          const password = form.password.value;
+          const password = form.first_password.value;
           const enrolled = await call("/v1/auth/enrol", { method: "POST", body: { token, password } });
           const body = await call("/v1/auth/login", {
             method: "POST",
@@ -800,7 +800,7 @@
     const form = event.target;
     $("#mfa-setup-error").textContent = "";
     try {
-      const body = await call("/v1/auth/mfa/confirm", { method: "POST", body: { code: form.code.value.trim() } });
+      const body = await call("/v1/auth/mfa/confirm", { method: "POST", body: { code: form.totp_code.value.trim() } });
       state.mfaSetup.confirmed = true;
       form.hidden = true;
       $("#mfa-qr").replaceChildren();

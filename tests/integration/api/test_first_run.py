@@ -221,7 +221,7 @@ async def test_page_walks_the_first_admin_through_enrolment_and_totp(
                 page.on("console", lambda message: problems.extend(csp_violations(message.text)))
                 await page.goto(f"{server.url}/dashboard#action=enrol&token={token}")
                 assert "token" not in page.url
-                await page.fill("#enrol-form input[name=password]", NEW_PASSWORD)
+                await page.fill("#enrol-form input[name=first_password]", NEW_PASSWORD)
                 await page.click("#enrol-form button[type=submit]")
                 await page.wait_for_function("() => window.learnstream.state.mfaSetup")
                 secret = await page.evaluate("window.learnstream.state.mfaSetup.secret")
@@ -231,7 +231,7 @@ async def test_page_walks_the_first_admin_through_enrolment_and_totp(
                 assert box is not None
                 assert box["width"] > 100  # drawn, not an empty element
                 now = datetime.now(UTC)
-                await page.fill("#mfa-setup-form input[name=code]", mfa.code_at(secret, now))
+                await page.fill("#mfa-setup-form input[name=totp_code]", mfa.code_at(secret, now))
                 await page.click("#mfa-setup-form button[type=submit]")
                 await page.wait_for_function("() => window.learnstream.state.mfaSetup.confirmed")
                 assert await page.locator("#backup-codes li").count() == mfa.BACKUP_CODE_COUNT
