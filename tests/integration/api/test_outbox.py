@@ -41,7 +41,8 @@ async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def outbox_rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return await pool.fetch("SELECT * FROM mail_outbox ORDER BY id")
+    rows: list[asyncpg.Record] = await pool.fetch("SELECT * FROM mail_outbox ORDER BY id")
+    return rows
 
 
 async def test_registration_with_no_relay_answers_202_and_keeps_the_mail(
