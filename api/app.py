@@ -19,7 +19,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import hardening
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from api.problems import install_problem_handlers
 from api.routes import (
     api_keys,
     audit,
@@ -43,6 +42,7 @@ from api.services.events import EventPublisher
 from api.services.outbox import Outbox, transport_for
 from learnstream import db
 from learnstream.asgi import LimitRequestBody, MetricsOnOwnPort, ObserveRequests, ResponseHeaders
+from learnstream.problems import install_problem_handlers
 from learnstream.redis import redis_client
 from learnstream.settings import Settings, get_settings
 

@@ -36,7 +36,7 @@ from learnstream.apikeys import Scope
 from learnstream.settings import Settings, get_settings
 
 EXIT_REFUSED = 1  # the request cannot be done as asked (unknown tenant, bad input)
-# The API's own rule for tenant ids (api/routes/auth.py).
+# The API's own rule for tenant ids (api/schemas/auth.py).
 _TENANT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
