@@ -94,6 +94,11 @@ VIEW_TABLES: dict[str, tuple[str, ...]] = {
     ),
     "aggregates": ("activity_aggregates", "activity_window_learners"),
     "recommendations": ("recommendations", "recommendation_learners", "recommendation_bandit"),
+    "recommendation_analytics": (
+        "recommendation_impressions",
+        "experiment_exposures",
+        "experiment_results",
+    ),
     "predictions": ("skill_predictions", "prediction_learner_state", "model_shadow_scores"),
 }
 

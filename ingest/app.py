@@ -25,7 +25,7 @@ from ingest.batch import BatchIngestor
 from ingest.dedup import DedupStore
 from ingest.metrics import IngestMetrics
 from ingest.producer import ingest_producer
-from ingest.routes import events, health
+from ingest.routes import events, health, xapi
 from learnstream import db
 from learnstream.asgi import (
     BodyLimits,
@@ -102,15 +102,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.include_router(events.router)
     app.include_router(health.router)
+    app.include_router(xapi.router)
     install_problem_handlers(
         app,
         internal_detail="ingest failed unexpectedly; nothing of this request was claimed accepted",
     )
-    # Innermost first: bodies are limited while they stream in (POST /v1/events takes
-    # ingest_max_body_bytes, anything else a small default), headers go on every answer.
+    # Innermost first: bodies are limited while they stream in (POST /v1/events and
+    # /xAPI/statements take ingest_max_body_bytes, anything else a small default),
+    # headers go on every answer.
     app.add_middleware(
         LimitRequestBody,
-        limits=BodyLimits(_OTHER_BODY_BYTES, {"/v1/events": settings.ingest_max_body_bytes}),
+        limits=BodyLimits(
+            _OTHER_BODY_BYTES,
+            {
+                "/v1/events": settings.ingest_max_body_bytes,
+                "/xAPI/statements": settings.ingest_max_body_bytes,
+            },
+        ),
     )
     app.add_middleware(ResponseHeaders, headers_for=api_security_headers)
     _add_request_metrics(app, metrics)

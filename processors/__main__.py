@@ -36,6 +36,7 @@ from processors.lake_sink import LakeSinkProcessor, sink_settings  # noqa: E402
 from processors.learner_state import LearnerStateProcessor  # noqa: E402
 from processors.notifications import NotificationsProcessor, attach_idle_sweep  # noqa: E402
 from processors.predictions import PredictionsProcessor  # noqa: E402
+from processors.recommendation_analytics import RecommendationAnalyticsProcessor  # noqa: E402
 from processors.recommendations import RecommendationsProcessor  # noqa: E402
 
 # Processor name -> factory; later processors register here.
@@ -48,6 +49,7 @@ PROCESSORS: dict[str, Callable[[Settings], Processor[Any]]] = {
     "fraud": FraudProcessor,
     "aggregates": AggregatesProcessor,
     "recommendations": RecommendationsProcessor,
+    "recommendation_analytics": RecommendationAnalyticsProcessor,
     "notifications": NotificationsProcessor,
     "predictions": PredictionsProcessor,
 }

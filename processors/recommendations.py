@@ -58,7 +58,7 @@ from typing import Any, NamedTuple, cast
 import asyncpg
 import numpy as np
 
-from learnstream.events.v1 import common_pb2, derived_pb2, envelope_pb2
+from learnstream.events.v1 import common_pb2, derived_pb2, envelope_pb2, experiment_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
 from processors.base import Decoded
@@ -71,6 +71,12 @@ from scheduler.bandit import (
     choose_strategy,
     context_bucket,
     record_reward,
+)
+from scheduler.experiments import (
+    RunningExperiment,
+    Variant,
+    assign_variant,
+    variants_from_json,
 )
 from scheduler.gaps import ConceptGraph
 from scheduler.recommend import (
@@ -89,6 +95,9 @@ from scheduler.recommend import (
 from scheduler.scoring import PickReason
 
 DERIVED_KIND = "recommendations_updated"
+EXPOSURE_KIND = "experiment_exposure"
+# Variant strategies that fix the session strategy; any other ("bandit") keeps the draw.
+_FIXED_STRATEGIES = frozenset(str(s) for s in SessionStrategy)
 
 _STRATEGY_TO_PROTO = {
     SessionStrategy.PRACTICE: common_pb2.SESSION_STRATEGY_PRACTICE,
@@ -121,6 +130,12 @@ _PUBLISHED_CONTENT = """
     LEFT JOIN irt_item_parameters AS p ON p.tenant_id = pc.tenant_id AND p.item_id = pc.item_id
     WHERE pc.tenant_id = $1
     ORDER BY pc.item_id
+"""
+# The running experiment on session strategies, per tenant (at most one: a unique index).
+_RUNNING_EXPERIMENTS = """
+    SELECT tenant_id, experiment_id::text AS experiment_id, variants FROM experiments
+    WHERE status = 'running' AND target = 'recommendation_strategy'
+      AND tenant_id = ANY($1::text[])
 """
 _GRAPH_VERSIONS = """
     SELECT tenant_id, version FROM concept_graph_versions WHERE tenant_id = ANY($1::text[])
@@ -279,6 +294,8 @@ class Ranking:
     strategy: SessionStrategy
     bucket: str
     items: Sequence[RankedItem]
+    # (experiment, the learner's variant) when this event opened a session under one
+    exposure: tuple[RunningExperiment, Variant] | None = None
 
 
 @dataclass(slots=True)
@@ -323,8 +340,14 @@ def chain_recommendations(
     due: Mapping[LearnerKey, Mapping[str, datetime]],
     config: RecommendConfig = DEFAULT_RECOMMEND_CONFIG,
     budgets: Mapping[LearnerKey, float] | None = None,
+    experiments: Mapping[str, RunningExperiment] | None = None,
 ) -> list[Ranking]:
     """Apply ``steps`` in order to ``state`` (changed in place); the rankings, in order.
+
+    ``experiments`` maps a tenant to its running session-strategy experiment: a session
+    opened under it takes the strategy of the learner's variant (hash assignment,
+    :func:`scheduler.experiments.assign_variant`; "bandit" keeps the Thompson draw),
+    and its ranking carries the exposure.
 
     ``budgets`` maps a learner to their session time budget in minutes (> 0; the
     profile's daily_minutes), replacing ``config``'s for them. Pure apart from mutating
@@ -349,6 +372,7 @@ def chain_recommendations(
             )
         learner_due = due.get(key, {})
         bandit = state.bandits.get(change.tenant_id, BanditState())
+        exposure: tuple[RunningExperiment, Variant] | None = None
         if row is None or starts_new_session(
             row.session_id, row.last_event_at, change.session_id, change.occurred_at
         ):
@@ -360,12 +384,21 @@ def chain_recommendations(
                 state.touched_buckets.add(bucket_key)
             bucket = _bucket(mastery, learner_due, change.occurred_at)
             rng = np.random.default_rng(strategy_seed(change.event_id))
+            strategy = choose_strategy(bandit, bucket, rng)
+            experiment = (experiments or {}).get(change.tenant_id)
+            if experiment is not None:
+                variant = assign_variant(
+                    experiment.experiment_id, key.tenant_id, key.user_id, experiment.variants
+                )
+                if variant.strategy in _FIXED_STRATEGIES:
+                    strategy = SessionStrategy(variant.strategy)
+                exposure = (experiment, variant)
             row = LearnerRow(
                 mastery=mastery,
                 session_id=change.session_id,
                 session_started=change.occurred_at,
                 last_event_at=change.occurred_at,
-                strategy=choose_strategy(bandit, bucket, rng),
+                strategy=strategy,
                 bucket=bucket,
             )
         else:
@@ -395,7 +428,7 @@ def chain_recommendations(
             row.strategy,
             learner_config,
         )
-        rankings.append(Ranking(step, row.strategy, row.bucket, items))
+        rankings.append(Ranking(step, row.strategy, row.bucket, items, exposure))
     return rankings
 
 
@@ -433,6 +466,35 @@ def recommendations_updated(ranking: Ranking, *, topic: str) -> OutgoingRecord:
     )
 
 
+def experiment_exposure(ranking: Ranking, *, topic: str) -> OutgoingRecord | None:
+    """The ExperimentExposure of a ranking that opened a session under an experiment."""
+    if ranking.exposure is None:
+        return None
+    experiment, variant = ranking.exposure
+    change = ranking.step.change
+    envelope = envelope_pb2.Envelope(
+        event_id=derived_event_id(change.event_id, EXPOSURE_KIND),
+        tenant_id=change.tenant_id,
+        user_id=change.user_id,
+        session_id=change.session_id,
+        source=envelope_pb2.Source(app="learnstream-processors", platform="server"),
+    )
+    envelope.occurred_at.FromDatetime(change.occurred_at)
+    message = experiment_pb2.ExperimentExposure(
+        envelope=envelope,
+        cause_event_id=change.event_id,
+        experiment_id=experiment.experiment_id,
+        variant=variant.name,
+        strategy=variant.strategy,
+        target=experiment_pb2.EXPERIMENT_TARGET_RECOMMENDATION_STRATEGY,
+    )
+    return OutgoingRecord(
+        topic=topic,
+        key=learner_key(change.tenant_id, change.user_id),
+        value=message.SerializeToString(),
+    )
+
+
 def content_item(row: Mapping[str, Any]) -> ContentItem:
     """A published_content row (with IRT a, b when calibrated) as a ContentItem."""
     payload = row["payload"]
@@ -462,6 +524,7 @@ class RecommendationsProcessor:
     ) -> None:
         self.config = config
         self._topic = settings.topic(Stream.RECOMMENDATIONS)
+        self._exposure_topic = settings.topic(Stream.EXPERIMENTS)
         # Read-through caches of database state, tagged with what they were read at
         # (so apply() still keeps no state of its own between calls).
         # tenant -> (fingerprint, time.monotonic() of the load, catalog)
@@ -508,9 +571,17 @@ class RecommendationsProcessor:
                 _LOAD_BUDGETS, [k.tenant_id for k in learners], [k.user_id for k in learners]
             )
         }
-        rankings = chain_recommendations(steps, state, content, due, self.config, budgets)
+        experiments = {
+            r["tenant_id"]: RunningExperiment(r["experiment_id"], variants_from_json(r["variants"]))
+            for r in await conn.fetch(_RUNNING_EXPERIMENTS, tenants)
+        }
+        rankings = chain_recommendations(
+            steps, state, content, due, self.config, budgets, experiments
+        )
         await _store(conn, state, rankings)
-        return [recommendations_updated(r, topic=self._topic) for r in rankings]
+        records = [recommendations_updated(r, topic=self._topic) for r in rankings]
+        exposures = [experiment_exposure(r, topic=self._exposure_topic) for r in rankings]
+        return records + [e for e in exposures if e is not None]
 
     async def current_content(
         self, conn: asyncpg.Connection, tenants: list[str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from learnstream.events.v1 import experiment_pb2
 from processors.gaps import MasteryChange
 from processors.gaps import SkillEvidence as Reported
 from processors.recommendations import (
@@ -13,8 +14,10 @@ from processors.recommendations import (
     MasteryStep,
     TenantContent,
     chain_recommendations,
+    experiment_exposure,
 )
-from scheduler.bandit import PRIOR, gain_to_success
+from scheduler.bandit import PRIOR, SessionStrategy, gain_to_success
+from scheduler.experiments import RunningExperiment, Variant
 from scheduler.gaps import ConceptGraph
 from scheduler.recommend import ContentItem
 
@@ -91,3 +94,34 @@ def test_a_learners_daily_minutes_bound_their_session() -> None:
     default = chain_recommendations([step(0, 0.3, 0.4, 1)], fresh_state(), content, {})
     assert len(short[0].items) == 2  # 2 x 3 minutes fit in 7
     assert len(default[0].items) > 2
+
+
+def test_a_running_experiment_fixes_the_session_strategy_of_the_learners_variant() -> None:
+    review_only = RunningExperiment(
+        "00000000-0000-4000-8000-00000000000e",
+        (Variant("control", 1e-9, "bandit"), Variant("review", 1.0, "review")),
+    )
+    steps = [step(0, 0.3, 0.4, 1), step(5, 0.4, 0.6, 2), step(50, 0.6, 0.5, 3)]
+    rankings = chain_recommendations(
+        steps, fresh_state(), CONTENT, {}, experiments={"t": review_only}
+    )
+    assert [r.strategy for r in rankings] == [SessionStrategy.REVIEW] * 3
+    # One exposure per session opened (two here), none within a session.
+    exposures = [r.exposure for r in rankings]
+    assert exposures[1] is None
+    assert exposures[0] == exposures[2] == (review_only, review_only.variants[1])
+    record = experiment_exposure(rankings[0], topic="x.experiments.v1")
+    assert record is not None
+    event = experiment_pb2.ExperimentExposure.FromString(record.value)
+    assert (event.experiment_id, event.variant, event.strategy) == (
+        review_only.experiment_id,
+        "review",
+        "review",
+    )
+    assert event.cause_event_id == steps[0].change.event_id
+    assert experiment_exposure(rankings[1], topic="x.experiments.v1") is None
+
+
+def test_without_experiments_nothing_is_exposed() -> None:
+    rankings = chain_recommendations([step(0, 0.3, 0.4, 1)], fresh_state(), CONTENT, {})
+    assert rankings[0].exposure is None
