@@ -53,7 +53,7 @@ from learnstream.events.v1 import (
 )
 from learnstream.kafka import OutgoingRecord, Stream
 from learnstream.settings import Settings
-from processors.base import Decoded
+from processors.base import Decoded, Flow
 from processors.exceptions import PoisonEvent
 from processors.offsets import SourceRecord, decode_learner_event
 from scheduler.experiments import always_valid_p, variants_from_json
@@ -325,18 +325,18 @@ class RecommendationAnalyticsProcessor:
     """Outcomes of recommendations and experiment looks; see the module docstring."""
 
     name = "recommendation_analytics"
-    sources = (
-        Stream.RECOMMENDATIONS,
-        Stream.ACTIVITY,
-        Stream.ATTEMPTS,
-        Stream.MASTERY,
-        Stream.EXPERIMENTS,
+    flow = Flow(
+        reads=(
+            Stream.RECOMMENDATIONS,
+            Stream.ACTIVITY,
+            Stream.ATTEMPTS,
+            Stream.MASTERY,
+            Stream.EXPERIMENTS,
+        ),
+        writes=("recommendation_impressions", "experiment_exposures", "experiment_results"),
+        emits=(),
     )
-    writes = (
-        "recommendation_impressions",
-        "experiment_exposures",
-        "experiment_results",
-    )
+    sources = flow.reads
 
     def __init__(self, settings: Settings) -> None:
         self._streams = {settings.topic(stream): stream for stream in self.sources}

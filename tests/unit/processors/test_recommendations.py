@@ -6,15 +6,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from learnstream.events.v1 import experiment_pb2
-from processors.gaps import MasteryChange
-from processors.gaps import SkillEvidence as Reported
+from processors.events import LearnerKey, MasteryChange, MasteryStep
+from processors.events import SkillEvidence as Reported
+from processors.recommendation_content import TenantContent
+from processors.recommendation_experiments import experiment_exposure
 from processors.recommendations import (
     BatchState,
-    LearnerKey,
-    MasteryStep,
-    TenantContent,
     chain_recommendations,
-    experiment_exposure,
 )
 from scheduler.bandit import PRIOR, SessionStrategy, gain_to_success
 from scheduler.experiments import RunningExperiment, Variant
@@ -110,8 +108,10 @@ def test_a_running_experiment_fixes_the_session_strategy_of_the_learners_variant
     exposures = [r.exposure for r in rankings]
     assert exposures[1] is None
     assert exposures[0] == exposures[2] == (review_only, review_only.variants[1])
-    record = experiment_exposure(rankings[0], topic="x.experiments.v1")
-    assert record is not None
+    assert rankings[0].exposure is not None
+    record = experiment_exposure(
+        rankings[0].step.change, rankings[0].exposure, topic="x.experiments.v1"
+    )
     event = experiment_pb2.ExperimentExposure.FromString(record.value)
     assert (event.experiment_id, event.variant, event.strategy) == (
         review_only.experiment_id,
@@ -119,7 +119,6 @@ def test_a_running_experiment_fixes_the_session_strategy_of_the_learners_variant
         "review",
     )
     assert event.cause_event_id == steps[0].change.event_id
-    assert experiment_exposure(rankings[1], topic="x.experiments.v1") is None
 
 
 def test_without_experiments_nothing_is_exposed() -> None:
