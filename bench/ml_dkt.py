@@ -82,7 +82,7 @@ def _print_epoch(entry: EpochLog) -> None:
 
 def _leaky_scores(settings: Settings, outcome: TrainingOutcome, window: int) -> dict[str, float]:
     """Model and BKT AUC when every row is scored, copies of multi-skill questions included."""
-    _, test = load_split(settings, DataChoice("assistments2009_akt_pid"), 0)
+    _, _, test = load_split(settings, DataChoice("assistments2009_akt_pid"), 0)
     windows = [
         replace(w, scored=np.ones_like(w.scored)) for w in cut_windows(test.sequences, window)
     ]
@@ -97,7 +97,7 @@ def _leaky_scores(settings: Settings, outcome: TrainingOutcome, window: int) -> 
 
 def _serving_rate(outcome: TrainingOutcome, settings: Settings, window: int) -> dict[str, float]:
     """Predictions per second, batched (many learners per call) vs single (one per call)."""
-    _, test = load_split(settings, DataChoice("assistments2009_dkvmn"), 0)
+    _, _, test = load_split(settings, DataChoice("assistments2009_dkvmn"), 0)
     vocabulary = outcome.skill_vocabulary
     learners = [s for s in test.sequences if len(s) >= 20][:256]
     rounds = [

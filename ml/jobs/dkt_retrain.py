@@ -255,7 +255,7 @@ def _held_out(
     settings: Settings, interval: Interval, options: RetrainOptions, vocabulary: tuple[str, ...]
 ) -> list[Window]:
     # The same learner split as training: same window, same seed.
-    _, test_data = load_split(settings, options.choice(interval), options.seed)
+    _, _, test_data = load_split(settings, options.choice(interval), options.seed)
     if test_data.skill_vocabulary != vocabulary:
         raise ValueError("the held-out data's skill vocabulary differs from the candidate's")
     return cut_windows(test_data.sequences, options.window_length)
