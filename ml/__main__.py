@@ -5,6 +5,8 @@ Examples::
     python -m ml train --model akt --train tr.csv --valid va.csv --test te.csv \
         --format 4line --save out/model --no-register
     python -m ml predict --model-dir out/model --test te.csv --format 4line --out p.csv
+    python -m ml tune --model dkt_lstm --dataset assistments2009_dkvmn --trials 20 --write
+    python -m ml report --results bench/results/ml_dkt.json --out report/
     python -m ml train --model dkt_lstm --dataset assistments2009_dkvmn --epochs 10
     python -m ml rollback --name dkt
     python -m ml show --name dkt
@@ -76,6 +78,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-register", action="store_true", help="skip MLflow logging")
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+
+    search = commands.add_parser("tune", help="Optuna search on validation AUC, tracked in MLflow")
+    search.add_argument("--model", choices=sorted(MODELS), default="dkt_lstm")
+    data = search.add_mutually_exclusive_group(required=True)
+    data.add_argument("--dataset", choices=sorted(BENCHMARKS))
+    data.add_argument("--train", type=Path, action="append")
+    search.add_argument("--valid", type=Path, action="append")
+    search.add_argument("--test", type=Path, action="append", help="only for the vocabulary")
+    search.add_argument("--format", choices=FORMATS, default="3line")
+    search.add_argument("--skill-map", type=Path, default=None)
+    search.add_argument("--trials", type=int, default=20)
+    search.add_argument("--epochs", type=int, default=10, help="most epochs per trial")
+    search.add_argument("--max-learners", type=int, default=None)
+    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--write", action="store_true", help="save the best to ml/tuned.json")
+    search.add_argument("--threads", type=int, default=1)
+    search.add_argument("--device", default="cpu")
+
+    show_report = commands.add_parser("report", help="comparison table and figure (+ MLflow)")
+    show_report.add_argument("--results", type=Path, action="append", required=True)
+    show_report.add_argument("--predictions", action="append", default=[], help="LABEL=file.csv")
+    show_report.add_argument("--out", type=Path, required=True)
+    show_report.add_argument("--no-mlflow", action="store_true")
 
     guess = commands.add_parser("predict", help="one row per answer of a file, as csv")
     model_source = guess.add_mutually_exclusive_group(required=True)
@@ -160,6 +185,53 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from ml import tune as tuning
+
+    torch.set_num_threads(args.threads)
+    args.lake_start = args.lake_end = args.tenant = None
+    if args.train and not args.test:
+        raise MLError("--train needs --test (its skills join the vocabulary; it is not read)")
+    result = tuning.tune(
+        get_settings(),
+        _data_choice(args),
+        args.model,
+        trials=args.trials,
+        epochs=args.epochs,
+        device=torch.device(args.device),
+        seed=args.seed,
+        on_trial=lambda t: print(f"trial {t.number:3d} {t.state.name:9s} {t.value} {t.params}"),
+    )
+    best = result.best
+    print(
+        f"best: validation AUC {best.provenance['best_validation_auc']:.4f} {best.model} "
+        f"{best.train}; every trial in MLflow experiment {result.experiment}"
+    )
+    if args.write:
+        tuning.save_tuned(args.model, best)
+        print(f"wrote {tuning.TUNED_FILE}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ml.report import REPORT_EXPERIMENT, load_runs, prediction_calibration, write_report
+
+    extra = {}
+    for entry in args.predictions:
+        label, _, path = entry.partition("=")
+        extra[label] = prediction_calibration(Path(path))
+    files = write_report(load_runs(args.results), args.out, extra)
+    print("wrote " + ", ".join(str(f) for f in files))
+    if not args.no_mlflow:
+        registry = ModelRegistry(get_settings())
+        run = registry.client.create_run(registry.experiment_id(REPORT_EXPERIMENT))
+        for path in files:
+            registry.client.log_artifact(run.info.run_id, str(path))
+        registry.client.set_terminated(run.info.run_id)
+        print(f"logged to MLflow run {run.info.run_id} ({REPORT_EXPERIMENT})")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     settings = get_settings()
@@ -218,6 +290,10 @@ def main(argv: list[str]) -> int:
                     f"registered {settings.ml_model_name} version {d.version} "
                     f"as {d.alias}: {d.reason}"
                 )
+        elif args.command == "tune":
+            return _tune(args)
+        elif args.command == "report":
+            return _report(args)
         elif args.command == "predict":
             torch.set_num_threads(args.threads)
             return _predict(args)

@@ -123,6 +123,10 @@ class ModelRegistry:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, created (with its artifact folder) if needed."""
+        return self._experiment_id(name)
+
     def _experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
