@@ -18,6 +18,11 @@ class DatasetFormatError(SchedulerError, ValueError):
     """A knowledge-tracing text does not follow its format (the message says where)."""
 
 
+class PlacementError(SchedulerError, ValueError):
+    """A placement step that cannot be applied: an item given twice, an item not in the
+    bank, or a stored session that does not parse. The message names the item or field."""
+
+
 class PrerequisiteCycleError(SchedulerError):
     """The prerequisite graph has a cycle, so no learning path exists.
 
