@@ -4,8 +4,9 @@
 * learner accounts for those learners, filed under the replayed learner ids
   (``users.learner_id``), so their dashboards show the replayed answers; the first
   ``SIGN_IN_LEARNERS`` of them get a password;
-* an operator with MFA enrolled, whose TOTP secret is printed (local mode only) so it
-  can be added to an authenticator app or turned into a code with ``oathtool``.
+* an operator (tenant fraud review and platform pipeline health) with MFA enrolled,
+  whose TOTP secret is printed (local mode only) so it can be added to an
+  authenticator app or turned into a code with ``oathtool``.
 
 Accounts go through the account services as an admin would create them (the class
 and its members through :mod:`api.services.classes` as an MFA-signed-in admin). The
@@ -153,7 +154,8 @@ async def ensure_accounts(
         operator_email,
         password=password,
         display_name="Demo Operator",
-        roles=frozenset({Role.OPERATOR}),
+        # Platform operator too, so the demo's operator also sees the pipeline's health.
+        roles=frozenset({Role.OPERATOR, Role.PLATFORM_OPERATOR}),
         email_verified=True,
         now=now,
     )

@@ -1,44 +1,43 @@
-"""Rebuild a processor's views from the lake and its topics: ``python -m infra.rebuild_view P``.
+"""Rebuild a processor's views while the old ones keep serving: ``python -m infra.rebuild_view P``.
 
-What it does, after showing the plan and asking (``--yes`` skips the question,
-``--dry-run`` only shows it):
+Nothing is emptied and no worker has to stop. After showing the plan and asking
+(``--yes`` skips the question, ``--dry-run`` only shows it), it:
 
-1. joins the processor's consumer group itself (as a Faust member) and refuses unless
-   it is assigned every source partition, i.e. no worker of the group is running
-   (stop them first: a running worker would keep applying records into the emptied
-   views). Joining is the check because it works on any broker (Tansu neither answers
-   DescribeGroups for Faust's groups nor lets an admin client alter their offsets);
-   running workers only see one extra rebalance;
-2. as the group's only member, commits offset 0 for every source partition, so the
-   next worker starts reading at the beginning of each topic;
-3. in ONE PostgreSQL transaction, empties the processor's view tables (``TRUNCATE``)
-   and deletes its ``processor_offsets`` rows, so every record counts as new again.
+1. creates schema ``rebuild__<processor>`` with empty copies of the processor's view
+   tables (:mod:`infra.shadow_tables`); the running workers and the API go on using
+   ``public``'s tables;
+2. for a processor of lake attempts (:data:`LAKE_FED`), replays the lake's rows into the
+   copies through the processor's own runner (:class:`processors.base.BatchRunner`,
+   consumer group ``<group>.rebuild`` in ``processor_offsets``): ``--lake aged-out``
+   (the default) the rows the topic no longer holds (offsets below each partition's log
+   start, removed by ``topic_retention_ms``), ``--lake all`` every lake row (rows from
+   the lake carry no session id), ``--lake none`` nothing;
+3. reads every source partition from its start (assigned, never as a member of the
+   processor's consumer group, so the group sees no rebalance) and applies it to the
+   copies until it reaches the end the broker reports;
+4. in ONE PostgreSQL transaction: locks the group's ``processor_offsets`` rows (workers'
+   next batches wait), applies what the workers committed meanwhile so the copies reach
+   at least the live offsets, moves the live tables to ``rebuild__<processor>__old`` and
+   the copies into ``public``, and sets the group's offsets to the copies' (records the
+   copies applied beyond them are skipped by the workers as already applied); commits;
+5. drops the old tables.
 
-4. for a processor of lake attempts (:data:`LAKE_FED`), replays the lake's rows
-   through the processor's own runner (:class:`processors.base.BatchRunner`, same
-   consumer group), which stores the offsets it applied: ``--lake aged-out`` (the
-   default) replays the rows the topic no longer holds (offsets below each partition's
-   log start, removed by ``topic_retention_ms``), ``--lake all`` every lake row (faster,
-   but rows from the lake carry no session id), ``--lake none`` nothing.
+The views are never empty: readers see the old rows until the commit and the rebuilt
+ones after it. The whole run is bounded by ``--timeout``; on any failure or at the
+timeout the transaction rolls back, the copies are dropped, and the live views and
+offsets are exactly as they were (exit status 2 and a message saying why).
 
-Kafka first, PostgreSQL second: if step 3 fails, the workers re-read the topics but
-skip every record below the offsets still stored, so nothing changes; run it again.
-
-Then start the workers again (``python -m processors PROCESSOR``); they read the topic
-tail from its start and skip what the lake replay applied (offsets below the stored
-ones), and the views come back record by record, with the same exactly-once effect as
-live processing. Watch the progress with the lag of docs/operations.md.
-
-Erased learners stay erased: the lake replay skips every tombstoned learner's rows
-(``privacy_tombstones``; erasure also rewrote the lake), and the runner drops their
-records from the lake and the topic tail alike.
+The copies are written with the processor's code but publish no derived records (the
+originals went out when the workers applied the records) and refresh no cache; a
+record the processor cannot use is dead-lettered again. Erased learners stay erased:
+the lake replay skips tombstoned learners' rows (``privacy_tombstones``) and the
+runner drops their records from the lake and the topic alike.
 
 Limits: the topics hold what their retention kept and the lake what the lake sink
-wrote (attempts only); other source topics (sessions, mastery) are replayed from what
-Kafka still holds.
+wrote (attempts only); other source topics are replayed from what Kafka still holds.
 Views other processors derived from these (e.g. recommendations from mastery) are
-not rebuilt; rebuild them after this one. The Redis hot cache of learners is
-refreshed as their attempts are reapplied; stale entries expire with their TTL.
+not rebuilt; rebuild them after this one. The Redis hot cache of learners keeps its
+entries until the learner's next attempt or their TTL (flushing them is safe).
 """
 
 from __future__ import annotations
@@ -47,21 +46,22 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import asyncpg
 import pyarrow.parquet as pq
-from aiokafka import AIOKafkaConsumer
-from aiokafka import TopicPartition as AioTopicPartition
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from infra import shadow_tables
 from learnstream import db, lake
 from learnstream.events.v1 import attempt_pb2
 from learnstream.exceptions import LearnstreamError
 from learnstream.kafka import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
+    OutgoingRecord,
     Stream,
     admin_client,
     consumer_config,
@@ -71,17 +71,17 @@ from learnstream.privacy import all_tombstones
 from learnstream.settings import Settings, get_settings
 
 LakeMode = Literal["aged-out", "all", "none"]
-# Processors whose input is exactly what the lake holds (attempts, decoded by
-# processors.mastery.decode_attempt): their history older than the topics is in the lake.
-LAKE_FED = frozenset({"learner_state", "mastery", "aggregates", "predictions"})
+# Processors whose input is exactly what the lake holds (attempts): their history older
+# than the topics is in the lake.
+LAKE_FED = frozenset({"learner_state", "aggregates", "predictions"})
 _ATTEMPT_TYPE = attempt_pb2.AttemptEvent.DESCRIPTOR.full_name.encode()
+# How long the swap may wait for a table lock (readers hold them for a query at a time).
+SWAP_LOCK_TIMEOUT = "10s"
 
-# The tables each processor writes (its views). A processor that registers under two
-# names (learner_state, and mastery for its own consumer group) writes the same tables.
+# The tables each processor writes (its views).
 LEARNER_STATE_TABLES = ("attempts", "skill_mastery", "learner_ability", "review_schedule")
 VIEW_TABLES: dict[str, tuple[str, ...]] = {
     "learner_state": LEARNER_STATE_TABLES,
-    "mastery": LEARNER_STATE_TABLES,
     "gaps": ("knowledge_gaps",),
     "fraud": (
         "fraud_signals",
@@ -108,13 +108,23 @@ class RebuildPlan:
     topics: tuple[str, ...]
     partitions: tuple[TopicPartition, ...]
 
+    @property
+    def shadow_group(self) -> str:
+        """The ``processor_offsets`` group of the copies while they are built."""
+        return f"{self.consumer_group}.rebuild"
+
+    @property
+    def schema(self) -> str:
+        return shadow_tables.shadow_schema(self.processor)
+
 
 def source_topics(settings: Settings, processor: str) -> tuple[str, ...]:
     """The topics ``processor`` consumes (from its registration in processors/)."""
     from processors.__main__ import PROCESSORS  # the processors' own registry
 
-    if processor not in PROCESSORS:
-        raise LearnstreamError(f"unknown processor {processor!r}; known: {sorted(PROCESSORS)}")
+    if processor not in PROCESSORS or processor not in VIEW_TABLES:
+        known = sorted(set(PROCESSORS) & set(VIEW_TABLES))
+        raise LearnstreamError(f"unknown processor {processor!r}; known: {known}")
     return tuple(settings.topic(stream) for stream in PROCESSORS[processor](settings).sources)
 
 
@@ -134,67 +144,12 @@ def make_plan(settings: Settings, processor: str, tables: tuple[str, ...]) -> Re
     return RebuildPlan(processor, app_id(settings, processor), tables, topics, tuple(partitions))
 
 
-async def claim_and_reset_offsets(
-    settings: Settings, plan: RebuildPlan, *, timeout_s: float
-) -> None:
-    """Join the group as a Faust member; if it gets every partition, commit offset 0 to all.
-
-    The member speaks Faust's own assignor (the processor app's), because the broker
-    only admits members of the group's protocol (Tansu remembers it even once the group
-    is empty). Raises LearnstreamError, committing nothing, when other members keep
-    some partitions (its workers run) or no full assignment came within ``timeout_s``
-    (a killed worker stays a member until its session times out; this waits for that).
-    The assignment must stay whole for two session timeouts before anything is committed.
-    """
-    from processors.app import create_app
-
-    app = create_app(settings, plan.processor)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=plan.consumer_group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        partition_assignment_strategy=[app.assignor],
-        session_timeout_ms=int(settings.consumer_session_timeout_s * 1000),
-        heartbeat_interval_ms=int(settings.consumer_heartbeat_interval_s * 1000),
-    )
-    wanted = {(tp.topic, tp.partition) for tp in plan.partitions}
-    await consumer.start()
-    try:
-        consumer.subscribe(list(plan.topics))
-        deadline = time.monotonic() + timeout_s
-        # A running worker that missed the rebalance rejoins within its session timeout
-        # and takes partitions back; only an assignment that stays whole that long
-        # proves the group has no other member.
-        settle_s = 2 * settings.consumer_session_timeout_s + 1
-        held: set[tuple[str, int]] = set()
-        whole_since: float | None = None
-        while time.monotonic() < deadline:
-            # Drives the group protocol; records fetched are neither kept nor committed.
-            await consumer.getmany(timeout_ms=200, max_records=1)
-            held = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-            if held != wanted:
-                whole_since = None
-                continue
-            whole_since = whole_since or time.monotonic()
-            if time.monotonic() - whole_since >= settle_s:
-                await consumer.commit({AioTopicPartition(t, p): 0 for t, p in sorted(wanted)})
-                return
-        raise LearnstreamError(
-            f"group {plan.consumer_group} gave this command {len(held)} of {len(wanted)} "
-            "partitions: its workers are running. Stop its workers first (a running worker "
-            "would keep writing into the emptied views)"
-        )
-    finally:
-        await asyncio.wait_for(consumer.stop(), timeout=15)
-
-
 async def row_counts(settings: Settings, plan: RebuildPlan) -> dict[str, int]:
     """Rows per view table and of the group's processor_offsets, before the rebuild."""
     conn = await db.connect(settings, role="owner")
     try:
         counts = {
-            table: int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
+            table: int(await conn.fetchval(f'SELECT count(*) FROM public."{table}"'))
             for table in plan.tables
         }
         counts["processor_offsets"] = int(
@@ -208,18 +163,47 @@ async def row_counts(settings: Settings, plan: RebuildPlan) -> dict[str, int]:
         await conn.close()
 
 
-async def empty_views(settings: Settings, plan: RebuildPlan) -> None:
-    """Truncate the view tables and delete the group's offsets, in one transaction."""
-    conn = await db.connect(settings, role="owner")
-    try:
-        async with conn.transaction():
-            tables = ", ".join(f'"{table}"' for table in plan.tables)
-            await conn.execute(f"TRUNCATE {tables}")
-            await conn.execute(
-                "DELETE FROM processor_offsets WHERE consumer_group = $1", plan.consumer_group
-            )
-    finally:
-        await conn.close()
+class ShadowProcessor:
+    """A processor writing the copies: same decoding and view writes, nothing published.
+
+    It exposes no ``committed`` hook, so the runner refreshes no cache from the copies.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return str(self.inner.name)
+
+    @property
+    def sources(self) -> tuple[Stream, ...]:
+        return tuple(self.inner.sources)
+
+    def decode(self, record: Any) -> Any:
+        return self.inner.decode(record)
+
+    def event_id(self, event: Any) -> str:
+        return str(self.inner.event_id(event))
+
+    async def apply(self, conn: asyncpg.Connection, batch: Sequence[Any]) -> list[OutgoingRecord]:
+        await self.inner.apply(conn, batch)
+        return []  # derived records went out when the workers applied these records
+
+    async def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            await close()
+
+
+def shadow_runner(settings: Settings, plan: RebuildPlan) -> Any:
+    """A runner applying ``plan``'s processor to the copies (gaps applied, never held)."""
+    from processors.__main__ import PROCESSORS
+    from processors.base import BatchRunner
+
+    shadow = shadow_tables.shadow_settings(settings, plan.schema)
+    processor = ShadowProcessor(PROCESSORS[plan.processor](shadow))
+    return BatchRunner(processor, shadow, consumer_group=plan.shadow_group, hold_back_gaps=False)
 
 
 def attempt_record(topic: str, tenant_id: str, row: Mapping[str, Any]) -> Any:
@@ -300,22 +284,15 @@ def log_start_offsets(settings: Settings, topic: str, partitions: list[int]) -> 
         consumer.close()
 
 
-async def replay_lake(settings: Settings, plan: RebuildPlan, mode: LakeMode) -> int:
-    """Apply the lake's attempts through the processor's runner; returns records replayed.
-
-    Run after :func:`empty_views`, with no worker running: the runner stores the
-    offsets it applied, so the workers then skip them on the topic.
-    """
+async def replay_lake(settings: Settings, plan: RebuildPlan, mode: LakeMode, runner: Any) -> int:
+    """Apply the lake's attempts through ``runner`` (the copies'); returns records replayed."""
     if mode == "none" or plan.processor not in LAKE_FED:
         return 0
-    from processors.__main__ import PROCESSORS
-    from processors.base import BatchRunner
-
     topic = settings.topic(Stream.ATTEMPTS)
     below = None
     if mode == "aged-out":
         ids = sorted(tp.partition for tp in plan.partitions if tp.topic == topic)
-        below = log_start_offsets(settings, topic, ids)
+        below = await asyncio.to_thread(log_start_offsets, settings, topic, ids)
     conn = await db.connect(settings)
     try:
         erased: dict[str, set[str]] = {}
@@ -326,17 +303,222 @@ async def replay_lake(settings: Settings, plan: RebuildPlan, mode: LakeMode) -> 
     records = await asyncio.to_thread(
         lake_records, lake.default_root(settings), topic, below=below, erased=erased
     )
-    processor = PROCESSORS[plan.processor](settings)
-    runner = BatchRunner(
-        processor, settings, consumer_group=plan.consumer_group, hold_back_gaps=False
-    )
-    try:
-        step = settings.processor_batch_max
-        for start in range(0, len(records), step):
-            await runner.process(records[start : start + step])
-    finally:
-        await runner.close()
+    step = settings.processor_batch_max
+    for start in range(0, len(records), step):
+        await runner.process(records[start : start + step])
     return len(records)
+
+
+Positions = dict[tuple[str, int], int]
+
+
+async def stored_offsets(conn: asyncpg.Connection, group: str, *, lock: bool = False) -> Positions:
+    """``processor_offsets`` of ``group``: (topic, partition) -> next offset."""
+    sql = "SELECT topic, partition, next_offset FROM processor_offsets WHERE consumer_group = $1"
+    rows = await conn.fetch(sql + (" ORDER BY 1, 2 FOR UPDATE" if lock else ""), group)
+    return {(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
+
+
+class TopicReader:
+    """Reads the source partitions from ``start`` without joining any consumer group."""
+
+    def __init__(self, settings: Settings, plan: RebuildPlan, start: Positions) -> None:
+        config = consumer_config(settings, f"{plan.shadow_group}.reader")
+        config["enable.partition.eof"] = True  # the fetch high watermark: right on Tansu too
+        self.consumer = Consumer(config)
+        self.consumer.assign(
+            [
+                TopicPartition(
+                    tp.topic, tp.partition, start.get((tp.topic, tp.partition), OFFSET_BEGINNING)
+                )
+                for tp in plan.partitions
+            ]
+        )
+        self.at_end: set[tuple[str, int]] = set()
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Any]:
+        """The next records (SourceRecords), noting partitions that reached their end."""
+        from processors.offsets import SourceRecord
+
+        records = []
+        for message in self.consumer.consume(max_records, timeout=timeout_s):
+            topic, partition = str(message.topic()), int(message.partition() or 0)
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self.at_end.add((topic, partition))
+                    continue
+                raise LearnstreamError(f"reading {topic}[{partition}]: {error}")
+            self.at_end.discard((topic, partition))
+            headers = tuple(
+                (str(pair[0]), pair[1] if isinstance(pair[1], bytes) else b"")
+                for pair in (message.headers() or [])
+            )
+            key, value = message.key(), message.value()
+            records.append(
+                SourceRecord(
+                    topic,
+                    partition,
+                    int(message.offset() or 0),
+                    key.encode() if isinstance(key, str) else key,
+                    value.encode() if isinstance(value, str) else value,
+                    headers,
+                )
+            )
+        return records
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+async def catch_up(
+    reader: TopicReader,
+    runner: Any,
+    reached: Positions,
+    *,
+    until: Mapping[tuple[str, int], int] | None,
+    partitions: int,
+    batch: int,
+) -> int:
+    """Apply records until every partition is at its end (``until`` None) or ``until``.
+
+    ``reached`` (the copies' next offsets) is updated in place; returns records read.
+    """
+
+    def done() -> bool:
+        if until is None:
+            return len(reader.at_end) >= partitions
+        return all(reached.get(tp, 0) >= offset for tp, offset in until.items())
+
+    read = 0
+    while not done():
+        records = await asyncio.to_thread(reader.poll, batch, 0.5)
+        if records:
+            outcome = await runner.process(records)
+            for tp, offset in outcome.next_offsets.items():
+                reached[(tp.topic, tp.partition)] = offset
+            read += len(records)
+    return read
+
+
+async def build_and_swap(
+    settings: Settings, plan: RebuildPlan, mode: LakeMode, *, report: Any = print
+) -> dict[str, int]:
+    """Steps 1 to 5 of the module docstring; returns figures (records, rows, seconds)."""
+    started = time.monotonic()
+    figures: dict[str, int] = {}
+    owner = await db.connect(settings, role="owner")
+    try:
+        problems = await shadow_tables.unsupported(owner, plan.tables)
+        if problems:
+            raise LearnstreamError("cannot rebuild into copies: " + "; ".join(problems))
+        await owner.execute(
+            "DELETE FROM processor_offsets WHERE consumer_group = $1", plan.shadow_group
+        )
+        await shadow_tables.create_shadow(
+            owner, plan.schema, plan.tables, settings.database_service_role
+        )
+        report(f"created the copies in schema {plan.schema}")
+        runner = shadow_runner(settings, plan)
+        try:
+            figures["lake_records"] = await replay_lake(settings, plan, mode, runner)
+            report(f"replayed {figures['lake_records']:,} attempts from the lake")
+            reached = await stored_offsets(owner, plan.shadow_group)
+            reader = TopicReader(settings, plan, reached)
+            try:
+                batch = settings.processor_batch_max
+                count = len(plan.partitions)
+                figures["topic_records"] = await catch_up(
+                    reader, runner, reached, until=None, partitions=count, batch=batch
+                )
+                report(f"applied {figures['topic_records']:,} records from the topics")
+                async with owner.transaction():
+                    await owner.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
+                    live = await lock_live_offsets(owner, plan)
+                    figures["tail_records"] = await catch_up(
+                        reader, runner, reached, until=live, partitions=count, batch=batch
+                    )
+                    await shadow_tables.swap(
+                        owner, plan.processor, plan.tables, settings.database_service_role
+                    )
+                    await move_offsets(owner, plan)
+            finally:
+                reader.close()
+        finally:
+            await runner.close()
+        report(f"swapped; {figures['tail_records']:,} records applied while workers waited")
+        for table in plan.tables:
+            figures[table] = int(await owner.fetchval(f'SELECT count(*) FROM public."{table}"'))
+    finally:
+        await owner.close()
+    await shadow_tables.drop_schemas(
+        settings, plan.schema, shadow_tables.retired_schema(plan.processor)
+    )
+    figures["seconds"] = round(time.monotonic() - started)
+    return figures
+
+
+async def lock_live_offsets(conn: asyncpg.Connection, plan: RebuildPlan) -> Positions:
+    """Lock (creating if missing) the group's offset row of every source partition."""
+    await conn.execute(
+        "INSERT INTO processor_offsets (consumer_group, topic, partition, next_offset) "
+        "SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS w(t, p) "
+        "ON CONFLICT (consumer_group, topic, partition) DO NOTHING",
+        plan.consumer_group,
+        [tp.topic for tp in plan.partitions],
+        [tp.partition for tp in plan.partitions],
+    )
+    return await stored_offsets(conn, plan.consumer_group, lock=True)
+
+
+async def move_offsets(conn: asyncpg.Connection, plan: RebuildPlan) -> None:
+    """The group's offsets become the copies' (never lower), the copies' rows go."""
+    await conn.execute(
+        """
+        UPDATE processor_offsets AS live SET next_offset = shadow.next_offset, updated_at = now()
+        FROM processor_offsets AS shadow
+        WHERE live.consumer_group = $1 AND shadow.consumer_group = $2
+          AND live.topic = shadow.topic AND live.partition = shadow.partition
+          AND shadow.next_offset > live.next_offset
+        """,
+        plan.consumer_group,
+        plan.shadow_group,
+    )
+    await conn.execute("DELETE FROM processor_offsets WHERE consumer_group = $1", plan.shadow_group)
+
+
+async def rebuild(
+    settings: Settings, plan: RebuildPlan, mode: LakeMode, *, timeout_s: float
+) -> dict[str, int]:
+    """:func:`build_and_swap` within ``timeout_s``; on failure the copies are dropped.
+
+    Raises LearnstreamError saying why; the live views and offsets are then unchanged.
+    """
+    try:
+        return await asyncio.wait_for(build_and_swap(settings, plan, mode), timeout_s)
+    except BaseException as exc:
+        await _abandon(settings, plan)
+        if isinstance(exc, TimeoutError):
+            raise LearnstreamError(
+                f"the rebuild did not finish within {timeout_s:.0f} s (--timeout); the live "
+                "views and offsets are unchanged and the copies were dropped"
+            ) from exc
+        if isinstance(exc, LearnstreamError | asyncpg.PostgresError):
+            raise LearnstreamError(
+                f"{exc}; the live views and offsets are unchanged and the copies were dropped"
+            ) from exc
+        raise
+
+
+async def _abandon(settings: Settings, plan: RebuildPlan) -> None:
+    await shadow_tables.drop_schemas(settings, plan.schema)
+    conn = await db.connect(settings, role="owner")
+    try:
+        await conn.execute(
+            "DELETE FROM processor_offsets WHERE consumer_group = $1", plan.shadow_group
+        )
+    finally:
+        await conn.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -346,7 +528,7 @@ def main(argv: list[str] | None = None) -> None:
         "--table",
         action="append",
         dest="tables",
-        help="a view table to empty (repeatable); default: the processor's known tables",
+        help="a view table to rebuild (repeatable); default: the processor's known tables",
     )
     parser.add_argument(
         "--lake",
@@ -358,31 +540,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument(
-        "--join-timeout",
+        "--timeout",
         type=float,
-        default=60.0,
-        help="seconds to wait for the whole group assignment (default 60)",
+        default=900.0,
+        help="seconds before it gives up, changing nothing (default 900)",
     )
     args = parser.parse_args(argv)
     settings = get_settings()
     tables = tuple(args.tables or VIEW_TABLES.get(args.processor, ()))
-    if not tables:
-        print(
-            f"no known view tables for {args.processor!r}; name them with --table", file=sys.stderr
-        )
-        raise SystemExit(2)
     try:
+        if not tables:
+            raise LearnstreamError(f"no known view tables for {args.processor!r}; use --table")
         plan = make_plan(settings, args.processor, tables)
         counts = asyncio.run(row_counts(settings, plan))
     except LearnstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    print(f"rebuild {plan.processor} (consumer group {plan.consumer_group}):")
-    print(f"  reset Kafka offsets to 0       {len(plan.partitions):>12,} partitions of", end=" ")
-    print(", ".join(plan.topics))
+    print(f"rebuild {plan.processor} (consumer group {plan.consumer_group}) into {plan.schema}:")
+    print(f"  read from the start  {len(plan.partitions):>8,} partitions of", end=" ")
+    print(", ".join(plan.topics), f"(lake: {args.lake})")
     for table in plan.tables:
-        print(f"  TRUNCATE {table:<21} {counts[table]:>12,} rows")
-    print(f"  DELETE processor_offsets rows  {counts['processor_offsets']:>12,} rows")
+        print(f"  replace {table:<24} {counts[table]:>12,} rows now (they serve until the swap)")
+    print(f"  then the group's offsets ({counts['processor_offsets']:,} rows), in one transaction")
     if args.dry_run:
         print("dry run: nothing changed")
         return
@@ -390,17 +569,12 @@ def main(argv: list[str] | None = None) -> None:
         print("nothing changed")
         raise SystemExit(1)
     try:
-        asyncio.run(claim_and_reset_offsets(settings, plan, timeout_s=args.join_timeout))
-        asyncio.run(empty_views(settings, plan))
-        replayed = asyncio.run(replay_lake(settings, plan, args.lake))
+        figures = asyncio.run(rebuild(settings, plan, args.lake, timeout_s=args.timeout))
     except LearnstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    print(f"replayed {replayed:,} attempts from the lake (erased learners skipped)")
-    print(
-        f"done. Start the workers again (python -m processors {plan.processor}); "
-        "they replay the topics from the beginning, skipping what the lake replay applied."
-    )
+    rows = ", ".join(f"{t} {figures[t]:,}" for t in plan.tables)
+    print(f"done in {figures['seconds']} s: {rows} rows. The workers kept running throughout.")
 
 
 if __name__ == "__main__":

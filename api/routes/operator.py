@@ -66,6 +66,10 @@ class GroupHealthPublic(_Public):
     processor: str
     topics: list[TopicLagPublic]
     lag: int | None
+    problems: list[str] = Field(
+        description="rows gone while offsets stayed (end offset below the committed one, "
+        "or an empty view with committed offsets); empty when healthy"
+    )
 
 
 class WorkerMetricsPublic(_Public):

@@ -504,17 +504,28 @@ async def recommendations_part(db: Any, *, tenant_id: str, learner_id: str) -> R
     )
 
 
+# A review digest lists every item due when it was made, so the newest one supersedes
+# the older ones: the inbox shows (and counts) only that one, not one per past day.
 _INBOX = """
     SELECT notification_id, kind, title, body, item_ids, created_at, read_at,
            count(*) FILTER (WHERE read_at IS NULL) OVER () AS unread
-    FROM notifications
-    WHERE tenant_id = $1 AND user_id = $2 AND deliver_after <= $3
+    FROM (
+        SELECT *, row_number() OVER (
+            PARTITION BY kind = 'review_due' ORDER BY created_at DESC, notification_id
+        ) AS newest_first
+        FROM notifications
+        WHERE tenant_id = $1 AND user_id = $2 AND deliver_after <= $3
+    ) delivered
+    WHERE kind <> 'review_due' OR newest_first = 1
     ORDER BY created_at DESC, notification_id LIMIT $4
 """
 
 
 async def notifications_part(db: Any, *, tenant_id: str, learner_id: str, now: datetime) -> Inbox:
-    """The inbox: notifications delivered by ``now`` (quiet hours respected), newest first."""
+    """The inbox: notifications delivered by ``now`` (quiet hours respected), newest first.
+
+    Of the review digests only the newest is listed: it supersedes the earlier ones.
+    """
     if not await _view_exists(db, "notifications"):
         return Inbox(
             False, "no notifications view in this deployment yet (processors/notify)", 0, []

@@ -14,6 +14,14 @@ answers the base offset of the last record batch (see :mod:`processors.lag`), so
 lag shown there can be short, never too long; the processors' own gauges, read from
 their ``/metrics`` pages when ``processor_metrics_urls`` names them, use the fetch
 high watermark as well and are exact once a worker fetched.
+
+Each group also carries ``problems``: rows that went missing while offsets stayed. A
+partition whose committed next offset lies beyond the broker's end (the topic was
+recreated, or a broker lost its log) is confirmed by reading the record just below the
+committed offset (Tansu's ListOffsets can be short, so a low answer alone proves
+nothing); and a group that committed records while its view that every applied record
+writes (:data:`FILLED_BY_EVERY_RECORD`) is empty (a view truncated or restored without
+its offsets): its workers would skip every record again and never refill it.
 """
 
 from __future__ import annotations
@@ -21,13 +29,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import httpx
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]  # stubs omit the re-export
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -35,13 +43,16 @@ from api.exceptions import NotFoundError
 from api.pagination import encode_cursor
 from api.services import audit
 from api.services.principals import Principal
-from learnstream.kafka import admin_client
+from learnstream.kafka import admin_client, consumer_config
 from learnstream.settings import Settings
 
 # Seconds the broker and each metrics page get to answer one health request.
 BROKER_TIMEOUT_S = 3.0
 METRICS_TIMEOUT_S = 2.0
 LAG_METRIC = "learnstream_processor_consumer_lag"
+# Processor -> a view table every applied record adds a row to: committed offsets with
+# that table empty mean the rows went missing (other views may rightly stay empty).
+FILLED_BY_EVERY_RECORD = {"learner_state": "attempts"}
 STALLED_METRIC = "learnstream_processor_partition_stalled"
 
 
@@ -262,6 +273,8 @@ class GroupHealth:
     processor: str
     topics: list[TopicLag]
     lag: int | None
+    # Rows gone while offsets stayed (see the module docstring); empty when healthy.
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,10 +412,67 @@ async def pipeline_health(db: Any, settings: Settings, *, now: datetime) -> Pipe
     urls = [u.strip() for u in settings.processor_metrics_urls.split(",") if u.strip()]
     async with httpx.AsyncClient(timeout=METRICS_TIMEOUT_S) as client:
         workers = list(await asyncio.gather(*(_scrape(client, url) for url in urls)))
+    groups = group_lags(rows, ends, namespace=settings.kafka_topic_namespace, now=now)
+    suspects = [
+        (r["consumer_group"], r["topic"], int(r["partition"]), int(r["next_offset"]))
+        for r in rows
+        if ends is not None and ends.get((r["topic"], int(r["partition"])), 0) < r["next_offset"]
+    ]
+    gone: list[tuple[str, str, int, int]] = []
+    if suspects:
+        try:
+            gone = await asyncio.wait_for(
+                asyncio.to_thread(_missing_records, settings, suspects),
+                timeout=BROKER_TIMEOUT_S * 2 + 2,
+            )
+        except (KafkaException, TimeoutError):
+            gone = []  # the lag above already says the broker is not answering
+    problems: dict[str, list[str]] = {}
+    for group_id, topic, partition, committed in gone:
+        problems.setdefault(group_id, []).append(
+            f"{topic}[{partition}]: committed offset {committed:,} but the topic holds no "
+            f"record at {committed - 1:,} (recreated topic or lost log); rebuild the view"
+        )
+    for health in groups:
+        table = FILLED_BY_EVERY_RECORD.get(health.processor)
+        total = sum(t.committed for t in health.topics)
+        if table and total and not await db.fetchval(f"SELECT EXISTS (SELECT FROM {table})"):
+            problems.setdefault(health.consumer_group, []).append(
+                f"view {table} is empty although {total:,} records are committed: its "
+                "rows went missing and the workers will not re-apply them; rebuild the view "
+                "(docs/operations.md)"
+            )
     return PipelineHealth(
         generated_at=now,
         broker_reachable=broker_error is None,
         broker_error=broker_error,
-        groups=group_lags(rows, ends, namespace=settings.kafka_topic_namespace, now=now),
+        groups=[replace(g, problems=problems.get(g.consumer_group, [])) for g in groups],
         workers=workers,
     )
+
+
+def _missing_records(
+    settings: Settings, suspects: Sequence[tuple[str, str, int, int]]
+) -> list[tuple[str, str, int, int]]:
+    """The suspects whose record just below the committed offset cannot be read.
+
+    Reads with an assigned consumer (no group join); a record at ``next - 1`` or beyond
+    proves the log still reaches the committed offset.
+    """
+    consumer = Consumer(
+        {**consumer_config(settings, f"{settings.kafka_topic_namespace}.operator-probe"),
+         "enable.partition.eof": True}
+    )  # fmt: skip
+    missing = []
+    try:
+        for group, topic, partition, committed in suspects:
+            consumer.assign([TopicPartition(topic, partition, max(committed - 1, 0))])
+            found = False
+            for message in consumer.consume(1, timeout=BROKER_TIMEOUT_S):
+                found = message.error() is None and (message.offset() or 0) >= committed - 1
+            if not found:
+                missing.append((group, topic, partition, committed))
+            consumer.unassign()
+    finally:
+        consumer.close()
+    return missing

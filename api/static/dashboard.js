@@ -57,6 +57,31 @@
   const pct = (p) => (p === null || p === undefined ? "–" : `${Math.round(p * 100)}%`);
   const fixed = (x, digits = 2) => (x === null || x === undefined ? "–" : x.toFixed(digits));
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+  // "3 h ago", "2 d ago": how old an inbox entry is, so an old digest's count is not read
+  // as today's.
+  function ago(iso) {
+    const minutes = Math.round((Date.now() - new Date(iso).getTime()) / 60000);
+    if (minutes < 1) return "just now";
+    if (minutes < 60) return `${minutes} min ago`;
+    if (minutes < 48 * 60) return `${Math.round(minutes / 60)} h ago`;
+    return `${Math.round(minutes / 1440)} d ago`;
+  }
+
+  // A card's list shows its first `limit` entries and says how many more there are, so a
+  // card never clips its content or scrolls inside the page.
+  function capped(items, limit, render, empty, noun) {
+    if (!items.length) return [el("li", { class: "note" }, empty)];
+    const shown = items.slice(0, limit).map(render);
+    if (items.length > limit) shown.push(el("li", { class: "note" }, `and ${items.length - limit} more ${noun}`));
+    return shown;
+  }
+
+  // Chart height that gives each of `rows` bars a readable line (px).
+  const barsHeight = (rows) => Math.max(160, 22 * rows + 50);
+  // The teacher's heat map and label chart show the skills with the most evidence in the
+  // class first; the rest behind "show all" (a class of 30 can have practised 100+ skills).
+  const CLASS_SKILLS_SHOWN = 12;
+  let showAllClassSkills = false;
 
   function tokens() {
     const raw = sessionStorage.getItem(TOKENS_KEY);
@@ -230,6 +255,7 @@
   }
 
   function masteryChart(canvas, skills) {
+    canvas.parentElement.style.height = `${barsHeight(skills.length)}px`;
     drawChart(canvas, {
       type: "bar",
       data: {
@@ -248,7 +274,10 @@
         indexAxis: "y",
         maintainAspectRatio: false,
         animation: false,
-        scales: { x: { min: 0, max: 1, ticks: { callback: (v) => pct(v) } } },
+        scales: {
+          x: { min: 0, max: 1, ticks: { callback: (v) => pct(v) } },
+          y: { ticks: { autoSkip: false } },
+        },
         plugins: {
           legend: { display: false },
           tooltip: {
@@ -306,14 +335,15 @@
     });
   }
 
-  function classSkillsChart(canvas, overview) {
+  function classSkillsChart(canvas, skills) {
+    canvas.parentElement.style.height = `${barsHeight(skills.length) + 40}px`;
     drawChart(canvas, {
       type: "bar",
       data: {
-        labels: overview.skills.map((s) => s.name),
+        labels: skills.map((s) => s.name),
         datasets: LABEL_ORDER.map((label) => ({
           label,
-          data: overview.skills.map((s) => s.label_counts[label] || 0),
+          data: skills.map((s) => s.label_counts[label] || 0),
           backgroundColor: LABEL_COLOURS[label],
           borderColor: "#9aa5b1",
           borderWidth: 1,
@@ -322,7 +352,11 @@
       options: {
         maintainAspectRatio: false,
         animation: false,
-        scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, title: { display: true, text: "learners" } } },
+        indexAxis: "y",
+        scales: {
+          x: { stacked: true, beginAtZero: true, title: { display: true, text: "learners" } },
+          y: { stacked: true, ticks: { autoSkip: false } },
+        },
       },
     });
   }
@@ -351,26 +385,39 @@
     trendChart($('[data-chart="trend"]', root), data.trend);
 
     list("gaps").replaceChildren(
-      ...(data.gaps.length
-        ? data.gaps.map((g) =>
+      ...capped(
+        data.gaps,
+        5,
+        (g) =>
+          el(
+            "li",
+            {},
+            el("strong", {}, g.name),
+            " ",
+            el("span", { class: `band-${g.band}` }, `${g.band} (${fixed(g.severity)})`),
+            el("br"),
             el(
-              "li",
-              {},
-              el("strong", {}, g.name),
-              " ",
-              el("span", { class: `band-${g.band}` }, `${g.band} (${fixed(g.severity)})`),
-              el("br"),
-              el("span", { class: "note" }, `mastery ${pct(g.p_mastery)} · blocks ${g.blocked_skills} skills`),
+              "span",
+              { class: "note" },
+              `mastery ${pct(g.p_mastery)}` + (g.blocked_skills ? ` · blocks ${g.blocked_skills} skills` : ""),
             ),
-          )
-        : [el("li", { class: "note" }, "no open gaps")]),
+          ),
+        "no open gaps",
+        "gaps",
+      ),
     );
+    // The API lists the first due reviews; due_now counts them all.
+    const due = data.due_reviews.items.slice(0, 6);
+    const moreDue = Math.max(data.due_reviews.due_now, data.due_reviews.items.length) - due.length;
     list("reviews").replaceChildren(
-      ...(data.due_reviews.items.length
-        ? data.due_reviews.items.map((r) =>
-            el("li", {}, r.title || r.item_id, el("br"), el("span", { class: "note" }, `due ${when(r.due_at)}`)),
-          )
-        : [el("li", { class: "note" }, "nothing due")]),
+      ...capped(
+        due,
+        6,
+        (r) => el("li", {}, r.title || r.item_id, el("br"), el("span", { class: "note" }, `due ${when(r.due_at)}`)),
+        "nothing due",
+        "reviews",
+      ),
+      ...(moreDue > 0 ? [el("li", { class: "note" }, `and ${moreDue} more due`)] : []),
     );
     list("milestones").replaceChildren(
       ...data.milestones.map((m) =>
@@ -414,7 +461,7 @@
       el(
         "ul",
         { class: "plain" },
-        ...part.items.map((r) =>
+        ...capped(part.items, 3, (r) =>
           el(
             "li",
             {},
@@ -425,7 +472,7 @@
             own
               ? el(
                   "div",
-                  { class: "choices" },
+                  { class: "choices compact" },
                   ...verdicts.map(([verdict, text]) =>
                     el(
                       "button",
@@ -440,6 +487,8 @@
                 )
               : null,
           ),
+          "",
+          "recommendations",
         ),
       ),
     );
@@ -463,24 +512,33 @@
       el(
         "ul",
         { class: "plain" },
-        ...(inbox.items.length
-          ? inbox.items.map((n) =>
-              el(
-                "li",
-                { class: n.read_at ? "note" : "" },
-                el("strong", {}, n.title),
-                el("br"),
-                n.body,
-                own && !n.read_at
-                  ? el(
+        ...capped(
+          inbox.items,
+          4,
+          (n) =>
+            el(
+              "li",
+              { class: n.read_at ? "note" : "" },
+              el("strong", {}, n.title),
+              " ",
+              el("span", { class: "note", title: when(n.created_at) }, ago(n.created_at)),
+              el("br"),
+              n.body,
+              own && !n.read_at
+                ? el(
+                    "div",
+                    { class: "choices compact" },
+                    el(
                       "button",
                       { type: "button", onclick: () => markRead(data.user_id, n.notification_id) },
                       "Mark read",
-                    )
-                  : null,
-              ),
-            )
-          : [el("li", { class: "note" }, "no notifications")]),
+                    ),
+                  )
+                : null,
+            ),
+          "no notifications",
+          "notifications",
+        ),
       ),
     );
   }
@@ -571,13 +629,30 @@
     return p === null ? LABEL_COLOURS["not started"] : LABEL_COLOURS[label] || LABEL_COLOURS.practising;
   }
 
+  // Indices of the skills the heat map shows: all, or the CLASS_SKILLS_SHOWN with the
+  // most learners with evidence, in the overview's order.
+  function shownSkills(overview) {
+    const all = overview.skills.map((_, i) => i);
+    if (showAllClassSkills || all.length <= CLASS_SKILLS_SHOWN) return all;
+    const evidence = all.map((i) => overview.heatmap.filter((row) => row.p_mastery[i] !== null).length);
+    const top = new Set([...all].sort((a, b) => evidence[b] - evidence[a]).slice(0, CLASS_SKILLS_SHOWN));
+    return all.filter((i) => top.has(i));
+  }
+
   function renderClass(overview) {
+    const shown = shownSkills(overview);
+    const hidden = overview.skills.length - shown.length;
+    const toggle = $("#heatmap-toggle");
+    toggle.hidden = overview.skills.length <= CLASS_SKILLS_SHOWN;
+    toggle.textContent = hidden
+      ? `Showing the ${shown.length} skills with the most evidence; show all ${overview.skills.length}`
+      : `Show only the ${CLASS_SKILLS_SHOWN} skills with the most evidence`;
     const header = el(
       "tr",
       {},
       el("th", { class: "learner" }, "learner"),
-      ...overview.skills.map((s) => el("th", { title: s.skill_id }, s.name)),
-      el("th", {}, "mean"),
+      ...shown.map((i) => el("th", { title: overview.skills[i].skill_id }, overview.skills[i].name)),
+      el("th", { title: "over every skill with evidence, shown or not" }, "mean"),
     );
     const rows = overview.heatmap.map((row) =>
       el(
@@ -588,37 +663,43 @@
           { class: "learner" },
           el("a", { onclick: () => openDrilldown(row.user_id, row.display_name || row.learner_id) }, row.display_name || row.learner_id),
         ),
-        ...row.p_mastery.map((p, i) =>
-          el(
+        ...shown.map((i) => {
+          const p = row.p_mastery[i];
+          return el(
             "td",
             { class: "cell", style: `background:${heatColour(p, row.labels[i])}`, title: row.labels[i] || "no evidence" },
             p === null ? "" : pct(p),
-          ),
-        ),
+          );
+        }),
         el("td", {}, pct(row.mean_p_mastery)),
       ),
     );
     $("#heatmap").replaceChildren(el("thead", {}, header), el("tbody", {}, ...rows));
-    classSkillsChart($("#class-skills-chart"), overview);
+    classSkillsChart($("#class-skills-chart"), shown.map((i) => overview.skills[i]));
     $("#at-risk").replaceChildren(
-      ...(overview.at_risk.length
-        ? overview.at_risk.map((r) =>
-            el(
-              "li",
-              {},
-              el("a", { onclick: () => openDrilldown(r.user_id, r.display_name) }, el("strong", {}, r.display_name || r.user_id)),
-              el("br"),
-              el("span", { class: "note" }, r.reasons.join("; ")),
-            ),
-          )
-        : [el("li", { class: "note" }, "nobody at risk")]),
+      ...capped(
+        overview.at_risk,
+        8,
+        (r) =>
+          el(
+            "li",
+            {},
+            el("a", { onclick: () => openDrilldown(r.user_id, r.display_name) }, el("strong", {}, r.display_name || r.user_id)),
+            el("br"),
+            el("span", { class: "note" }, r.reasons.join("; ")),
+          ),
+        "nobody at risk",
+        "learners",
+      ),
     );
     $("#common-gaps").replaceChildren(
-      ...(overview.common_gaps.length
-        ? overview.common_gaps.map((g) =>
-            el("li", {}, el("strong", {}, g.name), ` — ${g.learners} learner(s), mean severity ${fixed(g.mean_severity)}`),
-          )
-        : [el("li", { class: "note" }, "no open gaps")]),
+      ...capped(
+        overview.common_gaps,
+        6,
+        (g) => el("li", {}, el("strong", {}, g.name), ` — ${g.learners} learner(s), mean severity ${fixed(g.mean_severity)}`),
+        "no open gaps",
+        "gaps",
+      ),
     );
   }
 
@@ -697,6 +778,10 @@
         "tbody",
         {},
         ...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "5", class: "note" }, "no processor has committed yet"))]),
+        // Rows gone while offsets stayed: the workers will never re-apply them.
+        ...health.groups.flatMap((g) =>
+          (g.problems || []).map((p) => el("tr", {}, el("td", { colspan: "5", class: "error" }, `${g.processor}: ${p}`))),
+        ),
         health.broker_reachable ? null : el("tr", {}, el("td", { colspan: "5", class: "error" }, `broker: ${health.broker_error}`)),
       ),
     );
@@ -774,6 +859,10 @@
     $("#login-form").addEventListener("submit", onLogin);
     $("#sign-out").addEventListener("click", signOut);
     $("#class-select").addEventListener("change", () => refresh());
+    $("#heatmap-toggle").addEventListener("click", () => {
+      showAllClassSkills = !showAllClassSkills;
+      if (state.classOverview) renderClass(state.classOverview);
+    });
     $("#drilldown-close").addEventListener("click", () => {
       drilldownUser = null;
       state.drilldown = null;

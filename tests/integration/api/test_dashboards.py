@@ -469,6 +469,38 @@ async def test_recommendations_and_inbox_come_from_their_views_when_present(
         assert "notifications view" in inbox["reason"]
 
 
+async def test_inbox_lists_only_the_newest_review_digest(
+    api_client: httpx.AsyncClient, db_pool: asyncpg.Pool, school: School
+) -> None:
+    """A digest per past day would repeat "N reviews due" lines: the newest supersedes."""
+    ann = school.learners[0]
+    digests = [uuid.uuid4() for _ in range(3)]
+    milestone = uuid.uuid4()
+    rows = [(nid, "review_due", f"{10 + n} reviews due", n) for n, nid in enumerate(digests)]
+    rows.append((milestone, "milestone", "5 skills mastered", 1))
+    for nid, kind, title, days_ago in rows:
+        await db_pool.execute(
+            """
+            INSERT INTO notifications (notification_id, tenant_id, user_id, kind, title, body,
+                channels, cause_event_id, created_at, deliver_after)
+            VALUES ($1, 'acme', 'stu-1', $2, $3, '', '{in_app}', $4, $5, $5)
+            """,
+            nid,
+            kind,
+            title,
+            uuid.uuid4(),
+            NOW - timedelta(days=days_ago, hours=1),
+        )
+    inbox = (await api_client.get("/v1/dashboards/learners/me", headers=ann.headers)).json()[
+        "notifications"
+    ]
+    assert [(n["notification_id"], n["title"]) for n in inbox["items"]] == [
+        (str(digests[0]), "10 reviews due"),
+        (str(milestone), "5 skills mastered"),
+    ]
+    assert inbox["unread"] == 2
+
+
 async def test_learner_id_mapping_rules_and_erasure_follow_it(
     api_client: httpx.AsyncClient, db_pool: asyncpg.Pool, api_settings: Settings, school: School
 ) -> None:
@@ -627,11 +659,14 @@ async def test_pipeline_health_compares_commits_with_the_broker_and_reads_worker
     await db_pool.execute(
         """
         INSERT INTO processor_offsets (consumer_group, topic, partition, next_offset, updated_at)
-        VALUES ($1, $2, 1, 4, $3), ($1, $2, 0, 0, $3), ('elsewhere.mastery', $2, 0, 0, $3)
+        VALUES ($1, $2, 1, 4, $3), ($1, $2, 0, 0, $3), ('elsewhere.learner_state', $2, 0, 0, $3),
+               ($4, $2, 2, 5, $3)
         """,
         group,
         attempts_topic,
         NOW - timedelta(seconds=30),
+        # Offsets beyond an empty partition: its records went missing (a recreated topic).
+        f"{topics.kafka_topic_namespace}.aggregates",
     )
     registry = CollectorRegistry()
     lag = Gauge(
@@ -668,8 +703,14 @@ async def test_pipeline_health_compares_commits_with_the_broker_and_reads_worker
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert body["broker_reachable"] is True
-    (health,) = body["groups"]  # "elsewhere.*" is another deployment's group
+    # "elsewhere.*" is another deployment's group.
+    lost, health = sorted(body["groups"], key=lambda g: g["processor"])
     assert (health["consumer_group"], health["processor"]) == (group, "learner_state")
+    # attempts is empty although 4 records are committed: flagged.
+    assert [p.split(" although")[0] for p in health["problems"]] == ["view attempts is empty"]
+    assert lost["processor"] == "aggregates"
+    assert [p.split(":")[0] for p in lost["problems"]] == [f"{attempts_topic}[2]"]
+    assert "committed offset 5 but the topic holds no record at 4" in lost["problems"][0]
     (topic,) = health["topics"]
     assert (topic["partitions"], topic["committed"], topic["end_offset"], topic["lag"]) == (
         2,

@@ -8,7 +8,8 @@ if erasure had not reached it). The rebuild empties the view, replays the lake t
 the processor's own runner and then the topic tail (every record again, as restarted
 workers read it): the erased learner is skipped in both, every other learner's
 mastery equals a plain BKT replay of all their answers, and the rows the lake replay
-applied are skipped on the topic (stored offsets). The default lake selection only
+applied are skipped on the topic (stored offsets). The copies are built in the rebuild's
+shadow schema and swapped into place. The default lake selection only
 takes what the topic no longer holds.
 """
 
@@ -25,8 +26,8 @@ import pytest
 from redis.asyncio import Redis
 
 from api.services import privacy
-from infra import rebuild_view
-from learnstream import lake
+from infra import rebuild_view, shadow_tables
+from learnstream import db, lake
 from learnstream.kafka import Stream
 from learnstream.settings import Settings
 from processors.base import BatchOutcome, BatchRunner, Processor
@@ -110,19 +111,35 @@ async def test_rebuild_view_does_not_resurrect_erased_learner(
         (own.topic(Stream.ATTEMPTS),),
         (),
     )
-    await rebuild_view.empty_views(own, plan)
-    assert await db_pool.fetchval("SELECT count(*) FROM skill_mastery") == 0
-    replayed = await rebuild_view.replay_lake(own, plan, "all")
-    lake_specs = [s for s in specs[:120] if s.user_id != erased]
-    assert replayed == len(lake_specs)
-    assert await stored_mastery(db_pool) == expected_mastery(lake_specs)
+    owner = await db.connect(own, role="owner")
+    runner = rebuild_view.shadow_runner(own, plan)
+    copies = await db.create_pool(shadow_tables.shadow_settings(own, plan.schema), max_size=1)
+    try:
+        await shadow_tables.create_shadow(
+            owner, plan.schema, plan.tables, own.database_service_role
+        )
+        assert await copies.fetchval("SELECT count(*) FROM skill_mastery") == 0
+        replayed = await rebuild_view.replay_lake(own, plan, "all", runner)
+        lake_specs = [s for s in specs[:120] if s.user_id != erased]
+        assert replayed == len(lake_specs)
+        assert await stored_mastery(copies) == expected_mastery(lake_specs)
 
-    # The topic tail: restarted workers read every record from offset 0.
-    tail = await apply(own, LearnerStateProcessor(own), records, GROUP)
-    # What the lake replay applied is skipped; the rest of the erased learner is dropped.
-    assert tail.applied == sum(1 for s in specs[120:] if s.user_id != erased)
-    assert tail.erased + tail.redelivered + tail.applied == len(records)
-    assert tail.erased >= sum(1 for s in specs[120:] if s.user_id == erased)
+        # The topic tail, read from offset 0 as the rebuild reads it.
+        tail = await runner.process(records)
+        # What the lake replay applied is skipped; the rest of the erased learner is dropped.
+        assert tail.applied == sum(1 for s in specs[120:] if s.user_id != erased)
+        assert tail.erased + tail.redelivered + tail.applied == len(records)
+        assert tail.erased >= sum(1 for s in specs[120:] if s.user_id == erased)
+        async with owner.transaction():
+            await shadow_tables.swap(owner, plan.processor, plan.tables, own.database_service_role)
+            await rebuild_view.move_offsets(owner, plan)
+    finally:
+        await copies.close()
+        await runner.close()
+        await owner.close()
+        await shadow_tables.drop_schemas(
+            own, plan.schema, shadow_tables.retired_schema(plan.processor)
+        )
 
     kept = [s for s in specs if s.user_id != erased]
     assert await stored_mastery(db_pool) == expected_mastery(kept)
