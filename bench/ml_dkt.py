@@ -259,6 +259,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--serving", action="store_true", help="also time serving")
     parser.add_argument("--quick", action="store_true", help="1 epoch, three jobs (smoke test)")
+    parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS})")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results: list[dict[str, Any]] = []
@@ -269,6 +270,8 @@ def main() -> None:
         )
         for job in _jobs(args):
             results.append(_run(settings, job, args))
+            # Written after every run: a long bench stopped early keeps what it measured.
+            _write(args, results, time.perf_counter() - started_all)
     table = summarize(results)
     print_table(table)
     for row in results:
@@ -290,8 +293,14 @@ def main() -> None:
             )
     total = time.perf_counter() - started_all
     print(f"total {total:.0f} s on {args.threads} torch threads; max learners {args.max_learners}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    _write(args, results, total)
+
+
+def _write(args: argparse.Namespace, results: list[dict[str, Any]], total: float) -> None:
+    table = summarize(results)
+    target = args.out or RESULTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
         json.dumps(
             {
                 "machine": platform.platform(),
