@@ -168,6 +168,7 @@ def _run(settings: Settings, job: Job, args: argparse.Namespace) -> dict[str, An
             seed=job.seed,
             patience=args.patience,
             learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
         ),
         device=CPU,
         register=False,
@@ -257,6 +258,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=100)
     parser.add_argument("--heads", type=int, default=5)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=64, help="windows per step")
     parser.add_argument("--serving", action="store_true", help="also time serving")
     parser.add_argument("--quick", action="store_true", help="1 epoch, three jobs (smoke test)")
     parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS})")

@@ -187,6 +187,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     from ml import tune as tuning
+    from ml import tuned
 
     torch.set_num_threads(args.threads)
     args.lake_start = args.lake_end = args.tenant = None
@@ -208,8 +209,8 @@ def _tune(args: argparse.Namespace) -> int:
         f"{best.train}; every trial in MLflow experiment {result.experiment}"
     )
     if args.write:
-        tuning.save_tuned(args.model, best)
-        print(f"wrote {tuning.TUNED_FILE}")
+        tuned.save_tuned(args.model, best)
+        print(f"wrote {tuned.TUNED_FILE}")
     return 0
 
 

@@ -16,10 +16,9 @@ COMPLETE/PRUNED). With ``--write`` the best configuration is written to
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,36 +32,9 @@ from ml.models import ModelConfig
 from ml.pipeline import DataChoice, load_split
 from ml.registry import ModelRegistry
 from ml.train import EpochLog, TrainConfig, train
+from ml.tuned import TUNED_FILE, TunedConfig, load_tuned, save_tuned
 
-TUNED_FILE = Path(__file__).resolve().parent / "tuned.json"
-
-
-@dataclass(frozen=True, slots=True)
-class TunedConfig:
-    """A chosen configuration: model and optimiser settings plus where they came from."""
-
-    model: dict[str, Any]  # ModelConfig fields except num_skills/num_items/max_length
-    train: dict[str, Any]  # TrainConfig fields (learning_rate, batch_size, ...)
-    provenance: dict[str, Any] = field(default_factory=dict)  # study, dataset, AUC, trials
-
-
-def load_tuned(kind: str, path: Path | None = None) -> TunedConfig | None:
-    """The tuned configuration of model ``kind`` (from :data:`TUNED_FILE`), or ``None``."""
-    path = path or TUNED_FILE
-    if not path.exists():
-        return None
-    entry = json.loads(path.read_text()).get(kind)
-    if entry is None:
-        return None
-    return TunedConfig(entry["model"], entry["train"], entry.get("provenance", {}))
-
-
-def save_tuned(kind: str, tuned: TunedConfig, path: Path | None = None) -> None:
-    """Write (or replace) ``kind``'s entry in ``path``; other models' entries are kept."""
-    path = path or TUNED_FILE
-    existing = json.loads(path.read_text()) if path.exists() else {}
-    existing[kind] = {"model": tuned.model, "train": tuned.train, "provenance": tuned.provenance}
-    path.write_text(json.dumps(existing, indent=1, sort_keys=True) + "\n")
+__all__ = ["TUNED_FILE", "TuneResult", "TunedConfig", "load_tuned", "sample", "save_tuned", "tune"]
 
 
 def sample(trial: optuna.Trial, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from learnstream.settings import get_settings
-from ml import tune as tuning
+from ml import tuned as tuned_module
 from ml.__main__ import main
 from ml.registry import ModelRegistry
 from ml.report import REPORT_EXPERIMENT
-from ml.tune import TunedConfig, load_tuned, save_tuned
+from ml.tuned import TunedConfig, load_tuned, save_tuned, tuned_values
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +48,7 @@ def test_every_trial_is_tracked_and_the_best_is_written(
     valid = _slice(source, tmp_path / "valid.csv", 20, 10)
     test = _slice(source, tmp_path / "test.csv", 30, 5)
     tuned_file = tmp_path / "tuned.json"
-    monkeypatch.setattr(tuning, "TUNED_FILE", tuned_file)
+    monkeypatch.setattr(tuned_module, "TUNED_FILE", tuned_file)
     code = main(
         ["tune", "--model", "dkt_lstm", "--train", str(train), "--valid", str(valid),
          "--test", str(test), "--trials", "3", "--epochs", "2", "--write"]
@@ -78,6 +78,7 @@ def test_tuned_file_keeps_other_models(tmp_path: Path) -> None:
     save_tuned("dkt_lstm", TunedConfig({"dropout": 0.3}, {"learning_rate": 2e-3}), path)
     assert load_tuned("akt", path) == TunedConfig({"dropout": 0.1}, {"learning_rate": 1e-3})
     assert load_tuned("sakt", path) is None
+    assert tuned_values("dkt_lstm", path) == {"dropout": 0.3, "learning_rate": 2e-3}
 
 
 def _run(model: str, seed: int, auc: float) -> dict[str, object]:
