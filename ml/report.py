@@ -50,9 +50,12 @@ def prediction_calibration(path: Path) -> list[dict[str, float]]:
 
 
 def _groups(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    # Runs of different sizes (a subset, the full split) are never pooled.
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
-        grouped.setdefault((run["dataset"], run["model"]), []).append(run)
+        size = run.get("max_learners") or "full"
+        model = run["model"] if size == "full" else f"{run['model']} ({size} learners)"
+        grouped.setdefault((run["dataset"], model), []).append(run)
     return grouped
 
 
@@ -65,20 +68,19 @@ def table(runs: list[dict[str, Any]]) -> str:
     """The markdown table (one row per dataset and model)."""
     labels = [label for label, _, _ in HISTORY_GROUPS]
     lines = [
-        "| dataset | model | run size | seeds | scored answers | AUC mean ± sd | BKT AUC | "
+        "| dataset | model (run size) | seeds | scored answers | AUC mean ± sd | BKT AUC | "
         + " | ".join(f"AUC {label}" for label in labels)
         + " |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(labels),
+        "|---|---|---|---|---|---|" + "---|" * len(labels),
     ]
     for (dataset, model), group in _groups(runs).items():
         mean, sd = _spread([r["model_scores"]["auc"] for r in group])
         bkt, _ = _spread([r["bkt_scores"]["auc"] for r in group])
-        size = group[0].get("max_learners") or "full"
         by_history = [
             _spread([r["model_auc_by_history"][label] for r in group])[0] for label in labels
         ]
         lines.append(
-            f"| {dataset} | {model} | {size} | {len(group)} | {group[0]['scored_answers']} | "
+            f"| {dataset} | {model} | {len(group)} | {group[0]['scored_answers']} | "
             f"{mean:.4f} ± {sd:.4f} | {bkt:.4f} | "
             + " | ".join(f"{value:.3f}" for value in by_history)
             + " |"

@@ -108,7 +108,7 @@ def test_report_writes_table_and_figure_and_logs_them(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 0
     text = (out / "report.md").read_text()
-    assert "| d | dkt_lstm | 50 | 2 | 100 | 0.8100 ± 0.0141 |" in text
+    assert "| d | dkt_lstm (50 learners) | 2 | 100 | 0.8100 ± 0.0141 |" in text
     assert (out / "report.png").stat().st_size > 0
     registry = ModelRegistry(get_settings())
     experiment = registry.client.get_experiment_by_name(REPORT_EXPERIMENT)
