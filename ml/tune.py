@@ -27,7 +27,7 @@ import optuna
 import torch
 
 from learnstream.settings import Settings
-from ml.datasets import cut_windows, split_by_learner
+from ml.datasets import Window, cut_windows, split_by_learner
 from ml.models import ModelConfig
 from ml.pipeline import DataChoice, load_split
 from ml.registry import ModelRegistry
@@ -67,6 +67,81 @@ class TuneResult:
     experiment: str
 
 
+@dataclass(slots=True)
+class _Objective:
+    """One trial: sample, train epoch by epoch (reporting to Optuna), log it to MLflow."""
+
+    kind: str
+    dataset: str
+    num_skills: int
+    num_items: int
+    fit_windows: list[Window]
+    validation_windows: list[Window]
+    epochs: int
+    window_length: int
+    seed: int
+    device: torch.device
+    registry: ModelRegistry
+    experiment_id: str
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        model_settings, train_settings = sample(trial, self.kind)
+        model_config = ModelConfig(
+            kind=self.kind,
+            num_skills=self.num_skills,
+            num_items=self.num_items,
+            max_length=self.window_length,
+            **model_settings,
+        )
+        config = TrainConfig(
+            epochs=self.epochs,
+            window_length=self.window_length,
+            seed=self.seed,
+            patience=2,
+            **train_settings,
+        )
+        client = self.registry.client
+        run_id = str(
+            client.create_run(self.experiment_id, run_name=f"trial-{trial.number}").info.run_id
+        )
+        for key, value in {**trial.params, "dataset": self.dataset, "model": self.kind}.items():
+            client.log_param(run_id, key, value)
+        history: list[EpochLog] = []
+
+        def report_epoch(entry: EpochLog) -> None:
+            history.append(entry)
+            client.log_metric(run_id, "validation_auc", entry.validation_auc, step=entry.epoch)
+            client.log_metric(run_id, "train_loss", entry.train_loss, step=entry.epoch)
+            trial.report(entry.validation_auc, entry.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"epoch {entry.epoch}: {entry.validation_auc:.4f}")
+
+        state = "COMPLETE"
+        try:
+            with tempfile.TemporaryDirectory() as scratch:
+                train(
+                    self.fit_windows,
+                    self.validation_windows,
+                    model_config,
+                    config,
+                    device=self.device,
+                    checkpoint_dir=Path(scratch),
+                    on_epoch=report_epoch,
+                )
+        except optuna.TrialPruned:
+            state = "PRUNED"
+            raise
+        finally:
+            best = max((e.validation_auc for e in history), default=float("nan"))
+            if np.isfinite(best):
+                client.log_metric(run_id, "best_validation_auc", best)
+            client.set_tag(run_id, "trial_state", state)
+            client.set_terminated(run_id, status="FINISHED")
+        trial.set_user_attr("model", model_settings)
+        trial.set_user_attr("train", train_settings)
+        return best
+
+
 def tune(
     settings: Settings,
     choice: DataChoice,
@@ -91,67 +166,27 @@ def tune(
     validation_windows = cut_windows(validation_data.sequences, window_length)
     registry = ModelRegistry(settings)
     experiment = f"tune-{choice.label}-{kind}"
-    experiment_id = registry.experiment_id(experiment)
-    client = registry.client
+    objective = _Objective(
+        kind=kind,
+        dataset=choice.label,
+        num_skills=train_data.num_skills,
+        num_items=train_data.num_items,
+        fit_windows=fit_windows,
+        validation_windows=validation_windows,
+        epochs=epochs,
+        window_length=window_length,
+        seed=seed,
+        device=device,
+        registry=registry,
+        experiment_id=registry.experiment_id(experiment),
+    )
 
-    def objective(trial: optuna.Trial) -> float:
-        model_settings, train_settings = sample(trial, kind)
-        model_config = ModelConfig(
-            kind=kind,
-            num_skills=train_data.num_skills,
-            num_items=train_data.num_items,
-            max_length=window_length,
-            **model_settings,
-        )
-        config = TrainConfig(
-            epochs=epochs, window_length=window_length, seed=seed, patience=2, **train_settings
-        )
-        run_id = str(client.create_run(experiment_id, run_name=f"trial-{trial.number}").info.run_id)
-        for key, value in {**trial.params, "dataset": choice.label, "model": kind}.items():
-            client.log_param(run_id, key, value)
-        state = "COMPLETE"
-
-        history: list[EpochLog] = []
-
-        def report_epoch(entry: EpochLog) -> None:
-            history.append(entry)
-            client.log_metric(run_id, "validation_auc", entry.validation_auc, step=entry.epoch)
-            client.log_metric(run_id, "train_loss", entry.train_loss, step=entry.epoch)
-            trial.report(entry.validation_auc, entry.epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"epoch {entry.epoch}: {entry.validation_auc:.4f}")
-
-        try:
-            with tempfile.TemporaryDirectory() as scratch:
-                result = train(
-                    fit_windows,
-                    validation_windows,
-                    model_config,
-                    config,
-                    device=device,
-                    checkpoint_dir=Path(scratch),
-                    on_epoch=report_epoch,
-                )
-            history = result.history
-        except optuna.TrialPruned:
-            state = "PRUNED"
-            raise
-        finally:
-            best = max((e.validation_auc for e in history), default=float("nan"))
-            if np.isfinite(best):
-                client.log_metric(run_id, "best_validation_auc", best)
-            client.set_tag(run_id, "trial_state", state)
-            client.set_terminated(run_id, status="FINISHED")
-        trial.set_user_attr("model", model_settings)
-        trial.set_user_attr("train", train_settings)
-        return best
-
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(
         objective,
         n_trials=trials,
