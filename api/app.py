@@ -19,7 +19,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import hardening
 from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from api.problems import install_problem_handlers
 from api.routes import (
     api_keys,
     audit,
@@ -27,9 +26,12 @@ from api.routes import (
     classes,
     content,
     dashboards,
+    experiments,
     health,
     learner_ids,
     learners,
+    lti,
+    oidc,
     operator,
     placement,
     predictions,
@@ -37,15 +39,41 @@ from api.routes import (
     tenants,
     users,
     web,
+    xapi,
 )
 from api.services.email import EmailSender, LimitedMailer, SmtpEmailSender
 from api.services.events import EventPublisher
 from learnstream import db
 from learnstream.asgi import LimitRequestBody, MetricsOnOwnPort, ObserveRequests, ResponseHeaders
+from learnstream.problems import install_problem_handlers
 from learnstream.redis import redis_client
 from learnstream.settings import Settings, get_settings
 
 API_VERSION = "0.1.0"
+
+
+# Every area's router, in the order the OpenAPI document lists them.
+_ROUTERS = (
+    auth.router,
+    oidc.router,
+    lti.router,
+    users.router,
+    api_keys.router,
+    classes.router,
+    learners.router,
+    predictions.router,
+    tenants.router,
+    skills.router,
+    content.router,
+    audit.router,
+    learner_ids.router,
+    placement.router,
+    dashboards.router,
+    experiments.router,
+    operator.router,
+    xapi.router,
+    web.router,
+)
 
 
 def create_app(
@@ -107,23 +135,7 @@ def create_app(
         content_type=CONTENT_TYPE_LATEST,
     )
     app.include_router(health.router)
-    for router in (
-        auth.router,
-        users.router,
-        api_keys.router,
-        classes.router,
-        learners.router,
-        predictions.router,
-        tenants.router,
-        skills.router,
-        content.router,
-        audit.router,
-        learner_ids.router,
-        placement.router,
-        dashboards.router,
-        operator.router,
-        web.router,
-    ):
+    for router in _ROUTERS:
         app.include_router(router)
     app.mount("/static", web.static_files(), name="static")
     return app

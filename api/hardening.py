@@ -20,7 +20,9 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.services import rate_limits
-from learnstream.asgi import API_SECURITY_HEADERS, BodyLimits, api_security_headers, send_problem
+from learnstream import problems
+from learnstream.asgi import API_SECURITY_HEADERS, BodyLimits, api_security_headers
+from learnstream.problems import ProblemType, send_problem
 from learnstream.settings import Settings
 
 AUTH_PREFIX = "/v1/auth/"
@@ -91,9 +93,7 @@ class LimitAuthByAddress:
             await send_problem(
                 send,
                 scope,
-                status=503,
-                slug="service-unavailable",
-                title="Service unavailable",
+                problems.SERVICE_UNAVAILABLE,
                 detail="a backing service did not answer; retry shortly",
                 headers=[(b"retry-after", b"2")],
             )
@@ -103,11 +103,9 @@ class LimitAuthByAddress:
             await send_problem(
                 send,
                 scope,
-                status=refusal.status,
-                slug=refusal.slug,
-                title=refusal.title,
+                ProblemType(refusal.slug, refusal.status, refusal.title),
                 detail=refusal.detail,
-                errors=[(e.field, e.reason) for e in refusal.errors],
+                errors=refusal.errors,
                 headers=[(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()],
             )
             return

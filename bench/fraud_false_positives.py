@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from learnstream.settings import get_settings
+from processors.events import Attempt
 from processors.fraud import LearnerHistory, ScoredAttempt, individual_evidence
-from processors.mastery import Attempt
 from scheduler.fraud import (
     DEFAULT_FRAUD_CONFIG,
     EMPTY_REFERENCE,

@@ -11,7 +11,7 @@ What runs (loopback, an environment of its own, stopped at the end):
 1. The same real attempts with item ids (the AKT split of ASSISTments 2009, two
    tenants: one on FSRS, one on SM-2; fitted BKT skills and calibrated items, so every
    view is written) are produced to two topic namespaces, ``clean`` and ``killed``.
-2. **Uninterrupted**: ``python -m processors mastery`` (the learner-state processor)
+2. **Uninterrupted**: ``python -m processors learner_state``
    applies the ``clean`` topic to the end; its views are read and the view tables emptied.
 3. **Killed**: the same worker on the ``killed`` topic, SIGKILLed ``--kills`` times at
    random points (batches of at most 100 records, so kills land inside batches too):
@@ -140,8 +140,8 @@ async def uninterrupted(
     pool: asyncpg.Pool, settings: Settings, ends: dict[int, int], log: Path
 ) -> float:
     """Seconds from process start until every offset is stored."""
-    group, topic = app_id(settings, "mastery"), settings.topic(Stream.ATTEMPTS)
-    worker = WorkerProcess("mastery", worker_env(settings), log)
+    group, topic = app_id(settings, "learner_state"), settings.topic(Stream.ATTEMPTS)
+    worker = WorkerProcess("learner_state", worker_env(settings), log)
     worker.start()
     try:
         done = await wait_for(
@@ -165,9 +165,9 @@ async def killed(
     log: Path,
 ) -> dict[str, Any]:
     """The run with ``kills`` SIGKILLs; its figures."""
-    group, topic = app_id(settings, "mastery"), settings.topic(Stream.ATTEMPTS)
+    group, topic = app_id(settings, "learner_state"), settings.topic(Stream.ATTEMPTS)
     total = sum(ends.values())
-    worker = WorkerProcess("mastery", worker_env(settings), log)
+    worker = WorkerProcess("learner_state", worker_env(settings), log)
     started = time.monotonic()
     applied_at_kill: list[int] = []
     restart_s: list[float] = []

@@ -6,16 +6,16 @@ only the end-to-end phase: ``--e2e-only [--rates 500,2000] [--configs 1500:0.2,-
 the batch window the workers get, ``-`` keeping the default; they run one after the
 other on fresh topics, so they compare under the same machine load).
 Prints tables and writes ``bench/results/pipeline.json`` (py-spy profile of the
-mastery worker: ``bench/results/pipeline.pyspy.txt``).
+learner-state worker: ``bench/results/pipeline.pyspy.txt``).
 
 Everything runs on loopback in an environment of its own (broker on a free port,
 database ``learnstream_bench_pipeline_<pid>``, topic namespaces), stopped at the end.
 Records are real answers (``assistments2009_dkvmn``, 3-line format) built exactly as
 ingest publishes them (stamped AttemptEvent, key ``tenant:user``, headers).
 
-1. **Throughput, one mastery worker** (``python -m processors mastery``: the learner-state
-   processor under its ``mastery`` consumer group, writing attempts, skill_mastery,
-   learner_ability and review_schedule per batch): the worker
+1. **Throughput, one learner-state worker** (``python -m processors learner_state``,
+   writing attempts, skill_mastery, learner_ability and review_schedule per batch): the
+   worker
    starts, a warm-up of records is applied, then ``--records`` are produced at once
    (raw producer, ~1 s); the rate is counted from the moment production ended until
    PostgreSQL's ``processor_offsets`` reach the end (views and offsets are one
@@ -111,9 +111,9 @@ PROFILE_OURS = {
     "BatchRunner.process (a batch, end to end)": "BatchRunner.process (processors/base.py",
     "Processor.apply (attempts, mastery, ability, schedule)": "Processor.apply (processors/",
     "  asyncpg (queries, commit)": "(asyncpg/",
-    "  chain_updates (BKT steps)": "chain_updates (processors/mastery.py",
+    "  chain_updates (BKT steps)": "chain_updates (processors/bkt_chain.py",
     "decode_attempt": "decode_attempt (processors/",
-    "mastery_updated (build derived event)": "mastery_updated (processors/mastery.py",
+    "mastery_updated (build derived event)": "mastery_updated (processors/events.py",
     "AsyncProducer.publish (derived events)": "publish (learnstream/kafka.py",
     "learner cache refresh (Redis)": "(processors/learner_cache.py",
     "AsyncProducer._poll_forever (thread)": "_poll_forever (learnstream/kafka.py",
@@ -227,7 +227,7 @@ async def applied(conn: asyncpg.Connection, settings: Settings) -> int:
         await conn.fetchval(
             "SELECT coalesce(sum(next_offset), 0) FROM processor_offsets "
             "WHERE consumer_group = $1 AND topic = $2",
-            app_id(settings, "mastery"),
+            app_id(settings, "learner_state"),
             settings.topic(Stream.ATTEMPTS),
         )
     )
@@ -297,7 +297,7 @@ async def measure_workers(
     pids = [
         env.start(
             name,
-            ["processors", "mastery"],
+            ["processors", "learner_state"],
             settings.model_copy(update={"processor_web_port": port}),
         )
         for name, port in zip(names, ports, strict=True)
@@ -696,7 +696,7 @@ async def start_e2e_pipeline(env: BenchEnvironment, config: E2EConfig, suffix: s
         port = services.free_port()
         (env.settings.run_dir / f"{name}.port").write_text(str(port))
         worker = e2e.model_copy(update={"processor_web_port": port})
-        env.start(name, ["processors", "mastery"], worker)
+        env.start(name, ["processors", "learner_state"], worker)
     await env.wait_ready(f"http://127.0.0.1:{e2e.ingest_port}/readyz", "ingest")
     for name, port in zip(names, _worker_ports(env, names), strict=True):
         await env.wait_ready(f"http://127.0.0.1:{port}/healthz", name)

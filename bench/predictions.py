@@ -29,7 +29,7 @@ from ml.datasets import SourcePart
 from ml.models import ModelConfig, build_model
 from ml.registry import CHALLENGER, CHAMPION, ModelRegistry, save_model
 from processors.base import Decoded
-from processors.mastery import Attempt
+from processors.events import Attempt
 from processors.offsets import SourceRecord
 from processors.predictions import PredictionsProcessor
 

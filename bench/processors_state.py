@@ -1,4 +1,4 @@
-"""Throughput of the learner-state processor against the mastery-only one it replaced.
+"""Throughput of the learner-state processor, and of its pure step alone.
 
 Run: ``.venv/bin/python -m bench.processors_state [--records N] [--batch N]``.
 Prints a table and writes ``bench/results/processors_state.json``.
@@ -8,17 +8,19 @@ skills, two tenants), fed to :class:`processors.base.BatchRunner` in batches exa
 as a worker would feed them (one PostgreSQL transaction per batch with the offsets,
 derived records published and acknowledged before the commit), but without Faust or
 a consumer: the figure is the processing core (views committed per second), the
-part that differs between the processors. Rows:
+part that differs between configurations. Rows:
 
-1. ``mastery`` (processors.mastery.MasteryProcessor): skill_mastery only;
-2. ``learner_state``, nothing fitted: attempts history, skill_mastery (defaults),
+1. ``learner_state``, nothing fitted: attempts history, skill_mastery (defaults),
    review_schedule (FSRS/SM-2); ability skipped (no calibrated items);
-3. ``learner_state``, fitted BKT for a third of the skills and calibrated items for
+2. ``learner_state``, fitted BKT for a third of the skills and calibrated items for
    two thirds: everything, including the EAP ability update;
-4. the pure step of (3) alone (:func:`processors.learner_state.learner_changes`),
+3. the pure step of (2) alone (:func:`processors.learner_state.learner_changes`),
    no database: what the algorithms cost per attempt.
 
-Redis hot-cache refreshes after each commit are included in (2) and (3). Objects alive
+The mastery-only processor these rows were first compared with (skill_mastery alone,
+2,200-3,800 attempts/s, docs/operations.md) was retired with its command name.
+
+Redis hot-cache refreshes after each commit are included in (1) and (2). Objects alive
 before the first batch are frozen out of the garbage collector, as in a worker.
 """
 
@@ -37,6 +39,7 @@ from learnstream import db
 from learnstream.kafka import Stream, learner_key
 from learnstream.settings import Settings, get_settings
 from processors.base import BatchRunner, Processor
+from processors.events import Attempt, decode_attempt
 from processors.learner_state import (
     ItemParams,
     LearnerParameters,
@@ -44,7 +47,6 @@ from processors.learner_state import (
     LearnerStates,
     learner_changes,
 )
-from processors.mastery import Attempt, MasteryProcessor, decode_attempt
 from processors.offsets import SourceRecord
 from tests.integration.processors.learners import (
     AKT_FILE,
@@ -137,8 +139,6 @@ async def main(records_wanted: int, batch: int) -> None:
                 # DELETE: the pool is the services' role, which may not TRUNCATE.
                 await pool.execute("; ".join(f"DELETE FROM {view}" for view in VIEWS))
 
-            await clean()
-            results["mastery"] = await run(MasteryProcessor(settings), settings, records, batch)
             await clean()
             results["learner_state, nothing fitted"] = await run(
                 LearnerStateProcessor(settings), settings, records, batch

@@ -38,30 +38,30 @@ def bkt_fit() -> None:
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.bkt_fit import BKTFitOptions, fit_bkt_parameters
         from ml.jobs.common import Interval, options_from_params
 
         options = options_from_params(BKTFitOptions, params or {})
         interval = Interval.of(data_interval_start, data_interval_end)
-        return fit_bkt_parameters(get_settings(), interval, options)
+        fit_bkt_parameters(get_settings(), interval, options)
 
     @task
     def publish(
-        fitted: dict[str, Any],
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         run_id: str | None = None,
-    ) -> int:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.bkt_fit import publish_bkt_parameters
         from ml.jobs.common import Interval
 
         interval = Interval.of(data_interval_start, data_interval_end)
-        return publish_bkt_parameters(get_settings(), interval, run_id or "")
+        publish_bkt_parameters(get_settings(), interval, run_id or "")
 
-    publish(fit())
+    # publish reads the file fit wrote for the interval; no value passes between them.
+    fit() >> publish()
 
 
 bkt_fit()

@@ -68,27 +68,32 @@ def chosen(params: dict[str, Any] | None) -> dict[str, Any]:
     doc_md=__doc__,
 )
 def dkt_retrain() -> None:
+    """The five tasks in order (the DAG's documentation is the module docstring).
+
+    Long because TaskFlow defines each task inside the DAG function; each is short.
+    """
+
     @task
     def snapshot(
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> int:
         from learnstream.settings import get_settings
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.dkt_retrain import RetrainOptions, snapshot_lake
 
         options = options_from_params(RetrainOptions, chosen(params))
         interval = Interval.of(data_interval_start, data_interval_end)
-        return snapshot_lake(get_settings(), interval, options)
+        return int(snapshot_lake(get_settings(), interval, options)["rows"])
 
     @task
     def train(
-        lake_snapshot: dict[str, Any],
+        lake_rows: int,
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from learnstream.settings import get_settings
@@ -96,60 +101,59 @@ def dkt_retrain() -> None:
         from ml.jobs.dkt_retrain import RetrainOptions, train_candidate
 
         options = options_from_params(RetrainOptions, chosen(params))
-        if lake_snapshot["rows"] < options.min_rows:
+        if lake_rows < options.min_rows:
             raise AirflowSkipException(
-                f"{lake_snapshot['rows']} attempts in the window, fewer than {options.min_rows}"
+                f"{lake_rows} attempts in the window, fewer than {options.min_rows}"
             )
         interval = Interval.of(data_interval_start, data_interval_end)
-        return train_candidate(get_settings(), interval, options)
+        train_candidate(get_settings(), interval, options)
 
     @task
     def evaluate(
-        trained: dict[str, Any],
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.dkt_retrain import RetrainOptions, evaluate_candidate
 
         options = options_from_params(RetrainOptions, chosen(params))
         interval = Interval.of(data_interval_start, data_interval_end)
-        return evaluate_candidate(get_settings(), interval, options)
+        evaluate_candidate(get_settings(), interval, options)
 
     @task
     def compare(
-        evaluation: dict[str, Any],
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.dkt_retrain import RetrainOptions, compare_with_champion
 
         options = options_from_params(RetrainOptions, chosen(params))
         interval = Interval.of(data_interval_start, data_interval_end)
-        return compare_with_champion(get_settings(), interval, options)
+        compare_with_champion(get_settings(), interval, options)
 
     @task
     def register(
-        comparison: dict[str, Any],
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
         run_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.dkt_retrain import RetrainOptions, register_candidate
 
         options = options_from_params(RetrainOptions, chosen(params))
         interval = Interval.of(data_interval_start, data_interval_end)
-        return register_candidate(get_settings(), interval, options, run_id or "")
+        register_candidate(get_settings(), interval, options, run_id or "")
 
-    register(compare(evaluate(train(snapshot()))))
+    # Each step reads what the one before wrote under the run's jobs folder; only the
+    # window's row count passes as a value (train skips the run below min_rows).
+    train(snapshot()) >> evaluate() >> compare() >> register()
 
 
 dkt_retrain()

@@ -39,30 +39,30 @@ def irt_calibration() -> None:
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.irt_calibration import CalibrationOptions, calibrate_item_parameters
 
         options = options_from_params(CalibrationOptions, params or {})
         interval = Interval.of(data_interval_start, data_interval_end)
-        return calibrate_item_parameters(get_settings(), interval, options)
+        calibrate_item_parameters(get_settings(), interval, options)
 
     @task
     def publish(
-        calibrated: dict[str, Any],
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         run_id: str | None = None,
-    ) -> int:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.common import Interval
         from ml.jobs.irt_calibration import publish_item_parameters
 
         interval = Interval.of(data_interval_start, data_interval_end)
-        return publish_item_parameters(get_settings(), interval, run_id or "")
+        publish_item_parameters(get_settings(), interval, run_id or "")
 
-    publish(calibrate())
+    # publish reads the file calibrate wrote for the interval; no value passes between them.
+    calibrate() >> publish()
 
 
 irt_calibration()

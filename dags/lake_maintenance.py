@@ -37,15 +37,14 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 )
 def lake_maintenance() -> None:
     @task
-    def purge_erased() -> dict[str, Any]:
+    def purge_erased() -> None:
         from learnstream.settings import get_settings
         from ml.jobs import lake_maintenance
 
-        return lake_maintenance.purge_erased(get_settings())
+        lake_maintenance.purge_erased(get_settings())
 
     @task
     def compact(
-        purged: dict[str, Any],
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
@@ -60,7 +59,6 @@ def lake_maintenance() -> None:
 
     @task
     def check_quality(
-        compaction: dict[str, Any],
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
@@ -85,17 +83,20 @@ def lake_maintenance() -> None:
         quality: dict[str, Any],
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.common import Interval
         from ml.jobs.lake_maintenance import write_report
 
         interval = Interval.of(data_interval_start, data_interval_end)
-        return write_report(get_settings(), interval, compaction, quality)
+        write_report(get_settings(), interval, compaction, quality)
 
-    # Checks run after compaction: with no delay they read the folders it rewrote.
-    compacted = compact(purge_erased())
-    report(compacted, check_quality(compacted))
+    # Compaction runs after the purge, and the checks after compaction: with no delay
+    # they read the folders it rewrote. Only report reads the others' results.
+    compacted = compact()
+    quality = check_quality()
+    purge_erased() >> compacted >> quality
+    report(compacted, quality)
 
 
 lake_maintenance()

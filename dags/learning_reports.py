@@ -40,42 +40,42 @@ def learning_reports() -> None:
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.learning_reports import ReportOptions, write_cohort_reports
 
         options = options_from_params(ReportOptions, params or {})
         interval = Interval.of(data_interval_start, data_interval_end)
-        return write_cohort_reports(get_settings(), interval, options)
+        write_cohort_reports(get_settings(), interval, options)
 
     @task
     def effectiveness(
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.learning_reports import ReportOptions, write_effectiveness_report
 
         options = options_from_params(ReportOptions, params or {})
         interval = Interval.of(data_interval_start, data_interval_end)
-        return write_effectiveness_report(get_settings(), interval, options)
+        write_effectiveness_report(get_settings(), interval, options)
 
     @task
     def content_performance(
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
         params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> None:
         from learnstream.settings import get_settings
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.learning_reports import ReportOptions, write_content_reports
 
         options = options_from_params(ReportOptions, params or {})
         interval = Interval.of(data_interval_start, data_interval_end)
-        return write_content_reports(get_settings(), interval, options)
+        write_content_reports(get_settings(), interval, options)
 
     cohorts()
     effectiveness()

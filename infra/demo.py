@@ -37,7 +37,7 @@ import asyncpg
 import httpx
 from tqdm import tqdm
 
-from infra import demo_accounts, demo_content, replay, services
+from infra import demo_accounts, demo_content, demo_summary, replay, services
 from learnstream import db, lake
 from learnstream.events.v1 import ingest_pb2
 from learnstream.exceptions import LearnstreamError
@@ -259,23 +259,6 @@ async def view_counts(settings: Settings, tenant_id: str) -> list[tuple[str, int
         await conn.close()
 
 
-async def show_learners(settings: Settings, api_key: str, learners: list[str]) -> None:
-    """Print a few learners' mastery as the read API returns it."""
-    async with httpx.AsyncClient(timeout=10.0) as client:
-        for user_id in learners:
-            answer = await client.get(
-                f"http://127.0.0.1:{settings.api_port}/v1/learners/{user_id}/mastery",
-                headers={"Authorization": f"Bearer {api_key}"},
-            )
-            answer.raise_for_status()
-            print(f"  learner {user_id}:")
-            for skill in answer.json()["skills"]:
-                print(
-                    f"    {skill['skill_id']:<28} p_mastery={skill['p_mastery']:.3f} "
-                    f"({skill['label']}, {skill['attempts']} attempts)"
-                )
-
-
 def expected_answers(
     attempts: list[replay.ReplayAttempt],
     events: list[ingest_pb2.LearningEvent],
@@ -368,43 +351,10 @@ async def create_people(settings: Settings, learners: list[str]) -> list[demo_ac
         await pool.close()
 
 
-def print_sign_ins(settings: Settings, sign_ins: list[demo_accounts.DemoSignIn]) -> None:
-    """How to sign in on the dashboard as each demo person."""
-    dashboard = f"http://127.0.0.1:{settings.api_port}/dashboard"
-    print(f"Sign in at {dashboard} with tenant {settings.demo_tenant!r}:")
-    for person in sign_ins:
-        whose = f"  (replayed learner {person.learner_id})" if person.learner_id else ""
-        print(f"  {person.role:<9} {person.email:<40} password {person.password}{whose}")
-        if person.totp_secret:
-            print(f"            TOTP secret {person.totp_secret} (add it to an authenticator app,")
-            print(f"            or: oathtool --totp -b {person.totp_secret})")
-            print(f"            {person.otpauth_uri}")
-    print(
-        f"  The teacher's class holds the first {demo_accounts.CLASS_SIZE} replayed learners; "
-        "the password is kept in "
-        f"{settings.data_dir / 'secrets' / 'demo_password'}."
-    )
-
-
 async def run_demo(settings: Settings) -> None:
     """The whole demo; see the module docstring."""
-    from learnstream.apikeys import Scope, create_api_key
-
     tenant_id = settings.demo_tenant
-    conn = await db.connect(settings)
-    try:
-        api_key = (
-            # Posts the replay, then reads a few learners' mastery back.
-            await create_api_key(
-                conn,
-                tenant_id=tenant_id,
-                app_name="demo-replay",
-                scopes={Scope.EVENTS_WRITE, Scope.VIEWS_READ},
-            )
-        ).plaintext
-    finally:
-        await conn.close()
-
+    api_key = await create_replay_key(settings)
     dataset, attempts = replay.load_replay(
         settings.dataset_dir, settings.demo_dataset, max_learners=settings.demo_max_learners
     )
@@ -420,6 +370,64 @@ async def run_demo(settings: Settings) -> None:
     events = [replay.attempt_event(a, dataset=dataset, tenant_id=tenant_id) for a in attempts]
     # Before the processors start, so their caches load the catalog and parameters.
     print("publishing demo content and calibrating on the replayed answers ...", file=sys.stderr)
+    seeded = await seed_content(settings, dataset, attempts, events)
+
+    print("starting ingest, processors and read API ...", file=sys.stderr)
+    await start_pipeline(settings)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    totals, processing_s, champion = await replay_around_midnight(
+        settings, api_key, attempts, events, midnight=midnight
+    )
+    counts = await view_counts(settings, tenant_id)
+    lake_files = len(list(lake.default_root(settings).rglob("*.parquet")))
+
+    learners = list(replay.iter_learners(attempts))
+    sign_ins = await create_people(settings, learners)
+    summary = demo_summary.DemoSummary(
+        dataset=dataset,
+        attempts=attempts,
+        learners=learners,
+        outcomes=totals.outcomes,
+        reasons=totals.reasons,
+        replay_s=totals.seconds,
+        processing_s=processing_s,
+        seeded=seeded,
+        champion=champion,
+        view_counts=counts,
+        lake_files=lake_files,
+    )
+    demo_summary.print_summary(settings, summary)
+    await demo_summary.show_learners(settings, api_key, learners[:3])
+    demo_summary.print_next_steps(settings, sign_ins)
+
+
+async def create_replay_key(settings: Settings) -> str:
+    """A new API key of the demo tenant that posts the replay and reads a few learners'
+    mastery back (events:write, views:read); its plaintext."""
+    from learnstream.apikeys import Scope, create_api_key
+
+    conn = await db.connect(settings)
+    try:
+        created = await create_api_key(
+            conn,
+            tenant_id=settings.demo_tenant,
+            app_name="demo-replay",
+            scopes={Scope.EVENTS_WRITE, Scope.VIEWS_READ},
+        )
+        return created.plaintext
+    finally:
+        await conn.close()
+
+
+async def seed_content(
+    settings: Settings,
+    dataset: str,
+    attempts: list[replay.ReplayAttempt],
+    events: list[ingest_pb2.LearningEvent],
+) -> demo_content.SeedCounts:
+    """Publish the demo tenant's catalog and calibrate it (:func:`infra.demo_content.seed`),
+    IRT items on the dataset's whole calibration corpus where it has one."""
+    tenant_id = settings.demo_tenant
     corpus = replay.item_calibration_corpus(
         settings.dataset_dir, settings.demo_dataset, {a.item_id for a in attempts}
     )
@@ -430,14 +438,21 @@ async def run_demo(settings: Settings) -> None:
             for a in corpus
         ]
         item_corpus = demo_content.lake_rows(corpus, corpus_events)
-    seeded = await demo_content.seed(settings, tenant_id, attempts, events, item_corpus)
+    return await demo_content.seed(settings, tenant_id, attempts, events, item_corpus)
 
-    print("starting ingest, processors and read API ...", file=sys.stderr)
-    await start_pipeline(settings)
 
-    # Up to last midnight (UTC), then last night's DKT retrain, then today's answers,
-    # which the predictions processor scores with the new champion.
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+async def replay_around_midnight(
+    settings: Settings,
+    api_key: str,
+    attempts: list[replay.ReplayAttempt],
+    events: list[ingest_pb2.LearningEvent],
+    *,
+    midnight: datetime,
+) -> tuple[ReplayTotals, float, dict[str, object] | None]:
+    """Replay the answers before ``midnight`` (UTC), run last night's DKT retrain on the
+    lake, then replay today's answers, which the predictions processor scores with the
+    new champion. Returns (totals of both parts, the last part's processing seconds,
+    the champion or None when there was nothing before midnight to train on)."""
     earlier = [i for i, a in enumerate(attempts) if a.occurred_at < midnight]
     today = [i for i, a in enumerate(attempts) if a.occurred_at >= midnight]
     phases = [(midnight, earlier), (None, today)]
@@ -457,59 +472,12 @@ async def run_demo(settings: Settings) -> None:
         )
         totals.add(phase_totals)
         if train_at is not None:
-            await wait_for_lake(settings, tenant_id, len(indices) - len(totals.rejected_event_ids))
+            await wait_for_lake(
+                settings, settings.demo_tenant, len(indices) - len(totals.rejected_event_ids)
+            )
             print("training last night's DKT model on the lake (dkt_retrain) ...", file=sys.stderr)
             champion = await asyncio.to_thread(train_champion, settings, train_at)
-    counts = await view_counts(settings, tenant_id)
-    lake_files = sorted(lake.default_root(settings).rglob("*.parquet"))
-
-    learners = list(replay.iter_learners(attempts))
-    sign_ins = await create_people(settings, learners)
-    skills = {skill for a in attempts for skill in a.skill_ids}
-    accepted = totals.outcomes["accepted"]
-    print()
-    print(f"Learnstream demo — {dataset}: {len(events):,} answers, {len(learners):,} learners")
-    print(f"  accepted   {accepted:>9,}")
-    print(f"  duplicates {totals.outcomes['duplicate']:>9,}  (re-runs replay the same event ids)")
-    print(f"  rejected   {totals.outcomes['rejected']:>9,}")
-    for reason, count in totals.reasons.most_common(5):
-        print(f"    {count:>7,} × {reason}")
-    print(f"  ingest     {len(events) / totals.seconds:>9,.0f} events/s over HTTP")
-    print(f"  processed  all answers {processing_s:.1f} s after the last POST returned")
-    print(f"  skills     {len(skills):>9,}")
-    print(
-        f"  dated      {min(a.occurred_at for a in attempts):%Y-%m-%d} to "
-        f"{max(a.occurred_at for a in attempts):%Y-%m-%d %H:%M} UTC (rebased from 2009)"
-    )
-    print(
-        f"  seeded     {seeded.published_items:>9,} published questions over {seeded.skills} "
-        f"skills; {seeded.irt_items:,} IRT items and {seeded.bkt_skills} BKT skills calibrated"
-    )
-    print(
-        "             on the replayed answers (IRT items on every learner of the log who "
-        "answered them); in production the DAGs calibrate from the lake"
-    )
-    if champion is None:
-        print("  DKT model  not trained (too few answers before midnight)")
-    else:
-        print(
-            f"  DKT model  {settings.ml_model_name} version {champion['version']} is "
-            f"{champion['alias']} ({champion['reason']}); `python -m ml show` lists versions"
-        )
-    print("Views (PostgreSQL) and lake:")
-    for label, count in counts:
-        print(f"  {label:<24} {count:>9,}")
-    print(
-        f"  {'lake Parquet files':<24} {len(lake_files):>9,}  under {lake.default_root(settings)}"
-    )
-    await show_learners(settings, api_key, learners[:3])
-    print()
-    print(f"Ingest API  http://127.0.0.1:{settings.ingest_port}/docs")
-    print(f"Read API    http://127.0.0.1:{settings.api_port}/docs")
-    print(f"Logs        {settings.run_dir}/*.log")
-    print()
-    print_sign_ins(settings, sign_ins)
-    print("The services keep running. Stop everything with `make stop`.")
+    return totals, processing_s, champion
 
 
 async def reset(settings: Settings) -> None:

@@ -90,68 +90,115 @@ async def ensure_accounts(
     password = demo_password(settings)
     domain = f"{tenant_id}.example.org"
     teacher_email = f"teacher@{domain}"
+    school_class = await _teacher_and_class(pool, settings, tenant_id, teacher_email, password, now)
+    sign_ins = [DemoSignIn("teacher", teacher_email, password)]
+    for position, learner_id in enumerate(learner_ids_in_order[:CLASS_SIZE]):
+        email = f"learner-{learner_id}@{domain}"
+        can_sign_in = position < SIGN_IN_LEARNERS
+        await _enrol_learner(
+            pool,
+            settings,
+            tenant_id,
+            email,
+            learner_id,
+            class_id=school_class.class_id,
+            password=password if can_sign_in else None,
+            now=now,
+        )
+        if can_sign_in:
+            sign_ins.append(DemoSignIn("learner", email, password, learner_id=learner_id))
+    sign_ins.append(
+        await _operator(pool, redis, settings, tenant_id, f"operator@{domain}", password, now)
+    )
+    return sign_ins
+
+
+async def _teacher_and_class(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    tenant_id: str,
+    email: str,
+    password: str,
+    now: datetime,
+) -> classes.SchoolClass:
+    """The demo teacher's account and their class named :data:`CLASS_NAME`, created
+    unless an earlier run did."""
     teacher_id = await _user_id(
         pool,
         settings,
         tenant_id,
-        teacher_email,
+        email,
         password=password,
         display_name="Demo Teacher",
         roles=frozenset({Role.TEACHER}),
         email_verified=True,
         now=now,
     )
+    teacher = Principal(tenant_id, teacher_id, PrincipalKind.USER, frozenset({Role.TEACHER}))
+    taught = [c for c in await classes.classes_of(pool, teacher) if c.name == CLASS_NAME]
+    return taught[0] if taught else await classes.create_class(pool, teacher, name=CLASS_NAME)
+
+
+async def _enrol_learner(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    tenant_id: str,
+    email: str,
+    learner_id: str,
+    *,
+    class_id: str,
+    password: str | None,
+    now: datetime,
+) -> None:
+    """One replayed learner's account (``password`` None: no sign-in), filed under
+    ``learner_id`` and a member of the class; each step skipped when already done."""
+    user_id = await _user_id(
+        pool,
+        settings,
+        tenant_id,
+        email,
+        password=password,
+        display_name=f"Learner {learner_id}",
+        roles=frozenset({Role.LEARNER}),
+        email_verified=True,
+        now=now,
+    )
+    # File the account under the id the replayed events carry.
+    if await learner_ids.learner_id_of(pool, tenant_id=tenant_id, user_id=user_id) != learner_id:
+        await learner_ids.set_learner_id(
+            pool,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            learner_id=learner_id,
+            admin_id=SETUP_ADMIN_ID,
+        )
     admin = Principal(
         tenant_id, SETUP_ADMIN_ID, PrincipalKind.USER, frozenset({Role.ADMIN}), mfa_verified=True
     )
-    teacher = Principal(tenant_id, teacher_id, PrincipalKind.USER, frozenset({Role.TEACHER}))
-    taught = [c for c in await classes.classes_of(pool, teacher) if c.name == CLASS_NAME]
-    school_class = (
-        taught[0] if taught else await classes.create_class(pool, teacher, name=CLASS_NAME)
+    await classes.add_member(
+        pool,
+        admin,
+        class_id=class_id,
+        user_id=user_id,
+        member_role=classes.MemberRole.LEARNER,
     )
 
-    sign_ins = [DemoSignIn("teacher", teacher_email, password)]
-    for position, learner_id in enumerate(learner_ids_in_order[:CLASS_SIZE]):
-        email = f"learner-{learner_id}@{domain}"
-        user_id = await _user_id(
-            pool,
-            settings,
-            tenant_id,
-            email,
-            password=password if position < SIGN_IN_LEARNERS else None,
-            display_name=f"Learner {learner_id}",
-            roles=frozenset({Role.LEARNER}),
-            email_verified=True,
-            now=now,
-        )
-        # File the account under the id the replayed events carry.
-        if (
-            await learner_ids.learner_id_of(pool, tenant_id=tenant_id, user_id=user_id)
-            != learner_id
-        ):
-            await learner_ids.set_learner_id(
-                pool,
-                tenant_id=tenant_id,
-                user_id=user_id,
-                learner_id=learner_id,
-                admin_id=SETUP_ADMIN_ID,
-            )
-        await classes.add_member(
-            pool,
-            admin,
-            class_id=school_class.class_id,
-            user_id=user_id,
-            member_role=classes.MemberRole.LEARNER,
-        )
-        if position < SIGN_IN_LEARNERS:
-            sign_ins.append(DemoSignIn("learner", email, password, learner_id=learner_id))
 
-    operator_email = f"operator@{domain}"
+async def _operator(
+    pool: asyncpg.Pool,
+    redis: Redis,
+    settings: Settings,
+    tenant_id: str,
+    email: str,
+    password: str,
+    now: datetime,
+) -> DemoSignIn:
+    """The demo operator's account with MFA enrolled, and how to sign in as them."""
     operator_id = await _user_id(
         pool,
         settings,
         tenant_id,
-        operator_email,
+        email,
         password=password,
         display_name="Demo Operator",
         # Platform operator too, so the demo's operator also sees the pipeline's health.
@@ -160,11 +207,8 @@ async def ensure_accounts(
         now=now,
     )
     secret = await _operator_totp_secret(pool, redis, settings, tenant_id, operator_id, now)
-    uri = mfa.provisioning_uri(secret, account=operator_email, issuer=settings.mfa_issuer)
-    sign_ins.append(
-        DemoSignIn("operator", operator_email, password, totp_secret=secret, otpauth_uri=uri)
-    )
-    return sign_ins
+    uri = mfa.provisioning_uri(secret, account=email, issuer=settings.mfa_issuer)
+    return DemoSignIn("operator", email, password, totp_secret=secret, otpauth_uri=uri)
 
 
 async def _operator_totp_secret(

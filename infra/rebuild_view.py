@@ -47,8 +47,8 @@ import asyncio
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 import pyarrow.parquet as pq
@@ -69,6 +69,9 @@ from learnstream.kafka import (
 )
 from learnstream.privacy import all_tombstones
 from learnstream.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from processors.base import Flow
 
 LakeMode = Literal["aged-out", "all", "none"]
 # Processors whose input is exactly what the lake holds (attempts): their history older
@@ -94,6 +97,11 @@ VIEW_TABLES: dict[str, tuple[str, ...]] = {
     ),
     "aggregates": ("activity_aggregates", "activity_window_learners"),
     "recommendations": ("recommendations", "recommendation_learners", "recommendation_bandit"),
+    "recommendation_analytics": (
+        "recommendation_impressions",
+        "experiment_exposures",
+        "experiment_results",
+    ),
     "predictions": ("skill_predictions", "prediction_learner_state", "model_shadow_scores"),
 }
 
@@ -175,6 +183,11 @@ class ShadowProcessor:
     @property
     def name(self) -> str:
         return str(self.inner.name)
+
+    @property
+    def flow(self) -> Flow:
+        inner: Flow = self.inner.flow
+        return replace(inner, emits=())  # it publishes nothing
 
     @property
     def sources(self) -> tuple[Stream, ...]:

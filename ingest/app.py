@@ -4,7 +4,8 @@ The lifespan opens what a request needs and closes it on shutdown: the idempoten
 Kafka producer (``learnstream.kafka.AsyncProducer`` with ingest's delivery bound,
 ingest/producer.py), an admin client for readiness, a Redis client (deduplication)
 and an asyncpg pool (API keys). They live on ``app.state``. Every error answer is
-RFC 9457 ``application/problem+json`` with ``errors: [{field, reason}]``.
+RFC 9457 ``application/problem+json`` with ``errors: [{field, reason}]``, in the one
+scheme of both services (learnstream/problems.py).
 """
 
 from __future__ import annotations
@@ -14,21 +15,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.apikeys import CachedApiKeyAuthenticator
 from ingest.batch import BatchIngestor
 from ingest.dedup import DedupStore
-from ingest.exceptions import FieldProblem, IngestError
 from ingest.metrics import IngestMetrics
 from ingest.producer import ingest_producer
-from ingest.routes import events, health
+from ingest.routes import events, health, xapi
 from learnstream import db
 from learnstream.asgi import (
     BodyLimits,
@@ -39,12 +36,12 @@ from learnstream.asgi import (
     api_security_headers,
 )
 from learnstream.kafka import admin_client
+from learnstream.problems import install_problem_handlers
 from learnstream.redis import redis_client
 from learnstream.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 # Redis calls fail fast (the request answers 503) instead of waiting out long retries;
 # one quick retry covers a pooled connection that Redis closed.
 _REDIS_TIMEOUT_S = 2.0
@@ -105,12 +102,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.include_router(events.router)
     app.include_router(health.router)
-    _add_problem_handlers(app)
-    # Innermost first: bodies are limited while they stream in (POST /v1/events takes
-    # ingest_max_body_bytes, anything else a small default), headers go on every answer.
+    app.include_router(xapi.router)
+    install_problem_handlers(
+        app,
+        internal_detail="ingest failed unexpectedly; nothing of this request was claimed accepted",
+    )
+    # Innermost first: bodies are limited while they stream in (POST /v1/events and
+    # /xAPI/statements take ingest_max_body_bytes, anything else a small default),
+    # headers go on every answer.
     app.add_middleware(
         LimitRequestBody,
-        limits=BodyLimits(_OTHER_BODY_BYTES, {"/v1/events": settings.ingest_max_body_bytes}),
+        limits=BodyLimits(
+            _OTHER_BODY_BYTES,
+            {
+                "/v1/events": settings.ingest_max_body_bytes,
+                "/xAPI/statements": settings.ingest_max_body_bytes,
+            },
+        ),
     )
     app.add_middleware(ResponseHeaders, headers_for=api_security_headers)
     _add_request_metrics(app, metrics)
@@ -122,84 +130,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         content_type=CONTENT_TYPE_LATEST,
     )
     return app
-
-
-def problem_response(
-    request: Request,
-    *,
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    errors: tuple[FieldProblem, ...] = (),
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """An RFC 9457 answer; ``type`` is ``urn:learnstream:problem:<slug>``."""
-    body = {
-        "type": f"urn:learnstream:problem:{slug}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-        "errors": [{"field": e.field, "reason": e.reason} for e in errors],
-    }
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
-
-
-def _add_problem_handlers(app: FastAPI) -> None:
-    async def on_ingest_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, IngestError)
-        if exc.status >= 500:
-            log.warning("answering %s: %s", exc.status, exc.detail)
-        return problem_response(
-            request,
-            status=exc.status,
-            slug=exc.slug,
-            title=exc.title,
-            detail=exc.detail,
-            errors=exc.errors,
-            headers=exc.headers,
-        )
-
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        return problem_response(
-            request,
-            status=exc.status_code,
-            slug=f"http-{exc.status_code}",
-            title=str(exc.detail),
-            detail=f"{request.method} {request.url.path}: {exc.detail}",
-            headers=dict(exc.headers or {}),
-        )
-
-    async def on_validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        errors = tuple(
-            FieldProblem(".".join(str(part) for part in e["loc"]), e["msg"]) for e in exc.errors()
-        )
-        return problem_response(
-            request,
-            status=422,
-            slug="invalid-request",
-            title="Invalid request",
-            detail="the request does not match the operation's parameters",
-            errors=errors,
-        )
-
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            request,
-            status=500,
-            slug="internal-error",
-            title="Internal server error",
-            detail="ingest failed unexpectedly; nothing of this request was claimed accepted",
-        )
-
-    app.add_exception_handler(IngestError, on_ingest_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(Exception, on_unexpected)
 
 
 def _add_request_metrics(app: FastAPI, metrics: IngestMetrics) -> None:

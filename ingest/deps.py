@@ -6,6 +6,8 @@ test can run the lifespan itself and call the app through ASGITransport.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -109,5 +111,51 @@ class PublicRoute:
         return None
 
 
+def basic_auth_key(authorization: str | None) -> str | None:
+    """The API key in ``Authorization: Basic base64(user:password)``, as LRS clients send.
+
+    The key is the password, or the user name when the password is empty (clients
+    differ in where they put a single secret). None for any other header.
+    """
+    if not authorization:
+        return None
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, _, password = decoded.partition(":")
+    return password or user or None
+
+
+class LrsClientGuard:
+    """The guard of the xAPI endpoint: an API key with ``events:write``, sent the way
+    LRS clients authenticate (``Basic`` with the key as password, or ``Bearer``)."""
+
+    access_policy = f"API key with scope {Scope.EVENTS_WRITE.value} (Basic or Bearer)"
+
+    async def __call__(self, request: Request, authenticator: AuthenticatorDep) -> ApiKey:
+        authorization = request.headers.get("authorization")
+        presented = basic_auth_key(authorization) or apikeys.bearer_or_header_key(
+            authorization, request.headers.get("x-api-key")
+        )
+        if presented is None:
+            raise NotAuthenticatedError(
+                "send the API key as `Authorization: Basic base64(<any name>:lsk_...)` "
+                "or `Authorization: Bearer lsk_...`",
+                errors=[FieldProblem("header.Authorization", "missing API key")],
+            )
+        key = await authenticator.authenticate(presented)
+        if key is None:
+            raise NotAuthenticatedError(
+                "the API key is malformed, unknown or revoked",
+                errors=[FieldProblem("header.Authorization", "invalid API key")],
+            )
+        return await KeyScopeGuard(Scope.EVENTS_WRITE)(key)
+
+
 EventWriter = Annotated[ApiKey, Depends(KeyScopeGuard(Scope.EVENTS_WRITE))]
+LrsClient = Annotated[ApiKey, Depends(LrsClientGuard())]
 Public = Depends(PublicRoute())

@@ -1,95 +1,85 @@
 """Errors ingest answers with; each maps to one RFC 9457 problem type.
 
 Every class carries its HTTP status, a short ``slug`` (the problem ``type`` is
-``urn:learnstream:problem:<slug>``, the same scheme the read API uses) and a
-title. ``detail`` says what was wrong with this request and ``errors`` names the
-fields concerned.
+``urn:learnstream:problem:<slug>``) and a title, from the one slug set both services
+share (learnstream/problems.py, which also renders them). ``detail`` says what was
+wrong with this request and ``errors`` names the fields concerned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import ClassVar
 
-from learnstream.exceptions import LearnstreamError, ServiceUnavailableError
+from learnstream import problems
+from learnstream.exceptions import ServiceUnavailableError
+from learnstream.problems import FieldProblem, ProblemError
+
+__all__ = [
+    "DependencyUnavailableError",
+    "EmptyBatchError",
+    "FieldProblem",
+    "ForbiddenError",
+    "IngestError",
+    "MalformedBodyError",
+    "NotAuthenticatedError",
+    "PayloadTooLargeError",
+    "UnsupportedMediaTypeError",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class FieldProblem:
-    """One refused input: ``field`` is a path such as ``events[3].attempt.score``."""
-
-    field: str
-    reason: str
-
-
-class IngestError(LearnstreamError):
+class IngestError(ProblemError):
     """Root of the errors ingest answers as problem+json."""
 
-    status: ClassVar[int] = 400
-    slug: ClassVar[str] = "bad-request"
-    title: ClassVar[str] = "Bad request"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        errors: Sequence[FieldProblem] = (),
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.errors = tuple(errors)
-        self.headers = dict(headers or {})
+    status = problems.BAD_REQUEST.status
+    slug = problems.BAD_REQUEST.slug
+    title = problems.BAD_REQUEST.title
 
 
 class MalformedBodyError(IngestError):
     """The body is not a parseable IngestRequest (bad protobuf, bad JSON, bad UTF-8)."""
 
-    slug = "malformed-body"
-    title = "Malformed request body"
+    slug = problems.MALFORMED_BODY.slug
+    title = problems.MALFORMED_BODY.title
 
 
 class EmptyBatchError(IngestError):
     """The request holds no events."""
 
-    slug = "empty-batch"
-    title = "Empty batch"
+    slug = problems.EMPTY_BATCH.slug
+    title = problems.EMPTY_BATCH.title
 
 
 class PayloadTooLargeError(IngestError):
     """The body has more bytes, or the batch more events, than ingest takes at once."""
 
-    status = 413
-    slug = "payload-too-large"
-    title = "Payload too large"
+    status = problems.PAYLOAD_TOO_LARGE.status
+    slug = problems.PAYLOAD_TOO_LARGE.slug
+    title = problems.PAYLOAD_TOO_LARGE.title
 
 
 class UnsupportedMediaTypeError(IngestError):
     """The Content-Type is neither protobuf nor JSON."""
 
-    status = 415
-    slug = "unsupported-media-type"
-    title = "Unsupported media type"
+    status = problems.UNSUPPORTED_MEDIA_TYPE.status
+    slug = problems.UNSUPPORTED_MEDIA_TYPE.slug
+    title = problems.UNSUPPORTED_MEDIA_TYPE.title
 
 
 class NotAuthenticatedError(IngestError):
     """No API key, or one that is malformed, unknown or revoked."""
 
-    status = 401
-    slug = "not-authenticated"
-    title = "Not authenticated"
-
-    def __init__(self, detail: str, *, errors: Sequence[FieldProblem] = ()) -> None:
-        super().__init__(detail, errors=errors, headers={"WWW-Authenticate": "Bearer"})
+    status = problems.NOT_AUTHENTICATED.status
+    slug = problems.NOT_AUTHENTICATED.slug
+    title = problems.NOT_AUTHENTICATED.title
+    default_headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
 
 
 class ForbiddenError(IngestError):
     """A valid API key whose scopes do not include what the route needs."""
 
-    status = 403
-    slug = "forbidden"
-    title = "Forbidden"
+    status = problems.FORBIDDEN.status
+    slug = problems.FORBIDDEN.slug
+    title = problems.FORBIDDEN.title
 
 
 class DependencyUnavailableError(IngestError, ServiceUnavailableError):
@@ -99,9 +89,9 @@ class DependencyUnavailableError(IngestError, ServiceUnavailableError):
     request was claimed as accepted.
     """
 
-    status = 503
-    slug = "service-unavailable"
-    title = "Service unavailable"
+    status = problems.SERVICE_UNAVAILABLE.status
+    slug = problems.SERVICE_UNAVAILABLE.slug
+    title = problems.SERVICE_UNAVAILABLE.title
 
     def __init__(self, dependency: str, detail: str, *, retry_after_s: int) -> None:
         super().__init__(

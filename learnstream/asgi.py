@@ -1,9 +1,9 @@
 """The ASGI middleware both HTTP services (ingest, api) share: request metrics, body
-limits counted while the body streams in, security headers, and uvicorn's proxy options."""
+limits counted while the body streams in, security headers, and uvicorn's proxy options.
+Their refusals are problem+json in the one scheme of learnstream/problems.py."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -11,6 +11,9 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
+
+from learnstream import problems
+from learnstream.problems import FieldProblem, send_problem
 
 # observe(route template, method, status code, seconds from request to end of answer)
 RequestObserver = Callable[[str, str, int, float], None]
@@ -50,66 +53,6 @@ class ObserveRequests:
             # The router records the matched route in the (shared) scope.
             route = getattr(scope.get("route"), "path", "unmatched")
             self.observe(route, scope["method"], status, time.perf_counter() - started)
-
-
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-
-def problem_document(
-    *,
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    instance: str,
-    errors: Sequence[tuple[str, str]] = (),
-) -> bytes:
-    """An RFC 9457 problem body in the one scheme of both services (``errors`` of
-    ``{field, reason}``), for middleware that answers before any route runs."""
-    return json.dumps(
-        {
-            "type": f"urn:learnstream:problem:{slug}",
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "instance": instance,
-            "errors": [{"field": field, "reason": reason} for field, reason in errors],
-        }
-    ).encode()
-
-
-async def send_problem(
-    send: Send,
-    scope: Scope,
-    *,
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    errors: Sequence[tuple[str, str]] = (),
-    headers: Sequence[tuple[bytes, bytes]] = (),
-) -> None:
-    """Send a whole problem+json answer through ``send``."""
-    body = problem_document(
-        status=status,
-        slug=slug,
-        title=title,
-        detail=detail,
-        instance=scope.get("path", ""),
-        errors=errors,
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimits:
@@ -155,11 +98,9 @@ class LimitRequestBody:
                 await send_problem(
                     send,
                     scope,
-                    status=400,
-                    slug="malformed-request",
-                    title="Malformed request",
+                    problems.MALFORMED_REQUEST,
                     detail=f"Content-Length {declared!r} is not a number of bytes",
-                    errors=[("header.Content-Length", "not a number")],
+                    errors=[FieldProblem("header.Content-Length", "not a number")],
                     headers=[(b"connection", b"close")],
                 )
                 return
@@ -207,11 +148,9 @@ async def _refuse_too_large(send: Send, scope: Scope, limit: int, what: str) -> 
     await send_problem(
         send,
         scope,
-        status=413,
-        slug="payload-too-large",
-        title="Payload too large",
+        problems.PAYLOAD_TOO_LARGE,
         detail=f"{what}; a request body to {scope['path']} may have at most {limit} bytes",
-        errors=[("body", f"more than {limit} bytes")],
+        errors=[FieldProblem("body", f"more than {limit} bytes")],
         headers=[(b"connection", b"close")],
     )
 
@@ -317,9 +256,7 @@ class MetricsOnOwnPort:
             await send_problem(
                 send,
                 scope,
-                status=404,
-                slug="not-found",
-                title="Not found",
+                problems.NOT_FOUND,
                 detail="the metrics port serves GET /metrics only",
             )
             return

@@ -54,6 +54,7 @@ class Stream(StrEnum):
     GAPS = "gaps"
     FRAUD = "fraud"
     RECOMMENDATIONS = "recommendations"
+    EXPERIMENTS = "experiments"  # ExperimentExposure
     DEADLETTER = "deadletter"
     # One record per erased learner (key tenant:learner, JSON value), compacted: outside
     # consumers learn of erasures (api.services.privacy publishes them).

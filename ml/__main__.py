@@ -322,7 +322,7 @@ def main(argv: list[str]) -> int:
         elif args.command == "shadow-report":
             import asyncio
 
-            from processors.predictions import shadow_report
+            from ml.prediction_state import shadow_report
 
             print(asyncio.run(shadow_report(settings)))
         elif args.command == "build-lake":

@@ -1,9 +1,5 @@
 """Run one processor as a Faust worker: ``python -m processors learner_state``.
 
-``mastery`` is the earlier name of ``learner_state`` (same processor, which keeps
-skill_mastery and more) under its own consumer group ``<namespace>.mastery``: run one
-of the two names, never both, or every attempt is applied twice.
-
 Configuration comes from ``LEARNSTREAM_*`` (learnstream.settings); logs are JSON
 lines on stderr (learnstream.logging). SIGTERM or Ctrl-C stops the worker
 cleanly; a ``kill -9`` loses nothing either (see processors.base).
@@ -18,7 +14,6 @@ import time
 PROCESS_STARTED_AT = time.monotonic()
 
 import argparse  # noqa: E402
-import functools  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -28,7 +23,7 @@ from learnstream.logging import configure_logging  # noqa: E402
 from learnstream.settings import Settings, get_settings  # noqa: E402
 from processors.aggregates import AggregatesProcessor  # noqa: E402
 from processors.app import create_app  # noqa: E402
-from processors.base import Processor, attach  # noqa: E402
+from processors.base import Processor  # noqa: E402
 from processors.code_submissions import CodeSubmissionsProcessor  # noqa: E402
 from processors.fraud import FraudProcessor  # noqa: E402
 from processors.gaps import GapsProcessor  # noqa: E402
@@ -36,18 +31,20 @@ from processors.lake_sink import LakeSinkProcessor, sink_settings  # noqa: E402
 from processors.learner_state import LearnerStateProcessor  # noqa: E402
 from processors.notifications import NotificationsProcessor, attach_idle_sweep  # noqa: E402
 from processors.predictions import PredictionsProcessor  # noqa: E402
+from processors.recommendation_analytics import RecommendationAnalyticsProcessor  # noqa: E402
 from processors.recommendations import RecommendationsProcessor  # noqa: E402
+from processors.worker import attach  # noqa: E402
 
 # Processor name -> factory; later processors register here.
 PROCESSORS: dict[str, Callable[[Settings], Processor[Any]]] = {
     "learner_state": LearnerStateProcessor,
-    "mastery": functools.partial(LearnerStateProcessor, name="mastery"),
     "code_submissions": CodeSubmissionsProcessor,
     "lake_sink": LakeSinkProcessor,
     "gaps": GapsProcessor,
     "fraud": FraudProcessor,
     "aggregates": AggregatesProcessor,
     "recommendations": RecommendationsProcessor,
+    "recommendation_analytics": RecommendationAnalyticsProcessor,
     "notifications": NotificationsProcessor,
     "predictions": PredictionsProcessor,
 }

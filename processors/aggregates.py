@@ -39,8 +39,8 @@ import asyncpg
 
 from learnstream.kafka import OutgoingRecord, Stream
 from learnstream.settings import Settings
-from processors.base import Decoded
-from processors.mastery import Attempt, decode_attempt
+from processors.base import Decoded, Flow
+from processors.events import Attempt, decode_attempt
 from processors.offsets import SourceRecord
 
 # Window length in seconds per granularity (the values stored in the view).
@@ -129,7 +129,10 @@ class AggregatesProcessor:
     """Windowed activity counts per tenant and skill; see the module docstring."""
 
     name = "aggregates"
-    sources = (Stream.ATTEMPTS,)
+    flow = Flow(
+        reads=(Stream.ATTEMPTS,), writes=("activity_aggregates", "activity_window_learners")
+    )
+    sources = flow.reads
 
     def __init__(self, settings: Settings) -> None:
         del settings  # nothing configurable yet; the signature is the registry's

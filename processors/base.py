@@ -1,14 +1,15 @@
 """The machinery every processor shares: batches, one PostgreSQL transaction each, offsets.
 
 A processor (:class:`Processor`) only says how to decode a record and how to
-apply a batch of decoded events to its views. :class:`BatchRunner` does the rest,
-and :func:`attach` plugs a runner into a Faust app.
+apply a batch of decoded events to its views, and declares its :class:`Flow`.
+:class:`BatchRunner` does the rest; :func:`processors.worker.attach` feeds it the
+batches of a Faust app and acks them.
 
 Exactly-once effect, per batch, in ONE PostgreSQL transaction:
 
 1. lock the batch's ``processor_offsets`` rows (``SELECT ... FOR UPDATE``; a row
    missing for a new partition is inserted first, so two workers racing over a
-   rebalance serialise on it too);
+   rebalance serialise on it too; :mod:`processors.offset_store`);
 2. skip every record whose offset is below the stored next offset: it was applied
    before a crash, and Kafka redelivers it because its own committed offset lags
    (:func:`processors.offsets.plan_batch`);
@@ -22,31 +23,11 @@ Exactly-once effect, per batch, in ONE PostgreSQL transaction:
 5. publish dead-letter and derived records and wait for the broker's acks;
 6. store ``next_offset = last applied offset + 1`` per partition, and commit.
 
-Offsets and acks. Faust's ``Stream.take_events`` acks a batch's events when the
-loop asks for the next batch, i.e. after step 6 committed; Faust then commits
-those offsets to Kafka every ``broker_commit_interval``. Kafka's committed offset
-therefore never passes PostgreSQL's: after a ``kill -9`` Kafka redelivers from an
-older offset and step 2 drops what was already applied, so nothing is lost or
-counted twice. On SIGTERM Faust drains the records it already delivered
-(``Consumer.wait_empty``): the batch in flight commits if it can, a batch
-retrying against an unreachable service gives up (:class:`BatchAbandoned`), and
-later batches are not applied; none of those is acked, so the next worker gets
-them, and a stop never hangs on a database that is down.
-``take_events`` acks its buffer in a ``finally`` even when the loop body raised,
-so a batch that fails for good (a bug in this machinery, or the task cancelled)
-first has its messages marked acked without recording their offsets
-(:func:`_withhold_acks`); a bug then crashes the worker on purpose, because a
-restarted worker resumes from the committed offsets, while Faust's agent
-supervisor would restart the agent past the failed batch.
-
-Why no seek to PostgreSQL's offsets on assignment: Faust sends the
-``on_partitions_assigned`` signal *before* its recovery step, which ends with
-``Consumer.perform_seek()`` (seek to Kafka's committed offsets) and restarts the
-fetcher; a seek made in the signal is overwritten, and the hooks after it are
-synchronous and run once fetching has resumed. Since Kafka's committed offset
-never passes PostgreSQL's, seeking would only save re-reading what was applied
-since Faust's last offset commit (at most ``broker_commit_interval``, 2.8 s, of
-records plus the batch in flight); the skip rule makes that re-read harmless.
+Kafka's committed offset never passes PostgreSQL's (the worker acks a batch only
+after step 6; :mod:`processors.worker` says how), so after a ``kill -9`` Kafka
+redelivers from an older offset and step 2 drops what was already applied: nothing is
+lost or counted twice. A batch retrying against an unreachable service while the
+worker stops gives up (:class:`BatchAbandoned`), and the next worker redoes it.
 
 Offset gaps. A record beyond the stored offset should not happen, yet it was seen
 on the local broker after a two-worker takeover (the survivor started a partition
@@ -72,7 +53,6 @@ roll the transaction back and retry the whole batch with exponential backoff
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -80,8 +60,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 import asyncpg
-import faust
-from faust.types import TP
 
 from learnstream import db
 from learnstream.exceptions import ServiceUnavailableError
@@ -90,7 +68,8 @@ from learnstream.privacy import ErasedLearners, Learner, learner_of_key, lock_le
 from learnstream.settings import Settings
 from processors import metrics
 from processors.exceptions import DeliveryFailed, StaleWrite
-from processors.lag import PartitionMonitor, end_offset
+from processors.lag import PartitionMonitor
+from processors.offset_store import lock_offsets, read_offsets, store_offsets
 from processors.offsets import (
     BatchPlan,
     HeldBack,
@@ -107,33 +86,20 @@ log = logging.getLogger(__name__)
 
 EventT = TypeVar("EventT")
 
-_SELECT_OFFSETS = """
-    SELECT o.topic, o.partition, o.next_offset
-    FROM processor_offsets AS o
-    JOIN unnest($2::text[], $3::int[]) AS wanted(topic, partition)
-      ON o.topic = wanted.topic AND o.partition = wanted.partition
-    WHERE o.consumer_group = $1
-    ORDER BY o.topic, o.partition
-    FOR UPDATE OF o
-"""
-# The same rows, unlocked: what the lag sampler reads.
-_READ_OFFSETS = _SELECT_OFFSETS.replace("FOR UPDATE OF o", "")
-_INSERT_MISSING_OFFSETS = """
-    INSERT INTO processor_offsets (consumer_group, topic, partition, next_offset)
-    SELECT $1, wanted.topic, wanted.partition, 0
-    FROM unnest($2::text[], $3::int[]) AS wanted(topic, partition)
-    ORDER BY wanted.topic, wanted.partition
-    ON CONFLICT (consumer_group, topic, partition) DO NOTHING
-"""
-# An upsert rather than an UPDATE: a row that is missing (it cannot be, the lock
-# step creates it) must not make the new offset vanish silently.
-_STORE_OFFSETS = """
-    INSERT INTO processor_offsets (consumer_group, topic, partition, next_offset, updated_at)
-    SELECT $1, stored.topic, stored.partition, stored.next_offset, now()
-    FROM unnest($2::text[], $3::int[], $4::bigint[]) AS stored(topic, partition, next_offset)
-    ON CONFLICT (consumer_group, topic, partition)
-    DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at
-"""
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """What a processor reads, writes and emits: its place in the pipeline, in one place.
+
+    Every processor class declares one (``flow = Flow(...)``, ``sources = flow.reads``);
+    docs/architecture.md's table of processors is checked against these declarations
+    (tests/unit/processors/test_flows.py). ``processor_offsets`` and the dead-letter
+    topic are the runner's and every processor's, so no declaration lists them.
+    """
+
+    reads: tuple[Stream, ...]  # the streams consumed
+    writes: tuple[str, ...]  # PostgreSQL tables written ("lake" for the Parquet lake)
+    emits: tuple[Stream, ...] = ()  # the streams derived events are published to
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +122,17 @@ class Processor(Protocol[EventT]):
 
     @property
     def name(self) -> str:
-        """Short name, e.g. ``mastery``: the CLI argument and the dead-letter header."""
+        """Short name, e.g. ``learner_state``: the CLI argument and the dead-letter header."""
+        ...
+
+    @property
+    def flow(self) -> Flow:
+        """What it reads, writes and emits."""
         ...
 
     @property
     def sources(self) -> tuple[Stream, ...]:
-        """The streams it consumes."""
+        """The streams it consumes: ``flow.reads``."""
         ...
 
     def decode(self, record: SourceRecord) -> EventT:
@@ -362,7 +333,7 @@ class BatchRunner(Generic[EventT]):
         pool = await self._ensure_pool()
         tps = partitions_of(records)
         async with pool.acquire() as conn, conn.transaction():
-            stored = await self._lock_offsets(conn, tps)
+            stored = await lock_offsets(conn, self.consumer_group, tps, known=self._known_rows)
             planned = plan_batch(records, stored)
             if self.hold_back_gaps:
                 held = hold_back_gaps(planned, self._rewinds)
@@ -376,7 +347,7 @@ class BatchRunner(Generic[EventT]):
             deadletters.extend(failed)
             await self._publish([*deadletters, *derived])
             if plan.next_offsets:
-                await self._store_offsets(conn, plan.next_offsets)
+                await store_offsets(conn, self.consumer_group, plan.next_offsets)
         # Only now, after the commit, are the rows certain to exist.
         self._known_rows.update(tps)
         self._rewinds = held.pending
@@ -422,14 +393,7 @@ class BatchRunner(Generic[EventT]):
 
     async def stored_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """The next offsets stored in ``processor_offsets`` for ``tps`` (no lock taken)."""
-        pool = await self._ensure_pool()
-        rows = await pool.fetch(
-            _READ_OFFSETS,
-            self.consumer_group,
-            [tp.topic for tp in tps],
-            [tp.partition for tp in tps],
-        )
-        return {TopicPartition(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
+        return await read_offsets(await self._ensure_pool(), self.consumer_group, tps)
 
     async def _notify_committed(self, pool: asyncpg.Pool, decoded: list[Decoded[EventT]]) -> None:
         assert isinstance(self.processor, CommitListener)
@@ -455,43 +419,6 @@ class BatchRunner(Generic[EventT]):
         if self._producer is None:
             self._producer = AsyncProducer(self.settings)
         return self._producer
-
-    async def _lock_offsets(
-        self, conn: asyncpg.Connection, tps: list[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        """Lock the offset rows of ``tps``; the stored next offset of those that existed."""
-        missing = [tp for tp in tps if tp not in self._known_rows]
-        if missing:
-            # Insert-if-missing before locking, so even a brand-new partition's row is
-            # locked and two workers cannot both apply its first records.
-            await conn.execute(
-                _INSERT_MISSING_OFFSETS,
-                self.consumer_group,
-                [tp.topic for tp in missing],
-                [tp.partition for tp in missing],
-            )
-        rows = await conn.fetch(
-            _SELECT_OFFSETS,
-            self.consumer_group,
-            [tp.topic for tp in tps],
-            [tp.partition for tp in tps],
-        )
-        stored = {TopicPartition(r["topic"], r["partition"]): int(r["next_offset"]) for r in rows}
-        # A row we just created at 0 says nothing about gaps (retention may have
-        # removed the partition's first records); only rows that existed do.
-        return {tp: offset for tp, offset in stored.items() if tp not in missing or offset > 0}
-
-    async def _store_offsets(
-        self, conn: asyncpg.Connection, next_offsets: Mapping[TopicPartition, int]
-    ) -> None:
-        tps = sorted(next_offsets)
-        await conn.execute(
-            _STORE_OFFSETS,
-            self.consumer_group,
-            [tp.topic for tp in tps],
-            [tp.partition for tp in tps],
-            [next_offsets[tp] for tp in tps],
-        )
 
     def _decode(
         self, records: Sequence[SourceRecord]
@@ -632,175 +559,3 @@ def _learner(item: Decoded[Any]) -> Learner | None:
     # Every learner stream is keyed tenant:user (decoders check the key against the
     # envelope), so the key names the learner whatever the event type.
     return learner_of_key(item.record.key)
-
-
-def source_record(message: Any) -> SourceRecord:
-    """A SourceRecord from a Faust message (raw key and value bytes)."""
-    headers = message.headers or ()
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return SourceRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        headers=tuple((str(k), bytes(v or b"")) for k, v in pairs),
-    )
-
-
-def _withhold_acks(events: Sequence[Any]) -> None:
-    # take_events() acks its whole buffer in a `finally`, even when the loop body
-    # raised. Marking the messages acked first makes Faust's consumer skip them
-    # (Message.ack and Consumer.ack both return early for an acked message), so
-    # Faust never commits to Kafka an offset whose effect is not in PostgreSQL.
-    for event in events:
-        event.message.acked = True
-
-
-def attach(
-    app: faust.App,
-    processor: Processor[EventT],
-    settings: Settings,
-    *,
-    started_at: float | None = None,
-) -> BatchRunner[EventT]:
-    """Register an agent on ``app`` that feeds ``processor``'s topics through a BatchRunner.
-
-    Batches are at most ``processor_batch_max`` records, or what arrived within
-    ``processor_batch_within_s`` seconds. Returns the runner (for tests and metrics).
-    """
-    runner = BatchRunner(
-        processor,
-        settings,
-        consumer_group=app.conf.id,
-        started_at=started_at,
-        stopping=lambda: bool(app.should_stop),
-    )
-    topic = app.topic(
-        *(settings.topic(stream) for stream in processor.sources),
-        key_serializer="raw",
-        value_serializer="raw",
-        # Should Faust be the one to create the topics: the same retention as
-        # learnstream.kafka.topic_config gives them.
-        retention=settings.topic_retention_ms / 1000,
-    )
-
-    async def consume(stream: faust.StreamT[bytes]) -> None:
-        # Agents receive a faust.Stream; take_events() is not part of StreamT.
-        batches = cast("faust.Stream[bytes]", stream).take_events(
-            settings.processor_batch_max, within=settings.processor_batch_within_s
-        )
-        await runner.warm_up()
-        frozen = False
-        try:
-            async for events in batches:
-                committed = False
-                if app.should_stop:
-                    # Faust drains delivered records before it stops (wait_empty). Left
-                    # unapplied and unacked, they go to the next worker, and a stop
-                    # never waits on a database that is down.
-                    _withhold_acks(events)
-                    continue
-                try:
-                    outcome = await runner.process([source_record(e.message) for e in events])
-                    committed = True
-                    if not frozen:
-                        # After the first batch: it imports and caches what processors
-                        # load lazily (schedulers, parameters), which lives on too.
-                        frozen = True
-                        _freeze_long_lived_objects()
-                    await _rewind(app, events, outcome)
-                except BatchAbandoned:
-                    log.warning(
-                        "stopping: the batch in flight is left to the next worker",
-                        extra={"processor": processor.name, "batch_origin": events[0].message.tp},
-                    )
-                except Exception as exc:
-                    log.critical(
-                        "processor failed outside any single record; stopping the worker so "
-                        "that it restarts from the committed offsets",
-                        exc_info=True,
-                        extra={"processor": processor.name},
-                    )
-                    await app.crash(exc)
-                    raise
-                finally:
-                    if not committed:
-                        _withhold_acks(events)
-        finally:
-            await runner.close()
-
-    async def sample_partitions() -> None:
-        await _sample_partitions(app, runner, timeout_s=settings.processor_lag_interval_s)
-
-    app.agent(topic, name=f"{app.conf.id}.batches")(consume)
-    app.timer(settings.processor_lag_interval_s, name=f"{app.conf.id}.lag")(sample_partitions)
-    return runner
-
-
-def _freeze_long_lived_objects() -> None:
-    """Move every object alive now out of the garbage collector's reach (``gc.freeze``).
-
-    A worker holds some 370,000 objects (Faust, aiokafka, protobuf, numpy, the pools)
-    that live as long as it does, and each full collection scanned them all: 0.2-0.4 s
-    with the event loop stopped (measured on the learner-state worker). Frozen, a full
-    collection scans only what batches allocate (1-15 ms). Frozen objects are never
-    freed by the collector, which long-lived objects do not need anyway. One full
-    collection first, so garbage is not frozen with them.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-async def _rewind(app: faust.App, events: Sequence[Any], outcome: BatchOutcome) -> None:
-    # Held-back records must not be acked (Faust would commit past them), and the
-    # consumer re-reads their partition from the stored offset.
-    if not outcome.held_back:
-        return
-    _withhold_acks(
-        [
-            e
-            for e in events
-            if TopicPartition(e.message.topic, e.message.partition) in outcome.held_back
-        ]
-    )
-    for rewind in outcome.seeks:
-        await app.consumer.seek(TP(rewind.tp.topic, rewind.tp.partition), rewind.expected)
-
-
-async def _sample_partitions(app: faust.App, runner: BatchRunner[Any], timeout_s: float) -> None:
-    """One lag and liveness sample of this worker's partitions (processors.lag).
-
-    A broker or database that does not answer within ``timeout_s`` must not hide a
-    stall, which is exactly when it matters: the end offsets then come from the last
-    fetch alone, the stored offsets from this worker's own last commits.
-    """
-    name = runner.processor.name
-    assigned = sorted(TopicPartition(tp.topic, tp.partition) for tp in app.consumer.assignment())
-    tps = [TP(tp.topic, tp.partition) for tp in assigned]
-    listed: Mapping[TP, int] = {}
-    stored = runner.monitor.last_committed()
-    if assigned:
-        try:
-            listed = await asyncio.wait_for(app.consumer.highwaters(*tps), timeout_s)
-        except Exception as exc:  # ListOffsets(latest) failed: the fetch's high watermark
-            _sample_failed(name, "broker", exc)
-        try:
-            stored = await asyncio.wait_for(runner.stored_offsets(assigned), timeout_s)
-        except Exception as exc:
-            _sample_failed(name, "database", exc)
-    ends = {
-        # highwater(): from the last fetch response; None before the first fetch.
-        tp: end_offset(app.consumer.highwater(faust_tp), listed.get(faust_tp))
-        for tp, faust_tp in zip(assigned, tps, strict=True)
-    }
-    runner.monitor.observe(assigned, ends, stored)
-
-
-def _sample_failed(name: str, service: str, exc: Exception) -> None:
-    metrics.LAG_SAMPLE_FAILURES.labels(name).inc()
-    log.warning(
-        "lag sample: %s did not answer",
-        service,
-        extra={"processor": name, "error": f"{type(exc).__name__}: {exc}"},
-    )

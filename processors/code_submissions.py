@@ -58,7 +58,7 @@ from learnstream.kafka import (
 )
 from learnstream.settings import Settings
 from processors import metrics
-from processors.base import Decoded
+from processors.base import Decoded, Flow
 from processors.code_metrics import CodeMetrics, UnparsableSource, analyze_python
 from processors.exceptions import PoisonEvent
 from processors.offsets import SourceRecord, decode_learner_event, derived_event_id
@@ -215,7 +215,10 @@ class CodeSubmissionsProcessor:
     """Static analysis of code submissions and their attempts (module docstring)."""
 
     name = NAME
-    sources = (Stream.CODE_SUBMISSIONS,)
+    flow = Flow(
+        reads=(Stream.CODE_SUBMISSIONS,), writes=("code_submissions",), emits=(Stream.ATTEMPTS,)
+    )
+    sources = flow.reads
 
     def __init__(self, settings: Settings) -> None:
         self._attempts_topic = settings.topic(Stream.ATTEMPTS)

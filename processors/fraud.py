@@ -12,7 +12,7 @@ no row means 0), with the per-signal weights, the reasons, and ``flagged`` when 
 score reaches ``settings.fraud_alert_threshold`` (views ``flagged_attempts`` and
 ``flagged_sessions`` are what analyses join to exclude them); a ``FraudScored``
 event per scored subject and per later re-score. Fraud never changes mastery: this
-processor writes no mastery table, and the mastery processor does not read these.
+processor writes no mastery table, and learner_state does not read these.
 
 Item parameters. Person fit uses the calibrated IRT parameters of
 ``irt_item_parameters`` (filled by the calibration DAG) when the item has them;
@@ -42,18 +42,18 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import asyncpg
 
-from learnstream.events.v1 import attempt_pb2, derived_pb2, envelope_pb2, session_pb2
+from learnstream.events.v1 import attempt_pb2, derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
-from processors.base import Decoded
+from processors.base import Decoded, Flow
+from processors.events import Attempt, LearnerKey, SessionSighting, decode_attempt, decode_session
 from processors.exceptions import PoisonEvent
-from processors.mastery import Attempt, decode_attempt
-from processors.offsets import SourceRecord, decode_learner_event, derived_event_id
+from processors.offsets import SourceRecord, derived_event_id
 from scheduler.fraud import (
     DEFAULT_FRAUD_CONFIG,
     EMPTY_REFERENCE,
@@ -107,37 +107,11 @@ class ScoredAttempt:
     response_time_ms: int  # 0: not reported
 
 
-@dataclass(frozen=True, slots=True)
-class SessionSighting:
-    """A SessionEvent that names a device (others are not scored)."""
-
-    event_id: str
-    tenant_id: str
-    user_id: str
-    session_id: str
-    device_id: str  # empty: nothing to score
-    occurred_at: datetime  # UTC
-
-
 FraudInput = ScoredAttempt | SessionSighting
 
 
-def decode_session(record: SourceRecord) -> SessionSighting:
-    """Parse and validate a SessionEvent record; PoisonEvent says what is wrong."""
-    event, event_id = decode_learner_event(record, session_pb2.SessionEvent)
-    envelope = event.envelope
-    return SessionSighting(
-        event_id=event_id,
-        tenant_id=envelope.tenant_id,
-        user_id=envelope.user_id,
-        session_id=envelope.session_id,
-        device_id=event.device_id,
-        occurred_at=envelope.occurred_at.ToDatetime(tzinfo=UTC),
-    )
-
-
 def decode_scored_attempt(record: SourceRecord) -> ScoredAttempt:
-    """An AttemptEvent validated as the mastery processor does, plus item, answer and time."""
+    """An AttemptEvent validated by :func:`decode_attempt`, plus item, answer and time."""
     attempt = decode_attempt(record)
     assert record.value is not None  # decode_attempt refuses a missing value
     event = attempt_pb2.AttemptEvent.FromString(record.value)
@@ -152,11 +126,6 @@ def decode_scored_attempt(record: SourceRecord) -> ScoredAttempt:
 
 
 # --- state rows -------------------------------------------------------------------------
-
-
-class LearnerKey(NamedTuple):
-    tenant_id: str
-    user_id: str
 
 
 class ReferenceKey(NamedTuple):
@@ -452,7 +421,20 @@ class FraudProcessor:
     """Fraud scores per attempt and per session; see the module docstring."""
 
     name = "fraud"
-    sources = (Stream.ATTEMPTS, Stream.SESSIONS)
+    flow = Flow(
+        reads=(Stream.ATTEMPTS, Stream.SESSIONS),
+        writes=(
+            "fraud_signals",
+            "fraud_learner_history",
+            "fraud_reference_stats",
+            "fraud_wrong_answer_counts",
+            "fraud_group_wrong_answers",
+            "fraud_collusion_partners",
+            "fraud_device_sessions",
+        ),
+        emits=(Stream.FRAUD,),
+    )
+    sources = flow.reads
 
     def __init__(self, settings: Settings, *, config: FraudConfig = DEFAULT_FRAUD_CONFIG) -> None:
         self.config = config

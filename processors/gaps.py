@@ -25,17 +25,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import NamedTuple
+from datetime import datetime
 
 import asyncpg
 
 from learnstream.events.v1 import derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
-from processors.base import Decoded
-from processors.exceptions import PoisonEvent
-from processors.offsets import SourceRecord, decode_learner_event, derived_event_id
+from processors.base import Decoded, Flow
+from processors.events import (
+    PROCESSORS_SOURCE,
+    LearnerKey,
+    MasteryChange,
+    decode_mastery_updated,
+)
+from processors.offsets import SourceRecord, derived_event_id
 from scheduler.gaps import (
     DEFAULT_GAP_CONFIG,
     EMPTY_GRAPH,
@@ -98,38 +102,6 @@ _GRAPH_EDGES = """
 """
 
 
-class LearnerKey(NamedTuple):
-    """One learner."""
-
-    tenant_id: str
-    user_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class SkillEvidence:
-    """One skill's mastery as a MasteryUpdated reports it."""
-
-    skill_id: str
-    p_mastery: float  # in [0, 1]
-    attempts: int  # answers on the skill so far, >= 1
-
-
-@dataclass(frozen=True, slots=True)
-class MasteryChange:
-    """The fields of a MasteryUpdated the gaps use, validated."""
-
-    event_id: str  # the MasteryUpdated's own (deterministic) event_id
-    tenant_id: str
-    user_id: str
-    session_id: str
-    occurred_at: datetime  # UTC, the attempt's event time
-    skills: tuple[SkillEvidence, ...]
-
-    @property
-    def learner(self) -> LearnerKey:
-        return LearnerKey(self.tenant_id, self.user_id)
-
-
 @dataclass(frozen=True, slots=True)
 class GapRow:
     """One row of ``knowledge_gaps`` (without its key)."""
@@ -153,29 +125,6 @@ class GapChange:
     change: MasteryChange
     skill_id: str
     row: GapRow
-
-
-def decode_mastery_updated(record: SourceRecord) -> MasteryChange:
-    """Parse and validate a MasteryUpdated record; PoisonEvent says what is wrong."""
-    event, event_id = decode_learner_event(record, derived_pb2.MasteryUpdated)
-    envelope = event.envelope
-    skills: dict[str, SkillEvidence] = {}
-    for skill in event.skills:
-        if not skill.skill_id:
-            raise PoisonEvent(f"event {event_id}: a skill without skill_id")
-        if not 0.0 <= skill.p_mastery <= 1.0:  # also false for NaN
-            raise PoisonEvent(f"event {event_id}: p_mastery {skill.p_mastery} is outside [0, 1]")
-        if skill.attempts < 1:
-            raise PoisonEvent(f"event {event_id}: skill {skill.skill_id} has attempts < 1")
-        skills[skill.skill_id] = SkillEvidence(skill.skill_id, skill.p_mastery, skill.attempts)
-    return MasteryChange(
-        event_id=event_id,
-        tenant_id=envelope.tenant_id,
-        user_id=envelope.user_id,
-        session_id=envelope.session_id,
-        occurred_at=envelope.occurred_at.ToDatetime(tzinfo=UTC),
-        skills=tuple(skills.values()),
-    )
 
 
 def _reassessed(
@@ -281,7 +230,7 @@ def gap_detected(announced: GapChange, *, topic: str) -> OutgoingRecord:
         tenant_id=change.tenant_id,
         user_id=change.user_id,
         session_id=change.session_id,
-        source=envelope_pb2.Source(app="learnstream-processors", platform="server"),
+        source=PROCESSORS_SOURCE,
     )
     envelope.occurred_at.FromDatetime(change.occurred_at)
     message = derived_pb2.GapDetected(
@@ -305,7 +254,8 @@ class GapsProcessor:
     """Knowledge gaps per (tenant, user, skill); see the module docstring."""
 
     name = "gaps"
-    sources = (Stream.MASTERY,)
+    flow = Flow(reads=(Stream.MASTERY,), writes=("knowledge_gaps",), emits=(Stream.GAPS,))
+    sources = flow.reads
 
     def __init__(self, settings: Settings, *, config: GapConfig = DEFAULT_GAP_CONFIG) -> None:
         self.config = config

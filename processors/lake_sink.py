@@ -48,8 +48,8 @@ from learnstream import lake
 from learnstream.kafka import OutgoingRecord, Stream
 from learnstream.settings import Settings
 from processors import metrics
-from processors.base import Decoded
-from processors.mastery import Attempt, decode_attempt
+from processors.base import Decoded, Flow
+from processors.events import Attempt, decode_attempt
 from processors.offsets import SourceRecord
 
 NAME = "lake_sink"
@@ -114,7 +114,8 @@ class LakeSinkProcessor:
     """Attempts to Parquet with exactly-once files (module docstring)."""
 
     name = NAME
-    sources = (Stream.ATTEMPTS,)
+    flow = Flow(reads=(Stream.ATTEMPTS,), writes=(f"lake:{lake.ATTEMPTS_TABLE}",))
+    sources = flow.reads
 
     def __init__(self, settings: Settings, *, root: Path | None = None) -> None:
         self.root = root if root is not None else lake.default_root(settings)

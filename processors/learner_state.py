@@ -7,7 +7,7 @@ partition and one worker. Per batch, in the one PostgreSQL transaction of
 1. ``attempts`` (raw history): the row goes into the monthly partition of its
    ``occurred_at``. The table doubles as the duplicate check: an event_id already
    recorded (a client retry that got past ingest's dedup) changes nothing else.
-2. ``skill_mastery``: one BKT step per skill (:func:`processors.mastery.chain_updates`,
+2. ``skill_mastery``: one BKT step per skill (:func:`processors.bkt_chain.chain_updates`,
    :func:`scheduler.bkt.update`) with the skill's fitted parameters from
    ``bkt_parameters``, or :data:`scheduler.bkt.DEFAULT_PARAMS` for a skill without.
 3. ``learner_ability``: one EAP step (:func:`scheduler.irt.update_posterior`) with
@@ -19,8 +19,8 @@ partition and one worker. Per batch, in the one PostgreSQL transaction of
    (:mod:`scheduler.srs`), FSRS unless ``tenant_settings.scheduler`` is ``sm2``. A
    stored state of the other algorithm (the tenant switched) restarts the item's
    schedule with the new one (counted in ``learnstream_review_schedule_resets_total``).
-5. A ``MasteryUpdated`` per attempt that moved mastery, the same record as
-   :mod:`processors.mastery` emits (deterministic event_id).
+5. A ``MasteryUpdated`` per attempt that moved mastery
+   (:func:`processors.events.mastery_updated`, deterministic event_id).
 
 After the commit the touched learners' Redis hot cache is refreshed from the
 committed rows (:mod:`processors.learner_cache`).
@@ -67,17 +67,11 @@ from learnstream.exceptions import ServiceUnavailableError
 from learnstream.kafka import OutgoingRecord, Stream
 from learnstream.settings import Settings
 from processors import metrics
-from processors.base import Decoded
+from processors.base import Decoded, Flow
+from processors.bkt_chain import MasteryKey, MasteryState, chain_updates
+from processors.events import Attempt, LearnerKey, decode_attempt, mastery_updated
 from processors.exceptions import StaleWrite
 from processors.learner_cache import LearnerCache, Touched
-from processors.mastery import (
-    Attempt,
-    MasteryKey,
-    MasteryState,
-    chain_updates,
-    decode_attempt,
-    mastery_updated,
-)
 from processors.offsets import SourceRecord
 from scheduler import irt, srs
 from scheduler.bkt import BKTParams
@@ -100,13 +94,6 @@ class ItemParams(NamedTuple):
     a: float
     b: float
     c: float
-
-
-class LearnerKey(NamedTuple):
-    """One learner."""
-
-    tenant_id: str
-    user_id: str
 
 
 class ReviewKey(NamedTuple):
@@ -390,10 +377,15 @@ async def _load_schedulers(conn: asyncpg.Connection, tenants: list[str]) -> dict
 class LearnerStateProcessor:
     """Mastery, ability, review schedule and attempt history per learner (module docstring)."""
 
-    sources = (Stream.ATTEMPTS,)
+    name = NAME
+    flow = Flow(
+        reads=(Stream.ATTEMPTS,),
+        writes=("attempts", "skill_mastery", "learner_ability", "review_schedule"),
+        emits=(Stream.MASTERY,),
+    )
+    sources = flow.reads
 
-    def __init__(self, settings: Settings, *, name: str = NAME) -> None:
-        self.name = name
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._mastery_topic = settings.topic(Stream.MASTERY)
         ttl = settings.processor_cache_ttl_s

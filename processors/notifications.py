@@ -1,9 +1,10 @@
 """The notifications processor: MasteryUpdated in, an inbox and NotificationEvents out.
 
-Input. Stream.MASTERY (``MasteryUpdated``, key ``tenant:user``), like
-:mod:`processors.recommendations`: each one is a learner's answer with its event
-time, which is what every rule here needs. Rules (:mod:`scheduler.notify`), applied
-per event in order, at the event's ``occurred_at`` (event time; never the clock):
+Input. Stream.MASTERY (``MasteryUpdated``, key ``tenant:user``, decoded by
+:func:`processors.events.decode_mastery_step`), like the recommendations processor:
+each one is a learner's answer with its event time, which is what every rule here
+needs. Rules (:mod:`scheduler.notify`), applied per event in order, at the event's
+``occurred_at`` (event time; never the clock):
 
 * review digest: the learner's items in ``review_schedule`` due at that time, at most
   one digest per learner per ``notification_digest_period_s`` (settings);
@@ -11,7 +12,7 @@ per event in order, at the event's ``occurred_at`` (event time; never the clock)
   and the count of mastered skills reaching 1, 5, 10, ...;
 * streak: consecutive UTC days with answers reaching 3, 7, 14, 30, ...;
 * strategy suggestion: ``notification_stall_sessions`` sessions in a row whose
-  learning gain (as in processors.recommendations: mean Δp_mastery of the skills a
+  learning gain (as in the recommendations processor: mean Δp_mastery of the skills a
   session practised) is below 0.01.
 
 Due-ness is driven by event time in the stream path (deterministic: what the kill -9
@@ -27,13 +28,13 @@ as text) gives the channels and quiet hours; a learner without a profile gets th
 in-app inbox only and no quiet hours. A notification decided in quiet hours keeps its
 created_at (event time) and gets ``deliver_after`` = the end of them.
 
-Delivery. Every notification is written to the in-app inbox (``notifications``,
-:class:`InAppInbox`) in the batch's transaction; for the webhook channel an outbox
-row (``notification_deliveries``) is written too, and after each commit (and each
-timer tick) a background task has :class:`WebhookChannel` POST what is pending and
-due (with retries) and mark it delivered; the stream never waits for a receiver.
-A crash between the POST and the mark repeats the POST: the receiver
-dedupes by the ``Idempotency-Key`` header (the notification_id).
+Delivery (:mod:`processors.notification_delivery`). Every notification is written to
+the in-app inbox (``notifications``) in the batch's transaction; for the webhook
+channel an outbox row (``notification_deliveries``) is written too, and after each
+commit (and each timer tick) a background task POSTs what is pending and due (with
+retries) and marks it delivered; the stream never waits for a receiver. A crash
+between the POST and the mark repeats the POST: the receiver dedupes by the
+``Idempotency-Key`` header (the notification_id).
 
 Identity. notification_id = NotificationEvent.envelope.event_id, a UUIDv5 of the
 cause: the MasteryUpdated's event_id and the rule (milestones, streaks, stalls), or the
@@ -43,28 +44,35 @@ learner and the digest period (digests). A replay writes the same rows
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 import faust
-import httpx
 
 from learnstream import db
 from learnstream.events.v1 import envelope_pb2, notification_pb2
 from learnstream.kafka import AsyncProducer, OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
-from processors.base import Decoded
+from processors.base import Decoded, Flow
+from processors.events import PROCESSORS_SOURCE, LearnerKey, MasteryStep, decode_mastery_step
 from processors.exceptions import DeliveryFailed
+from processors.notification_delivery import (
+    IN_APP,
+    WEBHOOK,
+    InAppInbox,
+    Notice,
+    WebhookChannel,
+    WebhookOutbox,
+    array_literal,
+    write_notices,
+)
 from processors.offsets import DERIVED_EVENT_NAMESPACE, SourceRecord
-from processors.recommendations import LearnerKey, MasteryStep, decode_mastery_step
 from scheduler.notify import (
     NotifyConfig,
     advance_stall,
@@ -79,8 +87,6 @@ from scheduler.recommend import session_gain, starts_new_session
 
 log = logging.getLogger(__name__)
 
-IN_APP = "in_app"
-WEBHOOK = "webhook"
 # Channels this processor knows; others in a profile (e.g. email) are kept on the
 # notification for a future adapter but not delivered here.
 _CHANNEL_TO_PROTO = {
@@ -136,32 +142,6 @@ _UPSERT_LEARNERS = """
         session_end = EXCLUDED.session_end, last_event_id = EXCLUDED.last_event_id,
         updated_at = EXCLUDED.updated_at
 """
-_INSERT_NOTIFICATIONS = """
-    INSERT INTO notifications (notification_id, tenant_id, user_id, kind, title, body,
-        item_ids, channels, cause_event_id, created_at, deliver_after)
-    SELECT n.notification_id, n.tenant_id, n.user_id, n.kind, n.title, n.body,
-           n.item_ids::text[], n.channels::text[], n.cause_event_id, n.created_at,
-           n.deliver_after
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::uuid[], $10::timestamptz[], $11::timestamptz[])
-      AS n(notification_id, tenant_id, user_id, kind, title, body, item_ids, channels,
-           cause_event_id, created_at, deliver_after)
-    ON CONFLICT (notification_id) DO NOTHING
-"""
-_INSERT_DELIVERIES = """
-    INSERT INTO notification_deliveries (notification_id, channel, deliver_after)
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[])
-    ON CONFLICT (notification_id, channel) DO NOTHING
-"""
-_PENDING_WEBHOOKS = """
-    SELECT n.notification_id, n.tenant_id, n.user_id, n.kind, n.title, n.body, n.item_ids,
-           n.channels, n.cause_event_id, n.created_at, n.deliver_after
-    FROM notification_deliveries AS d
-    JOIN notifications AS n USING (notification_id)
-    WHERE d.channel = 'webhook' AND d.delivered_at IS NULL AND d.deliver_after <= $1
-    ORDER BY d.deliver_after, d.notification_id
-    LIMIT $2
-"""
 # Learners with something due and no digest in the current period; SKIP LOCKED leaves
 # learners whose events a batch is applying right now to that batch.
 _IDLE_DUE = """
@@ -179,16 +159,6 @@ _SET_DIGEST_PERIOD = """
     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS d(tenant_id, user_id, period)
     WHERE l.tenant_id = d.tenant_id AND l.user_id = d.user_id
 """
-_MARK_DELIVERY = """
-    UPDATE notification_deliveries
-    SET attempts = attempts + 1,
-        delivered_at = CASE WHEN $3 THEN now() ELSE NULL END,
-        last_error = $4
-    WHERE notification_id = $1 AND channel = $2
-"""
-
-
-_PAGE = 100  # outbox rows per delivery round
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,24 +184,6 @@ class NotifyRow:
     session_start: dict[str, float] = field(default_factory=dict)
     session_end: dict[str, float] = field(default_factory=dict)
     last_event_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """One notification decided for a learner; ``notification_id`` is deterministic."""
-
-    notification_id: str
-    tenant_id: str
-    user_id: str
-    kind: str  # review_due | milestone | streak | strategy_suggestion
-    title: str
-    body: str
-    item_ids: tuple[str, ...]
-    channels: tuple[str, ...]
-    cause_event_id: str
-    session_id: str
-    created_at: datetime  # UTC event time
-    deliver_after: datetime  # UTC
 
 
 def notice_id(*parts: object) -> str:
@@ -379,7 +331,7 @@ def notification_event(notice: Notice, *, topic: str) -> OutgoingRecord:
         tenant_id=notice.tenant_id,
         user_id=notice.user_id,
         session_id=notice.session_id,
-        source=envelope_pb2.Source(app="learnstream-processors", platform="server"),
+        source=PROCESSORS_SOURCE,
     )
     envelope.occurred_at.FromDatetime(notice.created_at)
     message = notification_pb2.NotificationEvent(
@@ -398,118 +350,16 @@ def notification_event(notice: Notice, *, topic: str) -> OutgoingRecord:
     )
 
 
-class DeliveryChannel(Protocol):
-    """One way to deliver notifications; returns the ids it delivered."""
-
-    name: str
-
-    async def deliver(self, conn: asyncpg.Connection, notices: Sequence[Notice]) -> list[str]:
-        """Deliver ``notices``; the notification_ids that were delivered."""
-        ...
-
-
-class InAppInbox:
-    """The in-app inbox: rows of ``notifications``, written idempotently through ``conn``."""
-
-    name = IN_APP
-
-    async def deliver(self, conn: asyncpg.Connection, notices: Sequence[Notice]) -> list[str]:
-        """Insert ``notices`` (an existing id is left as is, read_at included)."""
-        if notices:
-            await conn.execute(
-                _INSERT_NOTIFICATIONS,
-                [n.notification_id for n in notices],
-                [n.tenant_id for n in notices],
-                [n.user_id for n in notices],
-                [n.kind for n in notices],
-                [n.title for n in notices],
-                [n.body for n in notices],
-                [_array_literal(n.item_ids) for n in notices],
-                [_array_literal(n.channels) for n in notices],
-                [n.cause_event_id for n in notices],
-                [n.created_at for n in notices],
-                [n.deliver_after for n in notices],
-            )
-        return [n.notification_id for n in notices]
-
-
-class WebhookChannel:
-    """POSTs each notification as JSON to one URL; retries with backoff, then gives up.
-
-    ``Idempotency-Key`` carries the notification_id, so a receiver drops repeats.
-    Any 2xx is delivered; other statuses and transport errors are retried
-    ``attempts`` times in all, waiting ``backoff_s`` doubled each time.
-    """
-
-    name = WEBHOOK
-
-    def __init__(
-        self, url: str, *, attempts: int = 3, backoff_s: float = 0.2, timeout_s: float = 5.0
-    ) -> None:
-        self.url = url
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-        self.timeout_s = timeout_s
-        self.last_errors: dict[str, str] = {}
-
-    async def deliver(self, conn: asyncpg.Connection, notices: Sequence[Notice]) -> list[str]:
-        """POST every notice; the ids answered with a 2xx (errors in ``last_errors``)."""
-        delivered: list[str] = []
-        self.last_errors = {}
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-            for notice in notices:
-                error = await self._post(client, notice)
-                if error is None:
-                    delivered.append(notice.notification_id)
-                else:
-                    self.last_errors[notice.notification_id] = error
-        return delivered
-
-    async def _post(self, client: httpx.AsyncClient, notice: Notice) -> str | None:
-        error = "not tried"
-        for attempt in range(self.attempts):
-            if attempt:
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                response = await client.post(
-                    self.url,
-                    json=webhook_payload(notice),
-                    headers={"Idempotency-Key": notice.notification_id},
-                )
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.is_success:
-                return None
-            error = f"HTTP {response.status_code}"
-        return error
-
-
-def webhook_payload(notice: Notice) -> dict[str, Any]:
-    """The JSON body a webhook receives (timestamps ISO 8601 UTC)."""
-    return {
-        "notification_id": notice.notification_id,
-        "tenant_id": notice.tenant_id,
-        "user_id": notice.user_id,
-        "kind": notice.kind,
-        "title": notice.title,
-        "body": notice.body,
-        "item_ids": list(notice.item_ids),
-        "created_at": notice.created_at.isoformat(),
-        "deliver_after": notice.deliver_after.isoformat(),
-    }
-
-
-def _array_literal(values: Sequence[str]) -> str:
-    # One text[] per row through unnest: a '{"a","b"}' literal cast back in SQL.
-    return "{" + ",".join(json.dumps(v, ensure_ascii=False) for v in values) + "}"
-
-
 class NotificationsProcessor:
     """Notification inbox, events and webhook outbox per learner; see the module docstring."""
 
     name = "notifications"
-    sources = (Stream.MASTERY,)
+    flow = Flow(
+        reads=(Stream.MASTERY,),
+        writes=("notification_learners", "notifications", "notification_deliveries"),
+        emits=(Stream.NOTIFICATIONS,),
+    )
+    sources = flow.reads
 
     def __init__(self, settings: Settings) -> None:
         self.config = NotifyConfig(
@@ -520,11 +370,8 @@ class NotificationsProcessor:
         self.inbox = InAppInbox()
         url = settings.notification_webhook_url
         self.webhook = WebhookChannel(url) if url else None
-        self._settings = settings
         # Webhook delivery runs after commits, in the background, on its own pool.
-        self._delivery_pool: asyncpg.Pool | None = None
-        self._delivery_task: asyncio.Task[None] | None = None
-        self._delivery_wanted = False
+        self.outbox = WebhookOutbox(settings, self.webhook)
 
     def decode(self, record: SourceRecord) -> MasteryStep:
         return decode_mastery_step(record)
@@ -548,7 +395,7 @@ class NotificationsProcessor:
             due.setdefault(LearnerKey(r["tenant_id"], r["user_id"]), {})[r["item_id"]] = r["due_at"]
         preferences = await _load_preferences(conn, tenants, users)
         notices = chain_notifications(steps, rows, due, preferences, self.config)
-        await self._write(conn, notices)
+        await write_notices(conn, self.inbox, notices)
         await _store_rows(conn, {k: rows[k] for k in learners if k in rows})
         return [notification_event(n, topic=self._topic) for n in notices]
 
@@ -596,7 +443,7 @@ class NotificationsProcessor:
                     deliver_after=deliver_after(now, prefs.quiet_hours, prefs.timezone),
                 )
             )
-        await self._write(conn, notices)
+        await write_notices(conn, self.inbox, notices)
         await conn.execute(
             _SET_DIGEST_PERIOD,
             [n.tenant_id for n in notices],
@@ -605,106 +452,17 @@ class NotificationsProcessor:
         )
         return [notification_event(n, topic=self._topic) for n in notices]
 
-    async def _write(self, conn: asyncpg.Connection, notices: Sequence[Notice]) -> None:
-        await self.inbox.deliver(conn, notices)
-        outbox = [n for n in notices if WEBHOOK in n.channels]
-        if outbox:
-            await conn.execute(
-                _INSERT_DELIVERIES,
-                [n.notification_id for n in outbox],
-                [WEBHOOK] * len(outbox),
-                [n.deliver_after for n in outbox],
-            )
-
     async def committed(self, conn: asyncpg.Connection, events: Sequence[Any]) -> None:
         """After a commit: start draining the webhook outbox (in the background)."""
         self.start_delivery()
 
     def start_delivery(self) -> None:
-        """Drain the due webhook outbox in a background task (one at a time).
-
-        In the background so a slow or failing receiver never holds up the stream; a
-        call while a drain runs makes it look again once done, so rows committed
-        meanwhile are not left waiting for the next commit.
-        """
-        if self.webhook is None:
-            return
-        self._delivery_wanted = True
-        if self._delivery_task is None or self._delivery_task.done():
-            self._delivery_task = asyncio.create_task(self._drain_outbox(self.webhook))
-
-    async def _drain_outbox(self, channel: DeliveryChannel) -> None:
-        try:
-            if self._delivery_pool is None:
-                self._delivery_pool = await db.create_pool(self._settings, max_size=1)
-            async with self._delivery_pool.acquire() as conn:
-                while self._delivery_wanted:
-                    self._delivery_wanted = False
-                    # Pages until the due backlog is empty; a page with a failure stops
-                    # the round (the receiver is struggling; the next round retries).
-                    while True:
-                        fetched, delivered = await deliver_pending(
-                            conn, channel, now=datetime.now(UTC), limit=_PAGE
-                        )
-                        if fetched < _PAGE or delivered < fetched:
-                            break
-        except Exception as exc:
-            log.warning(
-                "webhook delivery round failed", extra={"error": f"{type(exc).__name__}: {exc}"}
-            )
+        """Drain the due webhook outbox in the background (:meth:`WebhookOutbox.start`)."""
+        self.outbox.start()
 
     async def close(self) -> None:
         """Stop a running delivery round and close its pool (undelivered rows stay pending)."""
-        if self._delivery_task is not None:
-            self._delivery_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._delivery_task
-        if self._delivery_pool is not None:
-            await self._delivery_pool.close()
-            self._delivery_pool = None
-
-
-async def deliver_pending(
-    conn: asyncpg.Connection, channel: DeliveryChannel, *, now: datetime, limit: int = 100
-) -> tuple[int, int]:
-    """Deliver up to ``limit`` outbox rows of ``channel`` due by ``now``: (tried, delivered).
-
-    Each row gets ``attempts + 1``; a delivered one gets ``delivered_at``, a failed one
-    its ``last_error`` and stays pending for the next call.
-    """
-    rows = await conn.fetch(_PENDING_WEBHOOKS, now, limit)
-    notices = [
-        Notice(
-            notification_id=str(r["notification_id"]),
-            tenant_id=r["tenant_id"],
-            user_id=r["user_id"],
-            kind=r["kind"],
-            title=r["title"],
-            body=r["body"],
-            item_ids=tuple(r["item_ids"]),
-            channels=tuple(r["channels"]),
-            cause_event_id=str(r["cause_event_id"]),
-            session_id="",
-            created_at=r["created_at"],
-            deliver_after=r["deliver_after"],
-        )
-        for r in rows
-    ]
-    delivered = set(await channel.deliver(conn, notices))
-    errors = getattr(channel, "last_errors", {})
-    await conn.executemany(
-        _MARK_DELIVERY,
-        [
-            (
-                n.notification_id,
-                channel.name,
-                n.notification_id in delivered,
-                errors.get(n.notification_id),
-            )
-            for n in notices
-        ],
-    )
-    return len(notices), len(delivered)
+        await self.outbox.close()
 
 
 def _notify_row(r: Mapping[str, Any]) -> NotifyRow:
@@ -731,7 +489,7 @@ async def _store_rows(conn: asyncpg.Connection, rows: Mapping[LearnerKey, Notify
         _UPSERT_LEARNERS,
         [k.tenant_id for k in keys],
         [k.user_id for k in keys],
-        [_array_literal(sorted(r.mastered_skills)) for r in values],
+        [array_literal(sorted(r.mastered_skills)) for r in values],
         [r.streak_days for r in values],
         [r.last_active_day for r in values],
         [r.last_digest_period for r in values],

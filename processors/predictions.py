@@ -9,7 +9,7 @@ With no model registered, or when loading or inference fails, the champion is
 :class:`ml.serving.BKTTracer` (default parameters, skills the learner answered);
 ``learnstream_model_in_use{kind}`` and ``learnstream_model_fallbacks_total{reason}``
 say so. The registry is polled every ``predictions_registry_poll_s`` seconds and a
-model whose alias moved is reloaded (:func:`reload_needed`).
+model whose alias moved is reloaded (:func:`ml.prediction_state.reload_needed`).
 
 State and exactly-once. A learner's recurrent state (DKT) or window lives in the
 tracer's memory, but every batch also writes it to ``prediction_learner_state``
@@ -30,38 +30,49 @@ model's prediction for that attempt (mean P(correct) over its skills the model
 knows) is scored against the outcome: ``model_shadow_scores`` keeps per model and
 subgroup (all, tenant, item type from ``content_items.kind``, short/long history)
 the count, the log-loss sum and histograms of P(correct) for correct and wrong
-outcomes, from which AUC follows (:class:`ScoreCells`).
+outcomes, from which AUC follows (:class:`ml.prediction_state.ScoreCells`).
 ``python -m ml shadow-report`` prints champion against challenger.
 
-Explanations are computed on demand (:func:`explain_prediction`): the champion
-restored from the learner's stored state says which of the recent attempts mattered
-most (gradient x input for DKT, attention for SAKT, none for BKT). Computing them
-for every prediction would cost one backward pass per learner-skill.
+The rows' shape is :mod:`ml.prediction_state`'s, which also reads them back for the
+read API and the CLI. Explanations are computed there on demand
+(:func:`ml.prediction_state.explain_prediction`): the champion restored from the
+learner's stored state says which of the recent attempts mattered most (gradient x
+input for DKT, attention for SAKT, none for BKT). Computing them for every
+prediction would cost one backward pass per learner-skill.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
-import numpy as np
 import torch
 from prometheus_client import Counter, Gauge
 
-from learnstream import db
 from learnstream.kafka import OutgoingRecord, Stream
 from learnstream.settings import Settings
-from ml.serving import AttemptInput, BKTTracer, Evidence, ModelTracer
-from processors.base import Decoded
-from processors.mastery import Attempt, decode_attempt
+from ml.prediction_state import (
+    BKT_LABEL,
+    CHALLENGER_ROLE,
+    CHAMPION_ROLE,
+    ScoreCells,
+    ScoreKey,
+    StateRow,
+    decode_tensor,
+    encode_tensor,
+    learner_id,
+    reload_needed,
+    state_row,
+)
+from ml.serving import AttemptInput, BKTTracer, ModelTracer
+from processors.base import Decoded, Flow
+from processors.events import Attempt, decode_attempt
 from processors.offsets import SourceRecord
 
 if TYPE_CHECKING:
@@ -69,14 +80,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHAMPION_ROLE = "champion"
-CHALLENGER_ROLE = "challenger"
-BKT_LABEL = "bkt"
-SCORE_BINS = 100  # equal-width P(correct) bins of the AUC histograms
 # Learner states kept in memory (per role) before all are dropped; rows rebuild them.
 MAX_CACHED_LEARNERS = 200_000
-# log-loss of a prediction of exactly 0 or 1 would be infinite.
-_EPSILON = 1e-7
 
 MODEL_IN_USE = Gauge(
     "learnstream_model_in_use",
@@ -161,14 +166,6 @@ _ITEM_TYPES = """
 # --- pure parts -------------------------------------------------------------------
 
 
-def reload_needed(loaded_version: str | None, registered_version: str | None) -> bool:
-    """True when the alias now names another version than the one served.
-
-    ``None`` on either side means "none": no model served (BKT) or no alias set.
-    """
-    return loaded_version != registered_version
-
-
 def history_group(answers_before: int, short_history: int) -> str:
     """``short`` for a learner with fewer than ``short_history`` earlier attempts, else ``long``."""
     return "short" if answers_before < short_history else "long"
@@ -184,61 +181,6 @@ def subgroups(
         ("item_type", item_type),
         ("history", history_group(answers_before, short_history)),
     )
-
-
-@dataclass(slots=True)
-class ScoreCells:
-    """Running score of one model on one subgroup: count, log-loss sum, AUC histograms."""
-
-    n: int = 0
-    log_loss_sum: float = 0.0
-    positive_bins: list[int] = field(default_factory=lambda: [0] * SCORE_BINS)
-    negative_bins: list[int] = field(default_factory=lambda: [0] * SCORE_BINS)
-
-    def add(self, p_correct: float, correct: bool) -> None:
-        """Score one prediction ``p_correct`` in [0, 1] against the outcome."""
-        p = min(max(p_correct, _EPSILON), 1.0 - _EPSILON)
-        self.n += 1
-        self.log_loss_sum += -math.log(p if correct else 1.0 - p)
-        index = min(int(p_correct * SCORE_BINS), SCORE_BINS - 1)
-        (self.positive_bins if correct else self.negative_bins)[index] += 1
-
-    def merge(self, other: ScoreCells) -> None:
-        """Add ``other``'s counts to these."""
-        self.n += other.n
-        self.log_loss_sum += other.log_loss_sum
-        for i in range(SCORE_BINS):
-            self.positive_bins[i] += other.positive_bins[i]
-            self.negative_bins[i] += other.negative_bins[i]
-
-    def log_loss(self) -> float | None:
-        """Mean log-loss in nats, or None before any prediction."""
-        return self.log_loss_sum / self.n if self.n else None
-
-    def auc(self) -> float | None:
-        """AUC in [0, 1] from the histograms (pairs within one bin count half).
-
-        None when only one outcome was seen. Bins are 1/SCORE_BINS wide, so this is the
-        exact AUC of predictions rounded down to that grid.
-        """
-        positives, negatives = sum(self.positive_bins), sum(self.negative_bins)
-        if not positives or not negatives:
-            return None
-        below = 0
-        wins = 0.0
-        for pos, neg in zip(self.positive_bins, self.negative_bins, strict=True):
-            wins += pos * (below + 0.5 * neg)
-            below += neg
-        return wins / (positives * negatives)
-
-
-class ScoreKey(NamedTuple):
-    """One row of model_shadow_scores."""
-
-    model_version: str
-    role: str
-    subgroup_kind: str
-    subgroup: str
 
 
 def score_prediction(
@@ -279,22 +221,6 @@ class Served:
         return "bkt" if isinstance(self.tracer, BKTTracer) else "dkt"
 
 
-@dataclass(frozen=True, slots=True)
-class StateRow:
-    """One prediction_learner_state row."""
-
-    model_version: str
-    answers_seen: int
-    history: tuple[AttemptInput, ...]
-    recurrent: bytes | None
-    p_next: dict[str, float]
-
-
-def learner_id(tenant_id: str, user_id: str) -> str:
-    """The tracer's learner id, ``tenant:user``."""
-    return f"{tenant_id}:{user_id}"
-
-
 def _row_for(rows: Mapping[tuple[str, str], StateRow], learner: str, role: str) -> StateRow | None:
     """The learner's row for ``role``, else the other role's (a new challenger starts
     from the attempts the champion saw, replayed)."""
@@ -302,38 +228,14 @@ def _row_for(rows: Mapping[tuple[str, str], StateRow], learner: str, role: str) 
     return rows.get((learner, role)) or rows.get((learner, other))
 
 
-def _encode_tensor(tensor: torch.Tensor | None) -> bytes | None:
-    if tensor is None:
-        return None
-    # .npy (shape, dtype, raw floats): several times faster than torch.save, no pickle.
-    buffer = io.BytesIO()
-    np.save(buffer, tensor.detach().cpu().numpy(), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _decode_tensor(raw: bytes) -> torch.Tensor:
-    return torch.from_numpy(np.load(io.BytesIO(raw), allow_pickle=False))
-
-
-def _state_row(record: asyncpg.Record) -> StateRow:
-    learner = learner_id(record["tenant_id"], record["user_id"])
-    history = tuple(
-        AttemptInput(learner, tuple(skills), bool(correct))
-        for skills, correct in json.loads(record["history"])
-    )
-    return StateRow(
-        model_version=record["model_version"],
-        answers_seen=int(record["answers_seen"]),
-        history=history,
-        recurrent=record["recurrent"],
-        p_next={k: float(v) for k, v in json.loads(record["p_next"]).items()},
-    )
-
-
 class PredictionsProcessor:
     """Serves the champion (and the challenger in shadow) on attempts; see the module doc."""
 
-    sources = (Stream.ATTEMPTS,)
+    flow = Flow(
+        reads=(Stream.ATTEMPTS,),
+        writes=("prediction_learner_state", "skill_predictions", "model_shadow_scores"),
+    )
+    sources = flow.reads
 
     def __init__(self, settings: Settings, *, name: str = "predictions") -> None:
         self.settings = settings
@@ -443,7 +345,7 @@ class PredictionsProcessor:
         learners = list(dict.fromkeys((a.tenant_id, a.user_id) for a in attempts))
         records = await conn.fetch(_LOAD_STATES, [t for t, _ in learners], [u for _, u in learners])
         rows = {
-            (learner_id(r["tenant_id"], r["user_id"]), r["role"]): _state_row(r) for r in records
+            (learner_id(r["tenant_id"], r["user_id"]), r["role"]): state_row(r) for r in records
         }
         item_types = await self._item_types(conn, attempts)
         board: dict[ScoreKey, ScoreCells] = {}
@@ -465,7 +367,7 @@ class PredictionsProcessor:
                         model.label,
                         seen,
                         json.dumps([[list(a.skill_ids), a.correct] for a in history]),
-                        _encode_tensor(model.tracer.recurrent_state(learner)),
+                        encode_tensor(model.tracer.recurrent_state(learner)),
                         json.dumps(p_next),
                     )
                 )
@@ -533,7 +435,7 @@ class PredictionsProcessor:
             if same_model and self._markers.get((served.role, learner)) == expected:
                 continue
             if row is not None and same_model and row.recurrent is not None:
-                served.tracer.restore(learner, row.history, _decode_tensor(row.recurrent))
+                served.tracer.restore(learner, row.history, decode_tensor(row.recurrent))
             else:
                 served.tracer.restore(learner, ())
                 if row is not None:
@@ -631,101 +533,3 @@ class PredictionsProcessor:
 
 def _pg_array(values: Sequence[int]) -> str:
     return "{" + ",".join(str(v) for v in values) + "}"
-
-
-# --- reading back -----------------------------------------------------------------
-
-
-async def explain_prediction(
-    conn: asyncpg.Connection,
-    tracer: ModelTracer | BKTTracer,
-    tenant_id: str,
-    user_id: str,
-    skill_id: str,
-    *,
-    top_k: int = 5,
-) -> tuple[Evidence, ...]:
-    """Which of the learner's recent attempts mattered most for P(correct) on ``skill_id``.
-
-    ``tracer`` is the champion (e.g. ``ml.serving.load_tracer``); the learner is
-    restored into it from the committed champion state. Largest weight magnitude
-    first, at most ``top_k``; empty for BKT, an unknown learner or an unknown skill.
-    """
-    record = await conn.fetchrow(
-        "SELECT tenant_id, user_id, model_version, answers_seen, history::text AS history, "
-        "recurrent, p_next::text AS p_next FROM prediction_learner_state "
-        "WHERE tenant_id = $1 AND user_id = $2 AND role = $3",
-        tenant_id,
-        user_id,
-        CHAMPION_ROLE,
-    )
-    if record is None:
-        return ()
-    row = _state_row(record)
-    learner = learner_id(tenant_id, user_id)
-    label = tracer.loaded.label if isinstance(tracer, ModelTracer) else BKT_LABEL
-    recurrent = (
-        _decode_tensor(row.recurrent)
-        if row.recurrent is not None and row.model_version == label
-        else None
-    )
-    tracer.restore(learner, row.history, recurrent)
-    return tracer.explain(learner, skill_id, top_k)
-
-
-@dataclass(frozen=True, slots=True)
-class ShadowLine:
-    """One model's score on one subgroup."""
-
-    key: ScoreKey
-    cells: ScoreCells
-
-
-async def read_shadow_scores(conn: asyncpg.Connection) -> list[ShadowLine]:
-    """Every model_shadow_scores row, ordered by subgroup then role (champion first)."""
-    records = await conn.fetch(
-        "SELECT model_version, role, subgroup_kind, subgroup, n, log_loss_sum, positive_bins, "
-        "negative_bins FROM model_shadow_scores ORDER BY subgroup_kind, subgroup, role, "
-        "model_version"
-    )
-    return [
-        ShadowLine(
-            ScoreKey(r["model_version"], r["role"], r["subgroup_kind"], r["subgroup"]),
-            ScoreCells(
-                int(r["n"]),
-                float(r["log_loss_sum"]),
-                list(r["positive_bins"]),
-                list(r["negative_bins"]),
-            ),
-        )
-        for r in records
-    ]
-
-
-def format_shadow_report(lines: Sequence[ShadowLine]) -> str:
-    """A text table: per subgroup, each model's n, mean log-loss and AUC."""
-    header = f"{'subgroup':<28} {'role':<10} {'model':<16} {'n':>8} {'logloss':>8} {'auc':>7}"
-    out = [header, "-" * len(header)]
-    for line in lines:
-        k, c = line.key, line.cells
-        loss, auc = c.log_loss(), c.auc()
-        out.append(
-            f"{k.subgroup_kind + '=' + k.subgroup:<28} {k.role:<10} {k.model_version:<16} "
-            f"{c.n:>8} {'-' if loss is None else f'{loss:.4f}':>8} "
-            f"{'-' if auc is None else f'{auc:.4f}':>7}"
-        )
-    return "\n".join(out)
-
-
-async def shadow_report(settings: Settings) -> str:
-    """The shadow-scoring table of the configured database (``python -m ml shadow-report``)."""
-    conn = await db.connect(settings)
-    try:
-        lines = await read_shadow_scores(conn)
-    except asyncpg.UndefinedTableError:
-        return "model_shadow_scores does not exist yet: run `make services` (it migrates)"
-    finally:
-        await conn.close()
-    if not lines:
-        return "no predictions scored yet (is `python -m processors predictions` running?)"
-    return format_shadow_report(lines)

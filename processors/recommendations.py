@@ -29,12 +29,9 @@ Per MasteryUpdated, in order:
 4. ``recommendations`` keeps the learner's latest list, and a RecommendationsUpdated
    (deterministic event_id) is published per event.
 
-Caches. Published content is cached per tenant and reloaded when the fingerprint of
-``content_items`` and ``irt_item_parameters`` (row count, latest update) changes, or
-after ``processor_cache_ttl_s``; the fingerprint query runs once per batch for all the
-batch's tenants. The concept graph
-is cached by its ``concept_graph_versions`` version, as in :mod:`processors.gaps`.
-Learners, due reviews and bandit rows are loaded with one query each per batch.
+Caches. Published content and the concept graph are cached per tenant and reloaded
+when they change (:mod:`processors.recommendation_content`). Learners, due reviews
+and bandit rows are loaded with one query each per batch.
 
 Determinism. Bandit rows of a tenant are created before they are locked, so
 concurrent workers serialise on them and never lose a reward. Bandit beliefs are
@@ -49,11 +46,10 @@ written by others; a replay sees them as they are at replay time.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import cast
 
 import asyncpg
 import numpy as np
@@ -61,10 +57,11 @@ import numpy as np
 from learnstream.events.v1 import common_pb2, derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
-from processors.base import Decoded
-from processors.exceptions import PoisonEvent
-from processors.gaps import MasteryChange, decode_mastery_updated
+from processors.base import Decoded, Flow
+from processors.events import PROCESSORS_SOURCE, LearnerKey, MasteryStep, decode_mastery_step
 from processors.offsets import SourceRecord, derived_event_id
+from processors.recommendation_content import ContentCache, TenantContent
+from processors.recommendation_experiments import experiment_exposure, running_experiments
 from scheduler.bandit import (
     BanditState,
     SessionStrategy,
@@ -72,11 +69,10 @@ from scheduler.bandit import (
     context_bucket,
     record_reward,
 )
+from scheduler.experiments import RunningExperiment, Variant, assign_variant
 from scheduler.gaps import ConceptGraph
 from scheduler.recommend import (
-    DEFAULT_MINUTES,
     DEFAULT_RECOMMEND_CONFIG,
-    ContentItem,
     RankedItem,
     RecommendConfig,
     SkillEvidence,
@@ -89,6 +85,8 @@ from scheduler.recommend import (
 from scheduler.scoring import PickReason
 
 DERIVED_KIND = "recommendations_updated"
+# Variant strategies that fix the session strategy; any other ("bandit") keeps the draw.
+_FIXED_STRATEGIES = frozenset(str(s) for s in SessionStrategy)
 
 _STRATEGY_TO_PROTO = {
     SessionStrategy.PRACTICE: common_pb2.SESSION_STRATEGY_PRACTICE,
@@ -104,31 +102,6 @@ _REASON_TO_PROTO = {
     PickReason.VARIETY: derived_pb2.RECOMMENDATION_REASON_UNSPECIFIED,
 }
 
-_CONTENT_FINGERPRINTS = """
-    SELECT t.tenant_id,
-           (SELECT count(*) FROM content_items c WHERE c.tenant_id = t.tenant_id) AS items,
-           (SELECT max(updated_at) FROM content_items c WHERE c.tenant_id = t.tenant_id)
-               AS items_at,
-           (SELECT count(*) FROM irt_item_parameters p WHERE p.tenant_id = t.tenant_id)
-               AS calibrated,
-           (SELECT max(calibrated_at) FROM irt_item_parameters p
-             WHERE p.tenant_id = t.tenant_id) AS calibrated_at
-    FROM unnest($1::text[]) AS t(tenant_id)
-"""
-_PUBLISHED_CONTENT = """
-    SELECT pc.item_id, pc.kind, pc.title, pc.skill_ids, pc.payload, p.a, p.b
-    FROM published_content AS pc
-    LEFT JOIN irt_item_parameters AS p ON p.tenant_id = pc.tenant_id AND p.item_id = pc.item_id
-    WHERE pc.tenant_id = $1
-    ORDER BY pc.item_id
-"""
-_GRAPH_VERSIONS = """
-    SELECT tenant_id, version FROM concept_graph_versions WHERE tenant_id = ANY($1::text[])
-"""
-_GRAPH_EDGES = """
-    SELECT skill_id, prerequisite_id FROM skill_prerequisites WHERE tenant_id = $1
-    ORDER BY skill_id, prerequisite_id
-"""
 _LOAD_LEARNERS = """
     SELECT l.tenant_id, l.user_id, l.mastery, l.session_id, l.session_started,
            l.last_event_at, l.strategy, l.bucket, l.session_start, l.session_end,
@@ -219,21 +192,6 @@ ALL_BUCKETS = tuple(
 )
 
 
-class LearnerKey(NamedTuple):
-    """One learner."""
-
-    tenant_id: str
-    user_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class MasteryStep:
-    """A validated MasteryUpdated with each skill's p_mastery before the answer."""
-
-    change: MasteryChange
-    before: Mapping[str, float]  # skill -> p_mastery before, in [0, 1]
-
-
 @dataclass(slots=True)
 class LearnerRow:
     """One ``recommendation_learners`` row (mutable while a batch is applied)."""
@@ -263,15 +221,6 @@ class LearnerRow:
 
 
 @dataclass(frozen=True, slots=True)
-class TenantContent:
-    """A tenant's published catalog and prerequisite graph."""
-
-    catalog: Sequence[ContentItem]
-    requires: Mapping[str, Sequence[str]]
-    graph: ConceptGraph
-
-
-@dataclass(frozen=True, slots=True)
 class Ranking:
     """A learner's ranking after one event (what the view and the event carry)."""
 
@@ -279,6 +228,8 @@ class Ranking:
     strategy: SessionStrategy
     bucket: str
     items: Sequence[RankedItem]
+    # (experiment, the learner's variant) when this event opened a session under one
+    exposure: tuple[RunningExperiment, Variant] | None = None
 
 
 @dataclass(slots=True)
@@ -289,22 +240,6 @@ class BatchState:
     bandits: dict[str, BanditState]  # tenant -> beliefs of every bucket
     sessions: dict[tuple[str, str], int]  # (tenant, bucket) -> rewards recorded
     touched_buckets: set[tuple[str, str]] = field(default_factory=set)
-
-
-def decode_mastery_step(record: SourceRecord) -> MasteryStep:
-    """Parse and validate a MasteryUpdated; PoisonEvent says what is wrong."""
-    change = decode_mastery_updated(record)
-    assert record.value is not None  # decode_mastery_updated refused a missing value
-    event = derived_pb2.MasteryUpdated.FromString(record.value)
-    before: dict[str, float] = {}
-    for skill in event.skills:
-        if not 0.0 <= skill.p_mastery_before <= 1.0:
-            raise PoisonEvent(
-                f"event {change.event_id}: p_mastery_before {skill.p_mastery_before} "
-                "is outside [0, 1]"
-            )
-        before[skill.skill_id] = skill.p_mastery_before
-    return MasteryStep(change, before)
 
 
 def _bucket(
@@ -323,8 +258,14 @@ def chain_recommendations(
     due: Mapping[LearnerKey, Mapping[str, datetime]],
     config: RecommendConfig = DEFAULT_RECOMMEND_CONFIG,
     budgets: Mapping[LearnerKey, float] | None = None,
+    experiments: Mapping[str, RunningExperiment] | None = None,
 ) -> list[Ranking]:
     """Apply ``steps`` in order to ``state`` (changed in place); the rankings, in order.
+
+    ``experiments`` maps a tenant to its running session-strategy experiment: a session
+    opened under it takes the strategy of the learner's variant (hash assignment,
+    :func:`scheduler.experiments.assign_variant`; "bandit" keeps the Thompson draw),
+    and its ranking carries the exposure.
 
     ``budgets`` maps a learner to their session time budget in minutes (> 0; the
     profile's daily_minutes), replacing ``config``'s for them. Pure apart from mutating
@@ -349,6 +290,7 @@ def chain_recommendations(
             )
         learner_due = due.get(key, {})
         bandit = state.bandits.get(change.tenant_id, BanditState())
+        exposure: tuple[RunningExperiment, Variant] | None = None
         if row is None or starts_new_session(
             row.session_id, row.last_event_at, change.session_id, change.occurred_at
         ):
@@ -360,12 +302,21 @@ def chain_recommendations(
                 state.touched_buckets.add(bucket_key)
             bucket = _bucket(mastery, learner_due, change.occurred_at)
             rng = np.random.default_rng(strategy_seed(change.event_id))
+            strategy = choose_strategy(bandit, bucket, rng)
+            experiment = (experiments or {}).get(change.tenant_id)
+            if experiment is not None:
+                variant = assign_variant(
+                    experiment.experiment_id, key.tenant_id, key.user_id, experiment.variants
+                )
+                if variant.strategy in _FIXED_STRATEGIES:
+                    strategy = SessionStrategy(variant.strategy)
+                exposure = (experiment, variant)
             row = LearnerRow(
                 mastery=mastery,
                 session_id=change.session_id,
                 session_started=change.occurred_at,
                 last_event_at=change.occurred_at,
-                strategy=choose_strategy(bandit, bucket, rng),
+                strategy=strategy,
                 bucket=bucket,
             )
         else:
@@ -395,7 +346,7 @@ def chain_recommendations(
             row.strategy,
             learner_config,
         )
-        rankings.append(Ranking(step, row.strategy, row.bucket, items))
+        rankings.append(Ranking(step, row.strategy, row.bucket, items, exposure))
     return rankings
 
 
@@ -407,7 +358,7 @@ def recommendations_updated(ranking: Ranking, *, topic: str) -> OutgoingRecord:
         tenant_id=change.tenant_id,
         user_id=change.user_id,
         session_id=change.session_id,
-        source=envelope_pb2.Source(app="learnstream-processors", platform="server"),
+        source=PROCESSORS_SOURCE,
     )
     envelope.occurred_at.FromDatetime(change.occurred_at)
     message = derived_pb2.RecommendationsUpdated(
@@ -433,43 +384,24 @@ def recommendations_updated(ranking: Ranking, *, topic: str) -> OutgoingRecord:
     )
 
 
-def content_item(row: Mapping[str, Any]) -> ContentItem:
-    """A published_content row (with IRT a, b when calibrated) as a ContentItem."""
-    payload = row["payload"]
-    payload = json.loads(payload) if isinstance(payload, str) else (payload or {})
-    minutes = payload.get("expected_minutes") if isinstance(payload, dict) else None
-    if not isinstance(minutes, int | float) or not minutes > 0:
-        minutes = DEFAULT_MINUTES.get(row["kind"], 5.0)
-    return ContentItem(
-        item_id=row["item_id"],
-        kind=row["kind"],
-        title=row["title"],
-        skill_ids=tuple(row["skill_ids"]),
-        difficulty=float(row["b"]) if row["b"] is not None else 0.0,
-        discrimination=float(row["a"]) if row["a"] is not None else 1.0,
-        expected_minutes=float(minutes),
-    )
-
-
 class RecommendationsProcessor:
     """Ranked recommendations per learner; see the module docstring."""
 
     name = "recommendations"
-    sources = (Stream.MASTERY,)
+    flow = Flow(
+        reads=(Stream.MASTERY,),
+        writes=("recommendation_learners", "recommendation_bandit", "recommendations"),
+        emits=(Stream.RECOMMENDATIONS, Stream.EXPERIMENTS),
+    )
+    sources = flow.reads
 
     def __init__(
         self, settings: Settings, *, config: RecommendConfig = DEFAULT_RECOMMEND_CONFIG
     ) -> None:
         self.config = config
         self._topic = settings.topic(Stream.RECOMMENDATIONS)
-        # Read-through caches of database state, tagged with what they were read at
-        # (so apply() still keeps no state of its own between calls).
-        # tenant -> (fingerprint, time.monotonic() of the load, catalog)
-        self._catalogs: dict[str, tuple[tuple[Any, ...], float, tuple[ContentItem, ...]]] = {}
-        # A catalog is also reloaded after this long, in case an edit left the
-        # fingerprint unchanged (two API hosts writing updated_at with skewed clocks).
-        self._catalog_ttl_s = settings.processor_cache_ttl_s
-        self._graphs: dict[str, tuple[int, dict[str, list[str]], ConceptGraph]] = {}
+        self._exposure_topic = settings.topic(Stream.EXPERIMENTS)
+        self._content = ContentCache(settings.processor_cache_ttl_s)
 
     def decode(self, record: SourceRecord) -> MasteryStep:
         return decode_mastery_step(record)
@@ -508,39 +440,24 @@ class RecommendationsProcessor:
                 _LOAD_BUDGETS, [k.tenant_id for k in learners], [k.user_id for k in learners]
             )
         }
-        rankings = chain_recommendations(steps, state, content, due, self.config, budgets)
+        experiments = await running_experiments(conn, tenants)
+        rankings = chain_recommendations(
+            steps, state, content, due, self.config, budgets, experiments
+        )
         await _store(conn, state, rankings)
-        return [recommendations_updated(r, topic=self._topic) for r in rankings]
+        records = [recommendations_updated(r, topic=self._topic) for r in rankings]
+        exposures = [
+            experiment_exposure(r.step.change, r.exposure, topic=self._exposure_topic)
+            for r in rankings
+            if r.exposure is not None
+        ]
+        return records + exposures
 
     async def current_content(
         self, conn: asyncpg.Connection, tenants: list[str]
     ) -> dict[str, TenantContent]:
         """Each tenant's published catalog and graph, reloaded only when they changed."""
-        fingerprints = {
-            r["tenant_id"]: (r["items"], r["items_at"], r["calibrated"], r["calibrated_at"])
-            for r in await conn.fetch(_CONTENT_FINGERPRINTS, tenants)
-        }
-        versions = {
-            r["tenant_id"]: int(r["version"]) for r in await conn.fetch(_GRAPH_VERSIONS, tenants)
-        }
-        content: dict[str, TenantContent] = {}
-        for tenant in tenants:
-            fingerprint = fingerprints.get(tenant, ())
-            cached = self._catalogs.get(tenant)
-            now = time.monotonic()
-            if cached is None or cached[0] != fingerprint or now - cached[1] > self._catalog_ttl_s:
-                rows = await conn.fetch(_PUBLISHED_CONTENT, tenant)
-                self._catalogs[tenant] = (fingerprint, now, tuple(content_item(r) for r in rows))
-            version = versions.get(tenant, 0)
-            graph = self._graphs.get(tenant)
-            if graph is None or graph[0] != version:
-                requires: dict[str, list[str]] = {}
-                for r in await conn.fetch(_GRAPH_EDGES, tenant):
-                    requires.setdefault(r["skill_id"], []).append(r["prerequisite_id"])
-                self._graphs[tenant] = (version, requires, ConceptGraph(requires, version))
-            _, requires, concept_graph = self._graphs[tenant]
-            content[tenant] = TenantContent(self._catalogs[tenant][2], requires, concept_graph)
-        return content
+        return await self._content.current(conn, tenants)
 
 
 def _mastery_json(mastery: Mapping[str, SkillEvidence]) -> str:

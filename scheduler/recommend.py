@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 
 from scheduler.bandit import SessionStrategy
 from scheduler.exceptions import PrerequisiteCycleError
@@ -45,6 +46,7 @@ from scheduler.scoring import (
     PickReason,
     ScoringWeights,
     SessionConstraints,
+    SessionPick,
     select_session,
 )
 
@@ -182,6 +184,62 @@ def _detail(
     return f"adds variety ({item.kind} on {skill})"
 
 
+def _eligible(
+    catalog: Sequence[ContentItem],
+    severity: Mapping[str, float],
+    near_path: set[str],
+    strategy: SessionStrategy,
+) -> list[tuple[ContentItem, str]]:
+    """(item, the skill it is scored on) for every item the strategy may offer, by item id.
+
+    Resources only for a skill with an open gap or near the learning path; untagged items never.
+    """
+    allowed_kinds = PRACTICE_KINDS if strategy is SessionStrategy.MOCK_TEST else ALL_KINDS
+    eligible: list[tuple[ContentItem, str]] = []
+    for item in sorted(catalog, key=lambda c: c.item_id):
+        if item.kind not in allowed_kinds or not item.skill_ids:
+            continue
+        if item.kind in RESOURCE_KINDS and not any(
+            s in severity or s in near_path for s in item.skill_ids
+        ):
+            continue
+        # Score on the most severe gap among its skills; ties keep the first tag.
+        skill = max(item.skill_ids, key=lambda s: (severity.get(s, 0.0), -item.skill_ids.index(s)))
+        eligible.append((item, skill))
+    return eligible
+
+
+def _ranked(
+    picks: Sequence[SessionPick],
+    eligible: Sequence[tuple[ContentItem, str]],
+    overdue: npt.NDArray[np.float64],
+    severity: Mapping[str, float],
+) -> list[RankedItem]:
+    """The picks in order as :class:`RankedItem` (rank from 1) with their reason in words."""
+    ranked: list[RankedItem] = []
+    for rank, pick in enumerate(picks, start=1):
+        item, skill = eligible[pick.candidate_index]
+        ranked.append(
+            RankedItem(
+                rank=rank,
+                item_id=item.item_id,
+                kind=item.kind,
+                skill_ids=item.skill_ids,
+                score=pick.score,
+                reason=pick.reason,
+                reason_detail=_detail(
+                    pick.reason,
+                    item,
+                    skill,
+                    overdue_days=float(overdue[pick.candidate_index]),
+                    severity=severity.get(skill, 0.0),
+                    p_success=pick.p_success,
+                ),
+            )
+        )
+    return ranked
+
+
 def recommend(
     catalog: Sequence[ContentItem],
     mastery: Mapping[str, SkillEvidence],
@@ -209,19 +267,8 @@ def recommend(
     except PrerequisiteCycleError:
         path = []  # the CMS refuses cycles; a hand-edited one only costs the path credit
     near_path = set(path[: config.path_horizon])
-    allowed_kinds = PRACTICE_KINDS if strategy is SessionStrategy.MOCK_TEST else ALL_KINDS
 
-    eligible: list[tuple[ContentItem, str]] = []
-    for item in sorted(catalog, key=lambda c: c.item_id):
-        if item.kind not in allowed_kinds or not item.skill_ids:
-            continue
-        if item.kind in RESOURCE_KINDS and not any(
-            s in severity or s in near_path for s in item.skill_ids
-        ):
-            continue
-        # Score on the most severe gap among its skills; ties keep the first tag.
-        skill = max(item.skill_ids, key=lambda s: (severity.get(s, 0.0), -item.skill_ids.index(s)))
-        eligible.append((item, skill))
+    eligible = _eligible(catalog, severity, near_path, strategy)
     if not eligible:
         return []
 
@@ -260,28 +307,7 @@ def recommend(
         ],
     )
     picks = select_session(candidates, abilities, config.constraints, STRATEGY_WEIGHTS[strategy])
-    ranked: list[RankedItem] = []
-    for rank, pick in enumerate(picks, start=1):
-        item, skill = eligible[pick.candidate_index]
-        ranked.append(
-            RankedItem(
-                rank=rank,
-                item_id=item.item_id,
-                kind=item.kind,
-                skill_ids=item.skill_ids,
-                score=pick.score,
-                reason=pick.reason,
-                reason_detail=_detail(
-                    pick.reason,
-                    item,
-                    skill,
-                    overdue_days=float(overdue[pick.candidate_index]),
-                    severity=severity.get(skill, 0.0),
-                    p_success=pick.p_success,
-                ),
-            )
-        )
-    return ranked
+    return _ranked(picks, eligible, overdue, severity)
 
 
 def starts_new_session(

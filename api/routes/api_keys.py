@@ -6,40 +6,19 @@ no scope lets a key act on accounts.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
 
 from api.deps import AdminUser, ClientIp, PoolDep
 from api.exceptions import NotFoundError
+from api.schemas.api_keys import (
+    ApiKeyCreate,
+    ApiKeyIssued,
+    ApiKeyPublic,
+)
 from api.services import audit
 from learnstream import apikeys
-from learnstream.apikeys import Scope
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
-
-
-class ApiKeyCreate(BaseModel):
-    app_name: str = Field(min_length=1, max_length=200)
-    scopes: list[Scope] = Field(
-        default_factory=lambda: sorted(apikeys.DEFAULT_SCOPES),
-        min_length=1,
-        max_length=len(Scope),
-        description="what the key may do; default events:write only",
-    )
-
-
-class ApiKeyPublic(BaseModel):
-    key_id: str
-    app_name: str
-    scopes: list[Scope]
-    created_at: datetime
-    revoked_at: datetime | None
-
-
-class ApiKeyIssued(ApiKeyPublic):
-    api_key: str = Field(description="the whole key; shown only in this answer")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a key (admin)")

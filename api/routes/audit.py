@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from api.deps import AdminUser, PoolDep
 from api.pagination import Cursor, Limit, Page, decode_cursor, id_key, next_cursor
+from api.schemas.audit import (
+    AuditEntryPublic,
+)
 from api.services import audit
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
-
-
-class AuditEntryPublic(BaseModel):
-    id: int
-    occurred_at: datetime
-    actor_kind: str | None
-    actor_id: str | None
-    action: str
-    outcome: str
-    target_id: str | None
-    ip: str | None
-    details: dict[str, Any]
 
 
 @router.get("", summary="Security events of the tenant (admin)")

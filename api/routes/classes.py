@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
 
 from api.deps import AdminUser, ClientIp, CurrentUser, PoolDep, TeacherOrAdmin
-from api.routes.learners import SkillMasteryPublic
+from api.schemas.classes import (
+    ClassCreate,
+    ClassMasteryPublic,
+    ClassMemberPublic,
+    ClassPublic,
+    LearnerMasteryRow,
+    MemberAdd,
+)
+from api.schemas.learners import SkillMasteryPublic
 from api.services import classes
-from api.services.classes import MemberRole
 
 router = APIRouter(prefix="/v1/classes", tags=["classes"])
-
-
-class ClassCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-
-
-class MemberAdd(BaseModel):
-    user_id: str = Field(min_length=1, max_length=100)
-    member_role: MemberRole = MemberRole.LEARNER
-
-
-class ClassMemberPublic(BaseModel):
-    user_id: str
-    member_role: MemberRole
-    display_name: str
-
-
-class ClassPublic(BaseModel):
-    class_id: str
-    name: str
-    created_at: datetime
-    members: list[ClassMemberPublic] = Field(description="empty unless you manage the class")
-
-
-class LearnerMasteryRow(BaseModel):
-    user_id: str
-    skills: list[SkillMasteryPublic]
-
-
-class ClassMasteryPublic(BaseModel):
-    class_id: str
-    learners: list[LearnerMasteryRow]
 
 
 def _public(found: classes.SchoolClass) -> ClassPublic:

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
 
 from api.deps import AdminUser, PoolDep
+from api.schemas.learner_ids import (
+    LearnerIdPublic,
+    LearnerIdUpdate,
+)
 from api.services import learner_ids
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
-
-
-class LearnerIdUpdate(BaseModel):
-    learner_id: str | None = Field(
-        max_length=200,
-        description="the id the tenant's app sends as user_id for this person; "
-        "null files the account under its own id again",
-    )
-
-
-class LearnerIdPublic(BaseModel):
-    user_id: str
-    learner_id: str = Field(description="effective: the set id, else the account id")
 
 
 @router.get("/{user_id}/learner-id", summary="An account's learner id (admin)")

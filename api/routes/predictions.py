@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
 
 from api.deps import LearnerViewer, PoolDep
+from api.schemas.predictions import (
+    AttemptWeightPublic,
+    LearnerPredictionsPublic,
+    SkillPredictionExplained,
+    SkillPredictionPublic,
+)
 from api.services import access, predictions
 
 router = APIRouter(prefix="/v1/learners", tags=["learners"])
@@ -27,35 +31,6 @@ async def _champion(request: Request) -> predictions.ChampionTracer:
 
 
 ChampionDep = Annotated[predictions.ChampionTracer, Depends(_champion)]
-
-
-class SkillPredictionPublic(BaseModel):
-    skill_id: str
-    p_correct: float = Field(ge=0, le=1, description="P(next answer on the skill correct)")
-    model_version: str = Field(description='the model that wrote it: "dkt@3", or "bkt"')
-    updated_at: datetime = Field(description="UTC time the prediction was written")
-
-
-class LearnerPredictionsPublic(BaseModel):
-    user_id: str
-    skills: list[SkillPredictionPublic]
-
-
-class AttemptWeightPublic(BaseModel):
-    answers_ago: int = Field(ge=0, description="0 = the learner's newest attempt")
-    skill_id: str
-    correct: bool
-    weight: float = Field(description="model scale; larger magnitude mattered more")
-
-
-class SkillPredictionExplained(SkillPredictionPublic):
-    user_id: str
-    explained_by: str | None = Field(
-        default=None, description="tracer that explained it; null when not asked"
-    )
-    explanation: list[AttemptWeightPublic] | None = Field(
-        default=None, description="past attempts, largest weight magnitude first"
-    )
 
 
 @router.get("/{user_id}/predictions", summary="P(correct) per skill from the champion model")

@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
-from pydantic import BaseModel, Field
 
 from api.deps import CatalogueReader, Editor, Now, PoolDep
+from api.schemas.skills import (
+    LearningOrderPublic,
+    SkillCreate,
+    SkillFields,
+    SkillPublic,
+)
 from api.services import skills
 
 router = APIRouter(prefix="/v1/skills", tags=["skills"])
 
 SkillIdPath = Annotated[str, Path(pattern=skills.SKILL_ID_PATTERN)]
-
-
-class SkillFields(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=5000)
-    prerequisites: list[str] = Field(
-        default_factory=list, max_length=200, description="ids of the skills this one requires"
-    )
-
-
-class SkillCreate(SkillFields):
-    skill_id: str = Field(pattern=skills.SKILL_ID_PATTERN)
-
-
-class SkillPublic(BaseModel):
-    skill_id: str
-    name: str
-    description: str
-    prerequisites: list[str]
-    created_at: datetime
-    updated_at: datetime
-
-
-class LearningOrderPublic(BaseModel):
-    skill_ids: list[str] = Field(description="every skill, prerequisites first")
 
 
 def _public(skill: skills.Skill) -> SkillPublic:

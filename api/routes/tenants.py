@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
 
 from api.deps import AdminUser, PoolDep
+from api.schemas.tenants import (
+    RetentionPublic,
+)
 from api.services import retention
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
-
-
-class RetentionPublic(BaseModel):
-    retention_days: int | None = Field(
-        ge=retention.MIN_RETENTION_DAYS,
-        le=retention.MAX_RETENTION_DAYS,
-        description="days an inactive learner's data is kept; null keeps it forever",
-    )
 
 
 @router.get("/me/retention", summary="Data retention of your tenant (admin)")

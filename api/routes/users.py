@@ -2,56 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
-
 from fastapi import APIRouter, status
-from pydantic import AfterValidator, BaseModel, EmailStr, Field
 
 from api.deps import AdminUser, CurrentUser, Now, PoolDep, RedisDep, SettingsDep
 from api.exceptions import NotFoundError
 from api.pagination import Cursor, Limit, Page, decode_cursor, next_cursor, uuid_key
+from api.schemas.users import (
+    RolesUpdate,
+    UserCreate,
+    UserPublic,
+)
 from api.services import accounts, mfa
 from api.services.principals import Role
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
-
-
-def _tenant_grantable(roles: list[Role]) -> list[Role]:
-    # A platform operator sees every tenant's pipeline: no tenant admin may grant it
-    # (it is granted in SQL by whoever runs the deployment; docs/security.md).
-    if Role.PLATFORM_OPERATOR in roles:
-        raise ValueError("platform_operator is not granted through the API")
-    return roles
-
-
-TenantRoles = Annotated[list[Role], AfterValidator(_tenant_grantable)]
-
-
-class UserPublic(BaseModel):
-    id: str
-    tenant_id: str
-    email: str
-    display_name: str
-    roles: list[Role]
-    email_verified: bool
-    status: str
-    mfa_enabled: bool
-    locked_until: datetime | None
-    created_at: datetime
-
-
-class UserCreate(BaseModel):
-    email: EmailStr
-    password: str | None = Field(
-        default=None, max_length=1024, description="omit to let the user set one by reset"
-    )
-    display_name: str = Field(default="", max_length=200)
-    roles: TenantRoles = Field(default_factory=lambda: [Role.LEARNER], min_length=1)
-
-
-class RolesUpdate(BaseModel):
-    roles: TenantRoles = Field(min_length=1)
 
 
 def user_public(user: accounts.User) -> UserPublic:

@@ -48,6 +48,8 @@ class Action(StrEnum):
     RETENTION_CHANGED = "retention_changed"
     CLASS_MEMBER_ADDED = "class_member_added"
     CLASS_MEMBER_REMOVED = "class_member_removed"
+    IDENTITY_PROVIDER_ADDED = "identity_provider_added"
+    IDENTITY_LINKED = "identity_linked"
 
 
 class Outcome(StrEnum):

@@ -265,91 +265,122 @@ async def import_items(
                 conn, tenant_id=principal.tenant_id, skill_ids=all_skills
             )
         )
-        ids = [row.item_id for row in rows if row.item_id]
-        existing = {
-            r["item_id"]: r
-            for r in await conn.fetch(
-                """
-                SELECT i.item_id, i.kind, v.title, v.skill_ids, v.payload
-                FROM content_items i JOIN content_versions v
-                  ON v.tenant_id = i.tenant_id AND v.item_id = i.item_id
-                 AND v.version = i.current_version
-                WHERE i.tenant_id = $1 AND i.item_id = ANY($2::text[])
-                """,
-                principal.tenant_id,
-                ids,
-            )
-        }
-        plan: list[tuple[str, ImportRow]] = []
-        for row in rows:
-            missing = sorted(set(row.skill_ids) & unknown)
-            if missing:
-                report.errors.append(
-                    _problem(row.row, "skill_ids", f"unknown skills: {', '.join(missing)}")
-                )
-                continue
-            current = existing.get(row.item_id or "")
-            if current is None:
-                plan.append(("create", row))
-            elif current["kind"] != row.kind.value:
-                report.errors.append(
-                    _problem(
-                        row.row,
-                        "kind",
-                        f"item {row.item_id} is a {current['kind']}; kinds are fixed",
-                    )
-                )
-            elif (
-                current["title"],
-                sorted(current["skill_ids"]),
-                json.loads(current["payload"]),
-            ) == (row.title, sorted(set(row.skill_ids)), row.payload):
-                report.unchanged.append(current["item_id"])
-            else:
-                plan.append(("update", row))
-        report.errors.sort(
-            key=lambda p: (
-                int(p.field.split("]")[0][5:]) if p.field.startswith("rows[") else 0,
-                p.field,
-            )
+        existing = await _current_versions(
+            conn, principal.tenant_id, [row.item_id for row in rows if row.item_id]
         )
+        plan = _plan(rows, unknown, existing, report)
+        report.errors.sort(key=_row_order)
         if report.errors or dry_run:
             for action, row in plan:
                 target = report.created if action == "create" else report.updated
                 target.append(row.item_id or f"(new, row {row.row})")
             return report
-        for action, row in plan:
-            if action == "create":
-                item = await content.create_item(
-                    conn,
-                    principal,
-                    item_id=row.item_id,
-                    kind=row.kind,
-                    title=row.title,
-                    skill_ids=list(row.skill_ids),
-                    payload=row.payload,
-                    now=now,
-                )
-                report.created.append(item.item_id)
-            else:
-                assert row.item_id is not None
-                await content.edit_item(
-                    conn,
-                    principal,
-                    item_id=row.item_id,
-                    title=row.title,
-                    skill_ids=list(row.skill_ids),
-                    payload=row.payload,
-                    note=f"import row {row.row}",
-                    base_version=None,
-                    now=now,
-                )
-                report.updated.append(row.item_id)
+        await _apply(conn, principal, plan, report, now=now)
         report.applied = True
     return report
 
 
+async def _current_versions(conn: Any, tenant_id: str, item_ids: list[str]) -> dict[str, Any]:
+    """The current version (kind, title, skill_ids, payload) of each existing item among
+    ``item_ids``, by item id; ids with no item are absent."""
+    return {
+        r["item_id"]: r
+        for r in await conn.fetch(
+            """
+            SELECT i.item_id, i.kind, v.title, v.skill_ids, v.payload
+            FROM content_items i JOIN content_versions v
+              ON v.tenant_id = i.tenant_id AND v.item_id = i.item_id
+             AND v.version = i.current_version
+            WHERE i.tenant_id = $1 AND i.item_id = ANY($2::text[])
+            """,
+            tenant_id,
+            item_ids,
+        )
+    }
+
+
+def _plan(
+    rows: list[ImportRow],
+    unknown_skills: set[str],
+    existing: dict[str, Any],
+    report: ImportReport,
+) -> list[tuple[str, ImportRow]]:
+    """What to do with each row: ``("create" | "update", row)`` in row order.
+
+    A row naming an unknown skill, or changing an existing item's kind, goes to
+    ``report.errors``; a row equal to the item's current version to ``report.unchanged``.
+    """
+    plan: list[tuple[str, ImportRow]] = []
+    for row in rows:
+        missing = sorted(set(row.skill_ids) & unknown_skills)
+        if missing:
+            report.errors.append(
+                _problem(row.row, "skill_ids", f"unknown skills: {', '.join(missing)}")
+            )
+            continue
+        current = existing.get(row.item_id or "")
+        if current is None:
+            plan.append(("create", row))
+        elif current["kind"] != row.kind.value:
+            report.errors.append(
+                _problem(
+                    row.row,
+                    "kind",
+                    f"item {row.item_id} is a {current['kind']}; kinds are fixed",
+                )
+            )
+        elif (
+            current["title"],
+            sorted(current["skill_ids"]),
+            json.loads(current["payload"]),
+        ) == (row.title, sorted(set(row.skill_ids)), row.payload):
+            report.unchanged.append(current["item_id"])
+        else:
+            plan.append(("update", row))
+    return plan
+
+
+async def _apply(
+    conn: Any,
+    principal: Principal,
+    plan: list[tuple[str, ImportRow]],
+    report: ImportReport,
+    *,
+    now: datetime,
+) -> None:
+    """Create or edit each planned item (inside the caller's transaction) and list the
+    ids in ``report.created`` / ``report.updated``."""
+    for action, row in plan:
+        if action == "create":
+            item = await content.create_item(
+                conn,
+                principal,
+                item_id=row.item_id,
+                kind=row.kind,
+                title=row.title,
+                skill_ids=list(row.skill_ids),
+                payload=row.payload,
+                now=now,
+            )
+            report.created.append(item.item_id)
+        else:
+            assert row.item_id is not None
+            await content.edit_item(
+                conn,
+                principal,
+                item_id=row.item_id,
+                title=row.title,
+                skill_ids=list(row.skill_ids),
+                payload=row.payload,
+                note=f"import row {row.row}",
+                base_version=None,
+                now=now,
+            )
+            report.updated.append(row.item_id)
+
+
 def _row_order(problem: FieldProblem) -> tuple[int, str]:
+    """Sort key of a problem: its row number (0 for the whole body), then its field."""
     match = _ROW_FIELD.match(problem.field)
     return (int(match[1]) if match else 0, problem.field)
 

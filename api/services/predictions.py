@@ -3,7 +3,7 @@
 ``skill_predictions`` holds each learner's P(correct) per skill after their latest
 attempt, from the registry's champion (or ``bkt``, the fallback). An explanation
 restores the learner from ``prediction_learner_state`` into the champion tracer and
-asks it which past attempts mattered most (:func:`processors.predictions.explain_prediction`).
+asks it which past attempts mattered most (:func:`ml.prediction_state.explain_prediction`).
 
 The tracer is loaded lazily, once per API process (:class:`ChampionTracer`), and
 reloaded when the registry's champion alias moves; the registry is asked at most
@@ -145,9 +145,9 @@ class ChampionTracer:
         # torch and MLflow are slow imports: only when an explanation is first asked for.
         import torch
 
+        from ml.prediction_state import reload_needed
         from ml.registry import CHAMPION, ModelRegistry
         from ml.serving import BKTTracer, ModelTracer
-        from processors.predictions import reload_needed
 
         registry = ModelRegistry(self.settings)
         name = self.settings.ml_model_name
@@ -178,8 +178,8 @@ async def explain(
     attribute) or when the stored state was written by no model this one knows.
     404 naming the learner and skill when there is no prediction or no stored state.
     """
+    from ml.prediction_state import CHAMPION_ROLE, explain_prediction, learner_id
     from ml.serving import ModelTracer
-    from processors.predictions import CHAMPION_ROLE, explain_prediction, learner_id
 
     prediction = await skill_prediction(db, tenant_id=tenant_id, user_id=user_id, skill_id=skill_id)
     has_state = await db.fetchval(

@@ -164,52 +164,90 @@ async def export_learner(
     tenant_id = principal.tenant_id
     tables = await learner_tables(db)
     account = await _ensure_known(db, tenant_id, subject_id, tables)
+    filed_under = _filed_under(subject_id, account)
     exported: dict[str, Any] = {
         "subject_id": subject_id,
         "tenant_id": tenant_id,
         "exported_at": now.isoformat(),
         "account": _row(account) if account is not None else None,
-        "tables": {},
+        "tables": {},  # filled below; the key keeps its place in the document
     }
     if account is not None:
-        exported["roles"] = [
+        exported.update(await _account_copies(db, subject_id))
+    exported["tables"] = await _table_copies(db, tenant_id, tables, filed_under)
+    if settings is not None:
+        exported["lake"] = await _lake_copies(settings, tenant_id, filed_under)
+        if redis is not None:
+            exported["redis"] = await _redis_copies(redis, settings, tenant_id, filed_under, now)
+    exported["security_events"] = await _security_events(db, tenant_id, subject_id)
+    await audit.record(
+        db,
+        tenant_id=tenant_id,
+        actor=(principal.kind.value, principal.subject_id),
+        action=audit.Action.PRIVACY_EXPORT,
+        outcome=audit.Outcome.SUCCESS,
+        target_id=subject_id,
+    )
+    return exported
+
+
+async def _account_copies(db: Any, user_id: str) -> dict[str, list[Any]]:
+    """What the account holds besides its ``users`` row: ``roles``, ``linked_identities``
+    and ``sessions`` (refresh tokens, without their digests, oldest first)."""
+    return {
+        "roles": [
             r["role"]
-            for r in await db.fetch("SELECT role FROM user_roles WHERE user_id = $1", subject_id)
-        ]
-        exported["linked_identities"] = [
+            for r in await db.fetch("SELECT role FROM user_roles WHERE user_id = $1", user_id)
+        ],
+        "linked_identities": [
             _row(r)
             for r in await db.fetch(
                 "SELECT provider, subject, email, linked_at FROM user_identities "
                 "WHERE user_id = $1",
-                subject_id,
+                user_id,
             )
-        ]
-        exported["sessions"] = [
+        ],
+        "sessions": [
             _row(r)
             for r in await db.fetch(
                 "SELECT issued_at, expires_at, rotated_at, revoked_at FROM refresh_tokens "
                 "WHERE user_id = $1 ORDER BY issued_at",
-                subject_id,
+                user_id,
             )
-        ]
+        ],
+    }
+
+
+async def _table_copies(
+    db: Any, tenant_id: str, tables: list[str], filed_under: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every row of ``tables`` filed under one of the ids, by table (empty ones included)."""
+    copies: dict[str, list[dict[str, Any]]] = {}
     for table in tables:
         rows = await db.fetch(
             f'SELECT * FROM "{table}" WHERE tenant_id = $1 AND user_id::text = ANY($2::text[])',
             tenant_id,
-            _filed_under(subject_id, account),
+            filed_under,
         )
-        exported["tables"][table] = [_row(r) for r in rows]
-    filed_under = _filed_under(subject_id, account)
-    if settings is not None:
-        root = lake.default_root(settings)
-        lake_rows = await asyncio.to_thread(lake.learner_rows, root, tenant_id, filed_under)
-        exported["lake"] = [
-            {"source": "lake", "file": file, "row": {k: plain(v) for k, v in row.items()}}
-            for file, row in lake_rows
-        ]
-        if redis is not None:
-            exported["redis"] = await _redis_copies(redis, settings, tenant_id, filed_under, now)
-    exported["security_events"] = [
+        copies[table] = [_row(r) for r in rows]
+    return copies
+
+
+async def _lake_copies(
+    settings: Settings, tenant_id: str, filed_under: list[str]
+) -> list[dict[str, Any]]:
+    """Every lake row filed under one of the ids, with its file (relative to the root)."""
+    root = lake.default_root(settings)
+    lake_rows = await asyncio.to_thread(lake.learner_rows, root, tenant_id, filed_under)
+    return [
+        {"source": "lake", "file": file, "row": {k: plain(v) for k, v in row.items()}}
+        for file, row in lake_rows
+    ]
+
+
+async def _security_events(db: Any, tenant_id: str, subject_id: str) -> list[dict[str, Any]]:
+    """Audit rows where the subject acted or was acted on, oldest first."""
+    return [
         _row(r)
         for r in await db.fetch(
             """
@@ -220,15 +258,6 @@ async def export_learner(
             subject_id,
         )
     ]
-    await audit.record(
-        db,
-        tenant_id=tenant_id,
-        actor=(principal.kind.value, principal.subject_id),
-        action=audit.Action.PRIVACY_EXPORT,
-        outcome=audit.Outcome.SUCCESS,
-        target_id=subject_id,
-    )
-    return exported
 
 
 def learner_redis_keys(

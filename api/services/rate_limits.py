@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from api.exceptions import ApiError
+from learnstream import problems
 
 WINDOW_S = 60
 
@@ -21,9 +22,9 @@ WINDOW_S = 60
 class TooManyRequestsError(ApiError):
     """The caller used up its window; ``Retry-After`` says when the next one opens."""
 
-    status = 429
-    slug = "rate-limited"
-    title = "Too many requests"
+    status = problems.RATE_LIMITED.status
+    slug = problems.RATE_LIMITED.slug
+    title = problems.RATE_LIMITED.title
 
 
 @dataclass(frozen=True, slots=True)

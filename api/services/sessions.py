@@ -397,6 +397,38 @@ async def logout(
     await token_versions.announce(redis, settings, bumped)
 
 
+async def sign_in_verified_identity(
+    db: Any,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    user_id: str,
+    ip: str | None,
+    now: datetime,
+) -> TokenPair | MfaChallenge:
+    """Sign in an account whose identity an outside provider vouched for (api/services/oidc.py).
+
+    No password, so no lockout; a disabled account is refused, and an account with TOTP
+    enrolled still answers the MFA challenge.
+    """
+    row = await db.fetchrow(
+        "SELECT status, mfa_enabled_at FROM users WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        user_id,
+    )
+    if row is None or row["status"] != "active":
+        raise ForbiddenError("this account is disabled", field="body.code", reason="disabled")
+    if row["mfa_enabled_at"] is not None:
+        return MfaChallenge(
+            tokens.issue_mfa_challenge(
+                user_id=user_id, tenant_id=tenant_id, settings=settings, now=now
+            )
+        )
+    return await _signed_in(
+        db, settings, user_id=user_id, tenant_id=tenant_id, mfa_verified=False, ip=ip, now=now
+    )
+
+
 async def _signed_in(
     db: Any,
     settings: Settings,

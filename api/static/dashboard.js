@@ -184,6 +184,51 @@
     window.location.reload();
   }
 
+  // --- single sign-on (OpenID Connect) ------------------------------------------------------
+  // The tenant's providers show as links under the form once the tenant is known (typed,
+  // or ?tenant=acme). Coming back, the API put a one-time code in the fragment
+  // (/dashboard#action=oidc&code=...); the page trades it for tokens at once.
+  async function showProviderButtons(tenantId) {
+    const root = $("#sso-buttons");
+    root.replaceChildren();
+    if (!tenantId) return;
+    try {
+      const buttons = await call(`/v1/auth/oidc/providers?tenant_id=${encodeURIComponent(tenantId)}`);
+      for (const b of buttons) {
+        root.append(el("a", { class: "sso-button", href: b.start_url }, `Sign in with ${b.display_name}`));
+      }
+    } catch (exc) {
+      // No buttons for an unknown tenant; the password form still works.
+    }
+  }
+
+  async function handleProviderReturn() {
+    const fragment = new URLSearchParams(window.location.hash.slice(1));
+    const action = fragment.get("action");
+    if (action !== "oidc" && action !== "oidc-error") return false;
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+    if (action === "oidc-error") {
+      $("#login-error").textContent = fragment.get("reason") || "single sign-on failed";
+      return true;
+    }
+    try {
+      const body = await call("/v1/auth/oidc/exchange", {
+        method: "POST",
+        body: { code: fragment.get("code") || "" },
+      });
+      if (body.mfa_required) {
+        mfaToken = body.mfa_token;
+        $("#mfa-field").hidden = false;
+        return true;
+      }
+      sessionStorage.setItem(TOKENS_KEY, JSON.stringify(body));
+      await showApp();
+    } catch (exc) {
+      $("#login-error").textContent = exc.message;
+    }
+    return true;
+  }
+
   // --- links from account mail -------------------------------------------------------------
   // Mailed links carry their token in the URL fragment (/dashboard#action=unlock&token=lst_...).
   // Browsers never send the fragment, so the token reaches no access log, proxy or Referer;
@@ -871,7 +916,15 @@
     for (const button of document.querySelectorAll("nav button")) {
       button.addEventListener("click", () => setView(button.dataset.view));
     }
-    handleMailedLink();
+    const tenantInput = $("#login-form input[name=tenant_id]");
+    tenantInput.addEventListener("change", () => showProviderButtons(tenantInput.value.trim()));
+    if (params.get("tenant")) {
+      tenantInput.value = params.get("tenant");
+      showProviderButtons(tenantInput.value);
+    }
+    handleProviderReturn().then((handled) => {
+      if (!handled) handleMailedLink();
+    });
     // A second mailed link opened in the same tab changes only the fragment: no reload.
     window.addEventListener("hashchange", () => handleMailedLink());
     if (tokens()) showApp().catch(() => signOut());

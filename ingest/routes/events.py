@@ -32,7 +32,7 @@ async def post_events(
     Retry-After, and no event of the batch is then claimed as accepted.
     """
     fmt = codec.body_format(request.headers.get("content-type"))
-    body = await _read_body(request, max_bytes=settings.ingest_max_body_bytes)
+    body = await read_body(request, max_bytes=settings.ingest_max_body_bytes)
     events = codec.decode_request(body, fmt, max_events=settings.ingest_max_batch_events)
     response = await ingestor.ingest(events, api_key=api_key, now=datetime.now(UTC))
     headers = {}
@@ -43,7 +43,7 @@ async def post_events(
     )
 
 
-async def _read_body(request: Request, *, max_bytes: int) -> bytes:
+async def read_body(request: Request, *, max_bytes: int) -> bytes:
     """The body, refusing more than ``max_bytes`` by Content-Length or by what arrives."""
     declared = request.headers.get("content-length")
     if declared is not None:

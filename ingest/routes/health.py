@@ -59,7 +59,7 @@ async def readyz(request: Request, settings: SettingsDep) -> dict[str, object]:
             "not ready: " + "; ".join(f"{name}: {why}" for name, why in down.items()),
             retry_after_s=settings.ingest_retry_after_s,
         )
-        error.errors = tuple(FieldProblem(name, why) for name, why in down.items())
+        error.errors = [FieldProblem(name, why) for name, why in down.items()]
         raise error
     return {"status": "ready", "checks": dict.fromkeys(names, "ok")}
 

@@ -13,14 +13,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.gaps import (
-    GapChange,
-    GapRow,
-    LearnerKey,
-    MasteryChange,
-    SkillEvidence,
-    chain_gaps,
-)
+from processors.events import LearnerKey, MasteryChange, SkillEvidence
+from processors.gaps import GapChange, GapRow, chain_gaps
 from scheduler.gaps import (
     DEFAULT_GAP_CONFIG,
     ConceptGraph,

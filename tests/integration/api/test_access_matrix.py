@@ -61,6 +61,8 @@ STAFF = frozenset({"author", "reviewer", "admin"})
 EDITORS = frozenset({"author", "admin"})
 READ_L = frozenset({"teacher", "admin", "key:views:read"})
 CATALOGUE = frozenset({*USERS, "key:content:read"})
+NOT_FOUND = frozenset({404})
+NO_EXPERIMENT = "00000000-0000-4000-8000-000000000000"
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,64 @@ ACTIONS = {
     "password_reset_request": _public("POST", "/v1/auth/password-reset/request", {}, BODY_REFUSED),
     "password_reset_confirm": _public("POST", "/v1/auth/password-reset/confirm", {}, BODY_REFUSED),
     "unlock_by_token": _public("POST", "/v1/auth/unlock", {}, BODY_REFUSED),
+    # single sign-on: the browser's steps are public; the tenant's providers are admin's
+    "sso_buttons": _public("GET", "/v1/auth/oidc/providers?tenant_id=acme", None, frozenset({200})),
+    "sso_start": _public(
+        "GET", "/v1/auth/oidc/start?tenant_id=acme&provider_id=none", None, frozenset({404})
+    ),
+    "sso_callback": _public("GET", "/v1/auth/oidc/callback?state=x&code=y", None, frozenset({302})),
+    "sso_exchange": _public("POST", "/v1/auth/oidc/exchange", {}, BODY_REFUSED),
+    # LTI 1.3: the platform-facing steps are public (signed messages are the credential)
+    "lti_login": _public("GET", "/v1/lti/login?iss=x&login_hint=y", None, BODY_REFUSED),
+    "lti_login_post": _public("POST", "/v1/lti/login", None, BODY_REFUSED),
+    "lti_launch": _public("POST", "/v1/lti/launch", None, BODY_REFUSED),
+    "lti_jwks": _public("GET", "/v1/lti/jwks", None, frozenset({200})),
+    "lti_deep_linking_page": _public(
+        "GET", "/v1/lti/deep-linking?session=none", None, frozenset({401})
+    ),
+    "lti_deep_linking_response": _public("POST", "/v1/lti/deep-linking", None, BODY_REFUSED),
+    "list_lti_platforms": Action(
+        "GET", "/v1/tenants/me/lti-platforms", None, ADMIN, collection=True
+    ),
+    "register_lti_platform": Action(
+        "POST", "/v1/tenants/me/lti-platforms", {}, ADMIN, BODY_REFUSED, collection=True
+    ),
+    "remove_lti_platform": Action(
+        "DELETE",
+        "/v1/tenants/me/lti-platforms/none",
+        None,
+        ADMIN,
+        frozenset({404}),
+        collection=True,
+    ),
+    "lti_publish_grades": Action(
+        "POST",
+        "/v1/lti/classes/{C}/grades",
+        {"skill_id": "fractions"},
+        frozenset({"teacher", "admin"}),
+        frozenset({404}),  # class C was not made by an LTI launch
+    ),
+    "lti_roster_sync": Action(
+        "POST",
+        "/v1/lti/classes/{C}/roster-sync",
+        None,
+        frozenset({"teacher", "admin"}),
+        frozenset({404}),  # class C was not made by an LTI launch
+    ),
+    "list_identity_providers": Action(
+        "GET", "/v1/tenants/me/identity-providers", None, ADMIN, collection=True
+    ),
+    "add_identity_provider": Action(
+        "POST", "/v1/tenants/me/identity-providers", {}, ADMIN, BODY_REFUSED, collection=True
+    ),
+    "remove_identity_provider": Action(
+        "DELETE",
+        "/v1/tenants/me/identity-providers/none",
+        None,
+        ADMIN,
+        frozenset({404}),
+        collection=True,
+    ),
     # any signed-in user, never a key
     "logout": Action(
         "POST", "/v1/auth/logout", {"refresh_token": "x" * 201}, USERS, BODY_REFUSED, True
@@ -252,6 +312,23 @@ ACTIONS = {
         undo_body={"to_status": "draft"},
     ),
     "item_transitions": Action("GET", "/v1/content/{D}/transitions", None, STAFF),
+    # xAPI activity mapping (CMS): staff read, editors change
+    "list_xapi_activities": Action("GET", "/v1/xapi/activities", None, STAFF, collection=True),
+    "map_xapi_activities": Action(
+        "PUT", "/v1/xapi/activities", {}, EDITORS, BODY_REFUSED, collection=True
+    ),
+    "unmap_xapi_activity": Action(
+        "DELETE",
+        "/v1/xapi/activities?activity_id=https://no.such/activity",
+        None,
+        EDITORS,
+        frozenset({404}),
+        collection=True,
+    ),
+    "xapi_settings": Action("GET", "/v1/xapi/settings", None, STAFF, collection=True),
+    "set_xapi_settings": Action(
+        "PUT", "/v1/xapi/settings", {}, EDITORS, BODY_REFUSED, collection=True
+    ),
     # placement: learners themselves
     "start_placement": Action(
         "POST",
@@ -275,6 +352,31 @@ ACTIONS = {
         {},
         frozenset({"learner"}),
         BODY_REFUSED,
+        collection=True,
+    ),
+    # experiments: admins (MFA); an unknown id is refused after the access check
+    "list_experiments": Action("GET", "/v1/experiments", None, ADMIN, collection=True),
+    "create_experiment": Action(
+        "POST", "/v1/experiments", {}, ADMIN, BODY_REFUSED, collection=True
+    ),
+    "get_experiment": Action(
+        "GET", f"/v1/experiments/{NO_EXPERIMENT}", None, ADMIN, NOT_FOUND, collection=True
+    ),
+    "start_experiment": Action(
+        "POST", f"/v1/experiments/{NO_EXPERIMENT}/start", None, ADMIN, NOT_FOUND, True
+    ),
+    "stop_experiment": Action(
+        "POST", f"/v1/experiments/{NO_EXPERIMENT}/stop", None, ADMIN, NOT_FOUND, True
+    ),
+    "experiment_results": Action(
+        "GET", f"/v1/experiments/{NO_EXPERIMENT}/results", None, ADMIN, NOT_FOUND, True
+    ),
+    # tenant-wide rates, no learner named: teachers (no MFA needed) and admins
+    "recommendation_analytics": Action(
+        "GET",
+        "/v1/analytics/recommendations",
+        None,
+        frozenset({"teacher", "admin", TEACHER_ADMIN_NO_MFA}),
         collection=True,
     ),
     # operations

@@ -1,7 +1,7 @@
-"""PostgreSQL becomes unreachable under a running mastery worker: it pauses, retries with
+"""PostgreSQL becomes unreachable under a running learner_state worker: it pauses, retries with
 backoff, commits nothing past what its views hold, and resumes without loss.
 
-The worker process (``python -m processors mastery``) reaches PostgreSQL through a
+The worker process (``python -m processors learner_state``) reaches PostgreSQL through a
 loopback TCP proxy that the test cuts (new connections refused, open ones closed);
 the machine's PostgreSQL itself is never stopped. The test reads the real database
 directly. While the proxy is cut:
@@ -120,14 +120,14 @@ async def test_database_outage_pauses_the_worker_and_it_resumes_without_loss(
 ) -> None:
     settings = through(database_proxy, topics)
     topic = settings.topic(Stream.ATTEMPTS)
-    group = app_id(settings, "mastery")
+    group = app_id(settings, "learner_state")
     specs = read_attempts(shared_data / DATASET, students=40, limit=3000)
     placed = produce_placed(settings, topic, specs)
     ends: dict[int, int] = {}
     for partition, offset in placed:
         ends[partition] = max(ends.get(partition, 0), offset + 1)
 
-    worker = WorkerProcess("mastery", worker_env(settings), tmp_path / "worker.log")
+    worker = WorkerProcess("learner_state", worker_env(settings), tmp_path / "worker.log")
     worker.start()
     try:
 
@@ -196,7 +196,7 @@ async def test_readiness_reports_the_database_outage(
     settings = through(database_proxy, topics)
     url = f"http://127.0.0.1:{settings.processor_web_port}/readyz"
     await database_proxy.stop()
-    worker = WorkerProcess("mastery", worker_env(settings), tmp_path / "worker.log")
+    worker = WorkerProcess("learner_state", worker_env(settings), tmp_path / "worker.log")
     worker.start()
     try:
         async with httpx.AsyncClient(timeout=5) as client:

@@ -1,6 +1,6 @@
-"""The mastery worker survives six kill -9 at random points with nothing lost or counted twice.
+"""The learner_state worker survives six kill -9 at random points: nothing lost or doubled.
 
-Real ASSISTments attempts are produced; ``python -m processors mastery`` is started
+Real ASSISTments attempts are produced; ``python -m processors learner_state`` is started
 and SIGKILLed six times: four times once a random number of records was applied (then
 after a random 0-50 ms, so kills land inside batches and between the view write and
 the commit), twice after a random 0.2-3 s from process start (during start-up, the
@@ -63,11 +63,11 @@ async def test_six_kills_at_random_points_leave_views_equal_to_a_pure_replay(
     rng = random.Random(seed)
     settings = topics.model_copy(update={"processor_web_port": 0, "processor_batch_max": 100})
     attempts_topic = settings.topic(Stream.ATTEMPTS)
-    group = app_id(settings, "mastery")
+    group = app_id(settings, "learner_state")
     specs = read_attempts(shared_data / DATASET, students=60, limit=ATTEMPTS)
     ends = produce(settings, attempts_topic, [(spec.key(), spec.value()) for spec in specs])
     total = sum(ends.values())
-    worker = WorkerProcess("mastery", worker_env(settings), tmp_path / "worker.log")
+    worker = WorkerProcess("learner_state", worker_env(settings), tmp_path / "worker.log")
     applied_at_kill: list[int] = []
     try:
         for mode, low, high in KILLS:

@@ -31,9 +31,9 @@ from learnstream import db, lake
 from learnstream.kafka import Stream
 from learnstream.settings import Settings
 from processors.base import BatchOutcome, BatchRunner, Processor
+from processors.events import decode_attempt
 from processors.lake_sink import LakeSinkProcessor
 from processors.learner_state import LearnerStateProcessor
-from processors.mastery import decode_attempt
 from processors.offsets import SourceRecord
 from tests.integration.processors.support import (
     DATASET,

@@ -22,7 +22,6 @@ from learnstream.settings import Settings
 from ml.jobs.common import with_connection
 from processors.base import BatchRunner
 from processors.learner_state import LearnerStateProcessor
-from processors.mastery import MasteryProcessor
 
 # Each statement an owner could use to make audit rows disappear or change.
 TAMPERING = {
@@ -90,7 +89,7 @@ async def test_services_connect_as_non_owner(
     ingest = create_ingest(topics)
     async with ingest.router.lifespan_context(ingest):
         seen["ingest"] = await _identity(ingest.state.pool)
-    runner = BatchRunner(MasteryProcessor(settings), settings, consumer_group="test.roles")
+    runner = BatchRunner(LearnerStateProcessor(settings), settings, consumer_group="test.roles")
     try:
         seen["processors"] = await _identity(await runner._ensure_pool())
     finally:

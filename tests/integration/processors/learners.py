@@ -27,7 +27,7 @@ import numpy as np
 
 from learnstream.events.v1 import attempt_pb2, envelope_pb2
 from learnstream.kafka import learner_key
-from processors.mastery import clamp_probability
+from processors.bkt_chain import clamp_probability
 from scheduler import irt, srs
 from scheduler.bkt import DEFAULT_PARAMS, BKTParams, update
 

@@ -21,7 +21,8 @@ import asyncpg
 
 from learnstream.events.v1 import attempt_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, learner_key
-from processors.mastery import Attempt, chain_updates, mastery_updated
+from processors.bkt_chain import chain_updates
+from processors.events import Attempt, mastery_updated
 from tests.integration.processors.crash import stable_uuid
 from tests.integration.processors.support import AttemptSpec
 

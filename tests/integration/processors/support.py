@@ -29,7 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from learnstream.events.v1 import attempt_pb2, envelope_pb2
 from learnstream.kafka import consumer_config, learner_key, producer_config
 from learnstream.settings import REPO_ROOT, Settings
-from processors.mastery import clamp_probability
+from processors.bkt_chain import clamp_probability
 from scheduler.bkt import DEFAULT_PARAMS, update
 
 TENANT = "tenant-a"

@@ -25,7 +25,8 @@ from infra.services import free_port
 from learnstream.kafka import DEADLETTER_ERROR_HEADER, DEADLETTER_ORIGIN_HEADER, Stream
 from learnstream.settings import Settings
 from processors.base import BatchRunner
-from processors.mastery import Attempt, MasteryProcessor
+from processors.events import Attempt
+from processors.learner_state import LearnerStateProcessor
 from processors.offsets import SourceRecord
 from tests.integration.processors.support import (
     DATASET,
@@ -58,13 +59,16 @@ def as_consumed(settings: Settings, specs: Sequence[AttemptSpec]) -> list[Source
 
 def new_runner(settings: Settings) -> BatchRunner[Attempt]:
     return BatchRunner(
-        MasteryProcessor(settings), settings, consumer_group="test.mastery", retry_max_s=0.2
+        LearnerStateProcessor(settings),
+        settings,
+        consumer_group="test.learner_state",
+        retry_max_s=0.2,
     )
 
 
 def retries() -> float:
     value = REGISTRY.get_sample_value(
-        "learnstream_processor_transient_retries_total", {"processor": "mastery"}
+        "learnstream_processor_transient_retries_total", {"processor": "learner_state"}
     )
     return value or 0.0
 
@@ -93,7 +97,7 @@ async def test_redelivered_records_change_nothing(
     assert await stored_mastery(db_pool) == expected_mastery(specs)
     offsets = await db_pool.fetch(
         "SELECT partition, next_offset FROM processor_offsets WHERE consumer_group = $1",
-        "test.mastery",
+        "test.learner_state",
     )
     last = {r.partition: r.offset + 1 for r in records}
     assert {r["partition"]: r["next_offset"] for r in offsets} == last

@@ -21,7 +21,7 @@ from processors.app import FetchWaitConsumer, create_app
 
 async def test_fetch_requests_carry_the_configured_wait(topics: Settings) -> None:
     settings = topics.model_copy(update={"consumer_fetch_max_wait_ms": 137})
-    app = create_app(settings, "mastery")
+    app = create_app(settings, "learner_state")
     consumer = cast(FetchWaitConsumer, app.consumer)._thread._create_consumer(
         asyncio.get_running_loop()
     )

@@ -23,7 +23,8 @@ from learnstream.events.v1 import derived_pb2
 from learnstream.kafka import DEADLETTER_PROCESSOR_HEADER, Stream
 from learnstream.settings import Settings
 from processors.app import app_id
-from processors.gaps import GapRow, LearnerKey, chain_gaps, decode_mastery_updated
+from processors.events import LearnerKey, decode_mastery_updated
+from processors.gaps import GapRow, chain_gaps
 from processors.offsets import SourceRecord
 from scheduler.gaps import ConceptGraph, GapState
 from tests.integration.processors.crash import produce_in_order

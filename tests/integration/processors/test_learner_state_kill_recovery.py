@@ -23,14 +23,13 @@ import pytest
 
 from learnstream.kafka import Stream
 from learnstream.settings import Settings
+from processors.events import Attempt, LearnerKey
 from processors.learner_state import (
     ItemParams,
-    LearnerKey,
     LearnerParameters,
     LearnerStates,
     learner_changes,
 )
-from processors.mastery import Attempt
 from tests.integration.processors.learners import (
     AKT_FILE,
     SCHEDULERS,

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from processors.base import is_transient
+from processors.events import Attempt
 from processors.exceptions import StaleWrite
 from processors.learner_state import (
     ItemParams,
@@ -26,7 +27,6 @@ from processors.learner_state import (
     load_states,
     store_changes,
 )
-from processors.mastery import Attempt
 
 T0 = datetime(2024, 5, 2, 10, 0, tzinfo=UTC)
 PARAMETERS = LearnerParameters(

@@ -23,8 +23,8 @@ import asyncpg
 from learnstream.events.v1 import notification_pb2
 from learnstream.kafka import Stream
 from learnstream.settings import Settings
+from processors.events import LearnerKey
 from processors.notifications import NotifyRow
-from processors.recommendations import LearnerKey
 from scheduler.notify import NotifyConfig
 from tests.integration.processors.crash import produce_in_order, run_with_kills
 from tests.integration.processors.streams import mastery_records

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from processors.notifications import (
+from processors.notification_delivery import (
     WEBHOOK,
     InAppInbox,
     Notice,

@@ -30,15 +30,9 @@ from learnstream.events.v1 import notification_pb2
 from learnstream.kafka import Stream
 from learnstream.settings import Settings
 from processors.app import app_id
-from processors.notifications import (
-    IN_APP,
-    WEBHOOK,
-    Notice,
-    NotifyRow,
-    Preferences,
-    chain_notifications,
-)
-from processors.recommendations import LearnerKey, MasteryStep
+from processors.events import LearnerKey, MasteryStep
+from processors.notification_delivery import IN_APP, WEBHOOK, Notice
+from processors.notifications import NotifyRow, Preferences, chain_notifications
 from scheduler.notify import NotifyConfig, in_quiet_hours, period_index
 from tests.integration.processors.crash import produce_in_order
 from tests.integration.processors.streams import mastery_records

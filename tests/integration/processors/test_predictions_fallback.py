@@ -16,12 +16,13 @@ from prometheus_client import REGISTRY
 
 from learnstream.settings import Settings
 from ml.models import ModelConfig, build_model
+from ml.prediction_state import CHAMPION_ROLE
 from ml.registry import LoadedModel
 from ml.serving import BKTTracer, ModelTracer
 from processors.base import Decoded
-from processors.mastery import Attempt
+from processors.events import Attempt
 from processors.offsets import SourceRecord
-from processors.predictions import CHAMPION_ROLE, PredictionsProcessor, Served
+from processors.predictions import PredictionsProcessor, Served
 from tests.integration.processors.support import DATASET, read_attempts
 from tests.integration.processors.test_predictions_worker import (
     expected_predictions,

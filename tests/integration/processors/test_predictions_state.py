@@ -17,13 +17,14 @@ import torch
 
 from learnstream.settings import Settings
 from ml.models import ModelConfig, build_model
+from ml.prediction_state import CHAMPION_ROLE
 from ml.registry import LoadedModel
 from ml.serving import BKTTracer, ModelTracer
 from processors import predictions
 from processors.base import Decoded
-from processors.mastery import Attempt
+from processors.events import Attempt
 from processors.offsets import SourceRecord
-from processors.predictions import CHAMPION_ROLE, PredictionsProcessor, Served
+from processors.predictions import PredictionsProcessor, Served
 from tests.integration.processors.support import DATASET, AttemptSpec, read_attempts
 from tests.integration.processors.test_predictions_worker import (
     assert_close,

@@ -24,14 +24,10 @@ from learnstream.kafka import Stream
 from learnstream.settings import Settings
 from ml.datasets import SourcePart
 from ml.models import ModelConfig, build_model
+from ml.prediction_state import explain_prediction, format_shadow_report, read_shadow_scores
 from ml.registry import CHALLENGER, CHAMPION, ModelRegistry, save_model
 from ml.serving import AttemptInput, BKTTracer, ModelTracer
 from processors.app import app_id
-from processors.predictions import (
-    explain_prediction,
-    format_shadow_report,
-    read_shadow_scores,
-)
 from tests.integration.processors.support import (
     DATASET,
     AttemptSpec,

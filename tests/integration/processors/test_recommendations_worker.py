@@ -26,15 +26,13 @@ from learnstream.events.v1 import derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream
 from learnstream.settings import Settings
 from processors.app import app_id
+from processors.events import LearnerKey, MasteryStep, decode_mastery_step
 from processors.offsets import SourceRecord, derived_event_id
 from processors.recommendations import (
     BatchState,
-    LearnerKey,
-    MasteryStep,
     Ranking,
     RecommendationsProcessor,
     chain_recommendations,
-    decode_mastery_step,
 )
 from tests.integration.processors.crash import produce_in_order
 from tests.integration.processors.streams import (

@@ -18,7 +18,7 @@ from api.pagination import (
     text_key,
     uuid_key,
 )
-from api.problems import problem_body
+from learnstream.problems import problem_body
 from learnstream.settings import DEV_JWT_SECRET, Settings
 
 

@@ -42,8 +42,8 @@ COMPOSE = REPO_ROOT / "infra" / "compose" / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "infra" / "docker" / "Dockerfile"
 # The oldest and newest Kubernetes minor versions the manifests must be valid for.
 KUBERNETES_VERSIONS = ("1.35", "1.37")
-# The legacy alias of learner_state (same processor, other group): never deployed.
-DEPLOYED_PROCESSORS = sorted(set(PROCESSORS) - {"mastery"})
+# Every registered processor is deployed.
+DEPLOYED_PROCESSORS = sorted(PROCESSORS)
 # Settings that hold credentials (SecretStr fields, and URLs that carry a password).
 SECRET_SETTINGS = {
     name for name, field in Settings.model_fields.items() if "SecretStr" in repr(field.annotation)

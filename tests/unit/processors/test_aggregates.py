@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from processors.aggregates import ALL_SKILLS, WindowKey, batch_increments, window_start
-from processors.mastery import Attempt
+from processors.events import Attempt
 
 
 def attempt(user: str, skills: tuple[str, ...], correct: bool, at: datetime) -> Attempt:

@@ -9,13 +9,13 @@ import pytest
 
 from learnstream.events.v1 import attempt_pb2, envelope_pb2, session_pb2
 from learnstream.kafka import learner_key
+from processors.events import decode_session
 from processors.exceptions import PoisonEvent
 from processors.fraud import (
     LearnerHistory,
     SignalRow,
     SubjectKey,
     decode_scored_attempt,
-    decode_session,
     signal_record,
 )
 from processors.offsets import SourceRecord

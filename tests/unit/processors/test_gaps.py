@@ -9,15 +9,9 @@ import pytest
 
 from learnstream.events.v1 import derived_pb2, envelope_pb2
 from learnstream.kafka import learner_key
+from processors.events import LearnerKey, MasteryChange, SkillEvidence, decode_mastery_updated
 from processors.exceptions import PoisonEvent
-from processors.gaps import (
-    LearnerKey,
-    MasteryChange,
-    SkillEvidence,
-    chain_gaps,
-    decode_mastery_updated,
-    gap_detected,
-)
+from processors.gaps import chain_gaps, gap_detected
 from processors.offsets import SourceRecord, derived_event_id
 from scheduler.gaps import ConceptGraph, GapState
 

@@ -20,8 +20,8 @@ import pytest
 
 from learnstream import lake
 from processors.base import Decoded
+from processors.events import Attempt
 from processors.lake_sink import file_groups, write_groups
-from processors.mastery import Attempt
 from processors.offsets import SourceRecord
 
 TOPIC = "ns.attempts.v1"

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 
+from processors.bkt_chain import MasteryKey, clamp_probability
+from processors.events import Attempt, LearnerKey
 from processors.learner_state import (
     AbilityState,
     ItemParams,
-    LearnerKey,
     LearnerParameters,
     LearnerStates,
     ReviewKey,
@@ -26,7 +27,6 @@ from processors.learner_state import (
     month_of,
     review_step,
 )
-from processors.mastery import Attempt, MasteryKey, clamp_probability
 from scheduler import irt, srs
 from scheduler.bkt import DEFAULT_PARAMS, BKTParams, update
 

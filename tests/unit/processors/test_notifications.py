@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, time, timedelta
 
-from processors.gaps import MasteryChange
-from processors.gaps import SkillEvidence as Reported
+from processors.events import LearnerKey, MasteryChange, MasteryStep
+from processors.events import SkillEvidence as Reported
 from processors.notifications import NotifyRow, Preferences, chain_notifications
-from processors.recommendations import LearnerKey, MasteryStep
 from scheduler.notify import NotifyConfig
 
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)

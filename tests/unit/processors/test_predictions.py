@@ -8,18 +8,10 @@ import random
 import torch
 
 from ml.models import ModelConfig, build_model
+from ml.prediction_state import SCORE_BINS, ScoreCells, ScoreKey, reload_needed
 from ml.registry import LoadedModel
 from ml.serving import AttemptInput, BKTTracer, ModelTracer
-from processors.predictions import (
-    SCORE_BINS,
-    ScoreCells,
-    ScoreKey,
-    attempt_prediction,
-    history_group,
-    reload_needed,
-    score_prediction,
-    subgroups,
-)
+from processors.predictions import attempt_prediction, history_group, score_prediction, subgroups
 
 CPU = torch.device("cpu")
 

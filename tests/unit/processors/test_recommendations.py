@@ -5,16 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from processors.gaps import MasteryChange
-from processors.gaps import SkillEvidence as Reported
+from learnstream.events.v1 import experiment_pb2
+from processors.events import LearnerKey, MasteryChange, MasteryStep
+from processors.events import SkillEvidence as Reported
+from processors.recommendation_content import TenantContent
+from processors.recommendation_experiments import experiment_exposure
 from processors.recommendations import (
     BatchState,
-    LearnerKey,
-    MasteryStep,
-    TenantContent,
     chain_recommendations,
 )
-from scheduler.bandit import PRIOR, gain_to_success
+from scheduler.bandit import PRIOR, SessionStrategy, gain_to_success
+from scheduler.experiments import RunningExperiment, Variant
 from scheduler.gaps import ConceptGraph
 from scheduler.recommend import ContentItem
 
@@ -91,3 +92,35 @@ def test_a_learners_daily_minutes_bound_their_session() -> None:
     default = chain_recommendations([step(0, 0.3, 0.4, 1)], fresh_state(), content, {})
     assert len(short[0].items) == 2  # 2 x 3 minutes fit in 7
     assert len(default[0].items) > 2
+
+
+def test_a_running_experiment_fixes_the_session_strategy_of_the_learners_variant() -> None:
+    review_only = RunningExperiment(
+        "00000000-0000-4000-8000-00000000000e",
+        (Variant("control", 1e-9, "bandit"), Variant("review", 1.0, "review")),
+    )
+    steps = [step(0, 0.3, 0.4, 1), step(5, 0.4, 0.6, 2), step(50, 0.6, 0.5, 3)]
+    rankings = chain_recommendations(
+        steps, fresh_state(), CONTENT, {}, experiments={"t": review_only}
+    )
+    assert [r.strategy for r in rankings] == [SessionStrategy.REVIEW] * 3
+    # One exposure per session opened (two here), none within a session.
+    exposures = [r.exposure for r in rankings]
+    assert exposures[1] is None
+    assert exposures[0] == exposures[2] == (review_only, review_only.variants[1])
+    assert rankings[0].exposure is not None
+    record = experiment_exposure(
+        rankings[0].step.change, rankings[0].exposure, topic="x.experiments.v1"
+    )
+    event = experiment_pb2.ExperimentExposure.FromString(record.value)
+    assert (event.experiment_id, event.variant, event.strategy) == (
+        review_only.experiment_id,
+        "review",
+        "review",
+    )
+    assert event.cause_event_id == steps[0].change.event_id
+
+
+def test_without_experiments_nothing_is_exposed() -> None:
+    rankings = chain_recommendations([step(0, 0.3, 0.4, 1)], fresh_state(), CONTENT, {})
+    assert rankings[0].exposure is None

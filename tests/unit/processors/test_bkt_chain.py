@@ -1,4 +1,4 @@
-"""The pure parts of the mastery processor: decoding, BKT chaining, MasteryUpdated records."""
+"""learner_state's BKT chain over a batch, and the MasteryUpdated records of its steps."""
 
 from __future__ import annotations
 
@@ -8,19 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from learnstream.events.v1 import attempt_pb2, derived_pb2, envelope_pb2
+from learnstream.events.v1 import derived_pb2, envelope_pb2
 from learnstream.kafka import learner_key
-from processors.exceptions import PoisonEvent
-from processors.mastery import (
-    Attempt,
-    MasteryKey,
-    MasteryState,
-    chain_updates,
-    clamp_probability,
-    decode_attempt,
-    mastery_updated,
-)
-from processors.offsets import SourceRecord, derived_event_id
+from processors.bkt_chain import MasteryKey, MasteryState, chain_updates, clamp_probability
+from processors.events import Attempt, mastery_updated
+from processors.offsets import derived_event_id
 from scheduler.bkt import DEFAULT_PARAMS, BKTParams, update
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -37,56 +29,6 @@ def attempt(user: str, skills: tuple[str, ...], correct: bool, n: int = 0) -> At
         score=1.0 if correct else 0.0,
         occurred_at=T0 + timedelta(seconds=n),
     )
-
-
-def encoded(
-    *,
-    event_id: str | None = None,
-    tenant: str = "t",
-    user: str = "u",
-    skills: tuple[str, ...] = ("s1",),
-    correct: bool = True,
-    score: float | None = None,
-    occurred: bool = True,
-    key: bytes | None = None,
-) -> SourceRecord:
-    envelope = envelope_pb2.Envelope(
-        event_id=event_id or str(uuid.uuid4()), tenant_id=tenant, user_id=user
-    )
-    if occurred:
-        envelope.occurred_at.FromDatetime(T0)
-    event = attempt_pb2.AttemptEvent(envelope=envelope, skill_ids=skills, correct=correct)
-    if score is not None:
-        event.score = score
-    record_key = learner_key(tenant, user) if key is None else key
-    return SourceRecord("a", 0, 0, record_key, event.SerializeToString())
-
-
-def test_decode_takes_score_from_correct_when_absent_and_dedupes_skills() -> None:
-    decoded = decode_attempt(encoded(skills=("s1", "s2", "s1"), correct=False))
-    assert (decoded.score, decoded.skill_ids, decoded.occurred_at) == (0.0, ("s1", "s2"), T0)
-    assert decode_attempt(encoded(correct=True)).score == 1.0
-    assert decode_attempt(encoded(correct=False, score=0.5)).score == 0.5
-
-
-@pytest.mark.parametrize(
-    ("record", "reason"),
-    [
-        (SourceRecord("a", 0, 0, b"t:u", b"\xff\xfe garbage"), "not a valid AttemptEvent"),
-        (SourceRecord("a", 0, 0, b"t:u", None), "no value"),
-        (encoded(skills=()), "skill_id"),
-        (encoded(skills=("",)), "skill_id"),
-        (encoded(event_id="not-a-uuid"), "UUID"),
-        (encoded(tenant=""), "tenant_id"),
-        (encoded(key=b"t:someone-else"), "record key"),
-        (encoded(score=1.5), "is outside"),
-        (encoded(score=float("nan")), "is outside"),
-        (encoded(occurred=False), "occurred_at"),
-    ],
-)
-def test_decode_rejects_unusable_attempts_as_poison(record: SourceRecord, reason: str) -> None:
-    with pytest.raises(PoisonEvent, match=reason):
-        decode_attempt(record)
 
 
 def test_consecutive_attempts_of_one_learner_chain_within_a_batch() -> None:

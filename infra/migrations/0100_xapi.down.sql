@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS xapi_statements;
+DROP TABLE IF EXISTS xapi_settings;
+DROP TABLE IF EXISTS xapi_activities;
