@@ -22,6 +22,7 @@ import logging
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -43,6 +44,31 @@ from ml.sources import (
 )
 from ml.train import EpochLog, TrainConfig
 from scheduler.datasets import FORMATS
+
+
+def _add_tune_and_report(commands: Any) -> None:
+    search = commands.add_parser("tune", help="Optuna search on validation AUC, tracked in MLflow")
+    search.add_argument("--model", choices=sorted(MODELS), default="dkt_lstm")
+    data = search.add_mutually_exclusive_group(required=True)
+    data.add_argument("--dataset", choices=sorted(BENCHMARKS))
+    data.add_argument("--train", type=Path, action="append")
+    search.add_argument("--valid", type=Path, action="append")
+    search.add_argument("--test", type=Path, action="append", help="only for the vocabulary")
+    search.add_argument("--format", choices=FORMATS, default="3line")
+    search.add_argument("--skill-map", type=Path, default=None)
+    search.add_argument("--trials", type=int, default=20)
+    search.add_argument("--epochs", type=int, default=10, help="most epochs per trial")
+    search.add_argument("--max-learners", type=int, default=None)
+    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--write", action="store_true", help="save the best to ml/tuned.json")
+    search.add_argument("--threads", type=int, default=1)
+    search.add_argument("--device", default="cpu")
+
+    show_report = commands.add_parser("report", help="comparison table and figure (+ MLflow)")
+    show_report.add_argument("--results", type=Path, action="append", required=True)
+    show_report.add_argument("--predictions", action="append", default=[], help="LABEL=file.csv")
+    show_report.add_argument("--out", type=Path, required=True)
+    show_report.add_argument("--no-mlflow", action="store_true")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,28 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
-    search = commands.add_parser("tune", help="Optuna search on validation AUC, tracked in MLflow")
-    search.add_argument("--model", choices=sorted(MODELS), default="dkt_lstm")
-    data = search.add_mutually_exclusive_group(required=True)
-    data.add_argument("--dataset", choices=sorted(BENCHMARKS))
-    data.add_argument("--train", type=Path, action="append")
-    search.add_argument("--valid", type=Path, action="append")
-    search.add_argument("--test", type=Path, action="append", help="only for the vocabulary")
-    search.add_argument("--format", choices=FORMATS, default="3line")
-    search.add_argument("--skill-map", type=Path, default=None)
-    search.add_argument("--trials", type=int, default=20)
-    search.add_argument("--epochs", type=int, default=10, help="most epochs per trial")
-    search.add_argument("--max-learners", type=int, default=None)
-    search.add_argument("--seed", type=int, default=0)
-    search.add_argument("--write", action="store_true", help="save the best to ml/tuned.json")
-    search.add_argument("--threads", type=int, default=1)
-    search.add_argument("--device", default="cpu")
-
-    show_report = commands.add_parser("report", help="comparison table and figure (+ MLflow)")
-    show_report.add_argument("--results", type=Path, action="append", required=True)
-    show_report.add_argument("--predictions", action="append", default=[], help="LABEL=file.csv")
-    show_report.add_argument("--out", type=Path, required=True)
-    show_report.add_argument("--no-mlflow", action="store_true")
+    _add_tune_and_report(commands)
 
     guess = commands.add_parser("predict", help="one row per answer of a file, as csv")
     model_source = guess.add_mutually_exclusive_group(required=True)
