@@ -41,8 +41,9 @@ from api.routes import (
     web,
     xapi,
 )
-from api.services.email import EmailSender, LimitedMailer, SmtpEmailSender
+from api.services.email import EmailSender, LimitedMailer
 from api.services.events import EventPublisher
+from api.services.outbox import Outbox, transport_for
 from learnstream import db
 from learnstream.asgi import LimitRequestBody, MetricsOnOwnPort, ObserveRequests, ResponseHeaders
 from learnstream.problems import install_problem_handlers
@@ -81,7 +82,8 @@ def create_app(
 ) -> FastAPI:
     """A ready-to-serve app; ``settings`` defaults to the process-wide ones.
 
-    ``email_sender`` defaults to SMTP through the relay named in settings.
+    ``email_sender`` is the outbox's transport; it defaults to the one settings name
+    (``mail_delivery``: the SMTP relay, or the development mailbox in local mode).
     """
     settings = settings or get_settings()
 
@@ -98,15 +100,19 @@ def create_app(
             pool_timeout_s=settings.redis_pool_timeout_s,
             connect_timeout_s=settings.redis_pool_timeout_s,
         )
-        # Account mail is capped per address and account (in Redis) and leaves off-path.
-        sender = app.state.email_sender
-        app.state.email_sender = LimitedMailer(sender, app.state.redis, settings)
+        # Account mail is capped per address and account (in Redis), queued in the
+        # outbox table with the change it reports, and delivered by a task of this
+        # process through the transport (SMTP relay, or files in local mode).
+        transport = app.state.email_sender
+        outbox = Outbox(app.state.pool, transport, settings)
+        app.state.email_sender = LimitedMailer(outbox, app.state.redis, settings)
+        outbox.start()
         app.state.publisher = EventPublisher(settings)
         try:
             yield
         finally:
             await app.state.email_sender.aclose()
-            app.state.email_sender = sender
+            app.state.email_sender = transport
             app.state.publisher.close()
             await app.state.redis.aclose()
             await app.state.pool.close()
@@ -119,7 +125,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.email_sender = email_sender or SmtpEmailSender(settings)
+    app.state.email_sender = email_sender or transport_for(settings)
     install_problem_handlers(app)
     # Innermost first: the body limit and the auth address limit act before any route
     # reads or validates a body; headers go on every answer, 413s and 429s included.

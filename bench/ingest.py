@@ -1,32 +1,43 @@
-"""Ingest throughput and latency over HTTP, next to the raw producer on the same broker.
+"""Ingest throughput, latency and CPU per event over HTTP, next to the plain forwarder
+and the raw producer on the same broker.
 
 Run: ``.venv/bin/python -m bench.ingest [--quick] [--duration S] [--concurrency C]
-[--workers 1,2]``.
+[--workers 1,2] [--batches 1,10,100,1000] [--ingest-tree NAME=PATH] [--no-forwarder]``.
 Prints a table and writes ``bench/results/ingest.json``.
 
 What runs (all on loopback, all of its own, stopped at the end):
 
 * a Tansu broker on a free port, a database and Redis namespace of this run;
+* the plain forwarder (``python -m bench._forwarder``): the simplest correct HTTP →
+  Kafka path on the same uvicorn and producer, without authentication, validation or
+  deduplication; ingest's baseline;
 * ``python -m ingest`` with an API key of tenant ``bench``, once per ``--workers`` count
-  (``ingest_workers``: uvicorn worker processes on one port; default 1 then 2);
+  (``ingest_workers``: uvicorn worker processes on one port; default 1 then 2), and
+  once per ``--ingest-tree`` (the ingest of another checkout, e.g. the commit before a
+  change, for a before/after figure from the same run);
 * the raw baseline: confluent-kafka with ``learnstream.kafka.producer_config`` (idempotent,
   acks=all, what ingest itself uses) producing the same records (same value bytes, key and
   headers as ingest publishes) to the same topic, as fast as it takes them, for a bounded
   time. Measured before and after the HTTP runs; the ratio uses their mean;
-* for each batch size 1, 10, 100 and 1,000: a SEPARATE load process
-  (``python -m bench.ingest load ...``, async httpx, ``--concurrency`` requests in flight)
-  posts protobuf batches of new events for ``--duration`` seconds after a warm-up second.
-  Events/s counts events answered ACCEPTED; latency is per request (POST to answer).
+* for each batch size: a SEPARATE load process (``python -m bench.ingest load ...``,
+  async httpx, ``--concurrency`` requests in flight) posts protobuf batches of new
+  events for ``--duration`` seconds after a warm-up. Events/s counts events answered
+  ACCEPTED; latency is per request (POST to answer).
 
-CPU use of ingest, the broker and the load process over each run is reported, because
-on a 2-core machine the figures are bounded by who gets a core. During the batch-100
-run of one worker py-spy samples the ingest process (``bench/results/ingest.pyspy.txt``).
+CPU use of the service, the broker and the load process over each run is reported,
+because on a 2-core machine events/s is bounded by who gets a core. **CPU µs per
+event** (the service's CPU time, every thread, over the measured window ÷ the events
+answered ACCEPTED in it) is the figure a shared box distorts least; "CPU eff. vs fwd"
+is the forwarder's CPU per event ÷ the service's at the same batch size. py-spy
+samples each one-worker service at batches of 100 and 1,000
+(``bench/results/ingest.<service>.b<batch>.pyspy.txt``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -34,7 +45,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,11 +66,12 @@ from bench.common import (
     pids_named,
     print_table,
     produce_records,
+    py_spy_binary,
     share_under,
-    start_profile,
     summarize_profile,
     write_results,
 )
+from infra.services import free_port
 from ingest.batch import build_record
 from ingest.validation import stamp_event
 from learnstream.events.v1 import attempt_pb2, envelope_pb2, ingest_pb2
@@ -67,7 +80,7 @@ from learnstream.settings import REPO_ROOT, Settings
 
 TENANT = "bench"
 BATCH_SIZES = (1, 10, 100, 1000)
-PROFILED_BATCH = 100
+PROFILED_BATCHES = (100, 1000)
 LEARNERS = 1000
 # Fixed-width placeholders: replaced in the serialized bytes, so length prefixes stay valid.
 _ID_PLACEHOLDER = "ffffffff-ffff-4fff-bfff-ffffffffffff"
@@ -75,6 +88,8 @@ _USER_PLACEHOLDER = "bench-user-@@@@@@"
 # Lines the load process prints when its measured window starts and ends.
 WINDOW_START = "window-start"
 WINDOW_END = "window-end"
+# Requests each sender posts in the measured phase at least, however long they take.
+MIN_REQUESTS_PER_SENDER = 3
 
 
 def attempt_template(occurred_at: datetime) -> ingest_pb2.LearningEvent:
@@ -150,7 +165,15 @@ def raw_records(settings: Settings, count: int) -> Iterator[RawRecord]:
 async def run_load(
     url: str, api_key: str, *, batch: int, duration_s: float, warmup_s: float, concurrency: int
 ) -> dict[str, Any]:
-    """Post batches of ``batch`` new events with ``concurrency`` in flight; the figures."""
+    """Post batches of ``batch`` new events with ``concurrency`` in flight; the figures.
+
+    Two phases, each drained (every request answered) before the next line is printed:
+    a warm-up of ``warmup_s`` (connections, caches, the producer's first batches), then
+    :data:`WINDOW_START`, the measured phase of ``duration_s`` (each sender posts at
+    least :data:`MIN_REQUESTS_PER_SENDER` times, so a starved server still yields
+    figures), then :data:`WINDOW_END`. The server's CPU between the two lines is
+    exactly the cost of the measured requests (plus its idle background).
+    """
     factory = BodyFactory(datetime.now(UTC) - timedelta(minutes=1))
     headers = {
         "Authorization": f"Bearer {api_key}",
@@ -160,42 +183,35 @@ async def run_load(
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     counted = {"accepted": 0, "requests": 0, "other": 0}
-    started = time.perf_counter()
-    window_start = started + warmup_s
-    window_end = window_start + duration_s
-    last_done = window_start
 
-    async def sender(client: httpx.AsyncClient) -> None:
-        nonlocal last_done
-        while True:
-            sent_at = time.perf_counter()
-            if sent_at >= window_end:
-                return
+    async def sender(client: httpx.AsyncClient, until: float, *, measured: bool) -> None:
+        posted = 0
+        while time.perf_counter() < until or (measured and posted < MIN_REQUESTS_PER_SENDER):
             body = factory.body(batch)
+            sent_at = time.perf_counter()
             answer = await client.post(url, content=body, headers=headers)
             done_at = time.perf_counter()
+            posted += 1
             statuses[str(answer.status_code)] += 1
-            if sent_at < window_start:
-                continue  # warm-up: connections, caches, the producer's first batches
+            if not measured:
+                continue
             counted["requests"] += 1
             latencies.append((done_at - sent_at) * 1000)
-            last_done = max(last_done, done_at)
             if answer.status_code == 200:
                 result = ingest_pb2.IngestResponse.FromString(answer.content)
                 counted["accepted"] += result.accepted
                 counted["other"] += len(result.results) - result.accepted
 
-    async def mark_window() -> None:
-        # The parent meters CPU use between these two lines.
-        await asyncio.sleep(max(window_start - time.perf_counter(), 0))
-        print(WINDOW_START, flush=True)
-        await asyncio.sleep(max(window_end - time.perf_counter(), 0))
-        print(WINDOW_END, flush=True)
-
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60.0, limits=limits) as client:
-        await asyncio.gather(mark_window(), *(sender(client) for _ in range(concurrency)))
-    seconds = max(last_done - window_start, 1e-9)
+    async with httpx.AsyncClient(timeout=120.0, limits=limits) as client:
+        until = time.perf_counter() + warmup_s
+        await asyncio.gather(*(sender(client, until, measured=False) for _ in range(concurrency)))
+        print(WINDOW_START, flush=True)  # the parent meters CPU use between the two lines
+        started = time.perf_counter()
+        until = started + duration_s
+        await asyncio.gather(*(sender(client, until, measured=True) for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+        print(WINDOW_END, flush=True)
     return {
         "batch": batch,
         "concurrency": concurrency,
@@ -261,13 +277,56 @@ PROFILE_STEPS = {
 }
 
 
-def profile_summary(path: Path, batch: int) -> dict[str, Any]:
-    """The top functions of a py-spy profile, for the results file."""
+def start_busy_profile(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid`` with ``--idle``: here py-spy files most samples of a running
+    event loop as idle (only the poll thread's came through), so every sample is kept
+    and :func:`event_loop_busy` drops the waiting ones afterwards."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            *(str(py_spy_binary()), "record", "--pid", str(pid), "--idle", "--nonblocking"),
+            *("--duration", str(max(1, round(seconds))), "--rate", "100", "--format", "raw"),
+            *("--output", str(output)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        # At the default priority even when the benchmark runs under nice: a starved
+        # sampler took 4 samples in 7 s on the loaded box (lowering needs root; else
+        # it keeps the inherited priority).
+        preexec_fn=_default_priority,
+    )
+
+
+def _default_priority() -> None:
+    with contextlib.suppress(PermissionError):
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
+def event_loop_busy(raw: Path) -> Path:
+    """The samples of ``raw`` where the main thread (the event loop) ran Python, next to
+    it as ``*.busy.txt``: not other threads (the producer's poll thread, the loop's
+    executor) and not ``Runner.run`` as the innermost frame (uvloop waiting in C)."""
+    kept = []
+    for line in raw.read_text().splitlines():
+        stack = line.rpartition(" ")[0]
+        if stack.startswith("Thread._bootstrap") or stack.rsplit(";", 1)[-1].startswith(
+            "Runner.run "
+        ):
+            continue
+        kept.append(line)
+    busy = raw.with_name(raw.name.replace(".pyspy.txt", ".busy.pyspy.txt"))
+    busy.write_text("\n".join(kept) + "\n")
+    return busy
+
+
+def profile_summary(raw: Path, batch: int) -> dict[str, Any]:
+    """The top functions of a py-spy profile's event-loop-busy samples, for the results."""
+    path = event_loop_busy(raw)
     samples, lines = summarize_profile(path)
     steps = share_under(path, PROFILE_STEPS.values())
     return {
         "batch": batch,
-        "file": str(path),
+        "file": str(raw),
         "samples": samples,
         "by_library": leaf_shares(path, PROFILE_LEAVES),
         "steps_inclusive": {name: steps[needle] for name, needle in PROFILE_STEPS.items()},
@@ -325,9 +384,14 @@ def measure_raw(env: BenchEnvironment, seconds: float) -> dict[str, Any]:
 
 
 def run_load_child(
-    args: list[str], groups: dict[str, list[int]], timeout_s: float
+    args: list[str],
+    groups: dict[str, list[int]],
+    timeout_s: float,
+    on_window_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the load process; meter ``groups`` (and the loader) over its measured window."""
+    """Run the load process; meter ``groups`` (and the loader) over its measured window;
+    ``on_window_start()`` is called as the window opens (the load process takes seconds
+    to start on a loaded box: a profiler started with it would miss the window)."""
     process = subprocess.Popen(
         [sys.executable, "-m", *args],
         cwd=REPO_ROOT,
@@ -338,14 +402,19 @@ def run_load_child(
     groups = {**groups, "loader": [process.pid]}
     meter: CpuMeter | None = None
     shares: dict[str, dict[str, float]] = {}
+    window = (0.0, 0.0)
     lines = []
     assert process.stdout is not None
     try:
         for line in process.stdout:
             if line.strip() == WINDOW_START:
                 meter = CpuMeter(groups)
+                if on_window_start is not None:
+                    on_window_start()
+                window = (time.perf_counter(), 0.0)
             elif line.strip() == WINDOW_END and meter is not None:
                 shares = meter.read()
+                window = (window[0], time.perf_counter())
             elif line.strip():
                 lines.append(line)
         code = process.wait(timeout=timeout_s)
@@ -357,78 +426,188 @@ def run_load_child(
         raise RuntimeError(f"load process exited {code}:\n{stderr[-3000:]}")
     result: dict[str, Any] = json.loads(lines[-1])
     result["cpu"] = shares
+    # CPU seconds of the service (every thread) over the window, per event it answered
+    # ACCEPTED in it: the per-core cost, which a shared box does not distort as
+    # much as events/s.
+    cpu_s = shares.get("ingest", {}).get("cpu", float("nan")) * (window[1] - window[0])
+    answered = result["events_accepted"]
+    result["cpu_us_per_event"] = cpu_s / answered * 1e6 if answered else float("nan")
     return result
 
 
+@dataclass(frozen=True)
+class Service:
+    """One HTTP service under the load: ingest (of this or another checkout) or the
+    plain forwarder (bench/_forwarder.py)."""
+
+    name: str  # "forwarder", "ingest", or a --ingest-tree name
+    module: str  # what ``python -m`` runs
+    workers: int = 1
+    tree: Path | None = None  # another checkout whose ingest runs (None: this one)
+
+    @property
+    def is_ingest(self) -> bool:
+        return self.module == "ingest"
+
+    @property
+    def profiled(self) -> bool:
+        """py-spy samples this one (the one-worker forwarder and ingest of this tree)."""
+        return self.workers == 1 and self.tree is None
+
+
+def start_service(env: BenchEnvironment, service: Service, settings: Settings) -> int:
+    """Start ``service``; its PID (stopped with the run: a PID file in the run dir)."""
+    if service.tree is None:
+        return env.start(service.name, [service.module], settings)
+    log_path = settings.run_dir / f"{service.name}.log"
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", service.module],
+            cwd=service.tree,
+            env={**os.environ, **settings.as_env(), "PYTHONPATH": str(service.tree)},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    (settings.run_dir / f"{service.name}.pid").write_text(str(process.pid))
+    return process.pid
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started service: where it listens and which processes are metered as it."""
+
+    service: Service
+    pid: int
+    url: str
+    metrics_url: str
+    groups: dict[str, list[int]]
+
+
+async def start_all(env: BenchEnvironment, services: list[Service]) -> list[Running]:
+    """Start every service at once, each on ports of its own, so that the load can
+    alternate between them batch size by batch size (a drifting load on the shared box
+    then hits all of them alike, not the ones measured last)."""
+    running = []
+    for service in services:
+        settings = env.settings.model_copy(
+            update={
+                "ingest_workers": service.workers,
+                "ingest_port": free_port(),
+                # Not the default: it may be taken by another ingest on the box.
+                "ingest_metrics_port": free_port(),
+            }
+        )
+        pid = start_service(env, service, settings)
+        await env.wait_ready(f"http://127.0.0.1:{settings.ingest_port}/readyz", service.name)
+        await asyncio.sleep(1.0 if service.workers > 1 else 0.0)  # every worker up
+        running.append(
+            Running(
+                service,
+                pid,
+                f"http://127.0.0.1:{settings.ingest_port}/v1/events",
+                f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics",
+                {
+                    "ingest": process_tree(pid),
+                    "broker": [env.broker.pid],
+                    "redis": pids_named("redis-server"),
+                },
+            )
+        )
+    return running
+
+
 async def run_batches(
-    env: BenchEnvironment, api_key: str, args: argparse.Namespace, workers: int
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Every batch size against ``python -m ingest`` with ``workers`` processes."""
-    settings = env.settings.model_copy(update={"ingest_workers": workers})
-    ingest_pid = env.start("ingest", ["ingest"], settings)
-    await env.wait_ready(f"http://127.0.0.1:{settings.ingest_port}/readyz", "ingest")
-    await asyncio.sleep(1.0 if workers > 1 else 0.0)  # every worker up, not just the first
-    url = f"http://127.0.0.1:{settings.ingest_port}/v1/events"
-    metrics_url = f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics"  # not public
-    groups = {
-        "ingest": process_tree(ingest_pid),
-        "broker": [env.broker.pid],
-        "redis": pids_named("redis-server"),
-    }
+    env: BenchEnvironment, api_key: str, args: argparse.Namespace, services: list[Service]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every batch size against every service, alternating; the runs and py-spy profiles."""
     runs = []
-    profile: dict[str, Any] | None = None
+    profiles = []
     try:
-        async with httpx.AsyncClient(timeout=10.0) as scraper:
-            for batch in args.batches:
-                profiler = None
-                profile_path = RESULTS_DIR / "ingest.pyspy.txt"
-                if batch == PROFILED_BATCH and workers == 1 and not args.no_profile:
-                    profiler = start_profile(
-                        ingest_pid, args.duration + args.warmup + 1, profile_path
-                    )
-                published_before = await publish_seconds(scraper, metrics_url)
-                result = await asyncio.to_thread(
-                    run_load_child,
-                    [
-                        "bench.ingest",
-                        "load",
-                        "--url",
-                        url,
-                        "--api-key",
-                        api_key,
-                        "--batch",
-                        str(batch),
-                        "--duration",
-                        str(args.duration),
-                        "--concurrency",
-                        str(args.concurrency),
-                        "--warmup",
-                        str(args.warmup),
-                    ],
-                    groups,
-                    args.duration + 120,
-                )
-                published_after = await publish_seconds(scraper, metrics_url)
-                publishes = published_after[1] - published_before[1]
-                result["mean_publish_ms"] = (
-                    (published_after[0] - published_before[0]) / publishes * 1000
-                    if publishes
-                    else float("nan")
-                )
-                result["workers"] = workers
+        running = await start_all(env, services)
+        for batch in args.batches:
+            for one in running:
+                result, profile = await measure(one, api_key, args, batch)
                 runs.append(result)
-                print(
-                    f"workers {workers}, batch {batch:>5}: {result['events_per_s']:,.0f} "
-                    f"events/s, p99 {result['latency_ms']['p99_ms']:.1f} ms",
-                    file=sys.stderr,
-                )
-                if profiler is not None:
-                    profiler.wait(timeout=args.duration + 60)
-                    if profile_path.exists():
-                        profile = profile_summary(profile_path, batch)
+                if profile is not None:
+                    profiles.append(profile)
     finally:
-        env.stop("ingest")
-    return runs, profile
+        for service in services:
+            env.stop(service.name)
+    return runs, profiles
+
+
+async def measure(
+    one: Running, api_key: str, args: argparse.Namespace, batch: int
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One load run of ``batch`` against ``one`` (py-spy alongside where it is profiled)."""
+    service = one.service
+    profilers: list[subprocess.Popen[bytes]] = []
+    profile_path = RESULTS_DIR / f"ingest.{service.name}.b{batch}.pyspy.txt"
+    profile_path.unlink(missing_ok=True)
+
+    def start_profiler() -> None:
+        if batch in PROFILED_BATCHES and service.profiled and args.profile:
+            profilers.append(start_busy_profile(one.pid, args.duration, profile_path))
+
+    async with httpx.AsyncClient(timeout=10.0) as scraper:
+        before = await publish_seconds(scraper, one.metrics_url) if service.is_ingest else (0, 0)
+        command = load_args(one.url, api_key, args, batch)
+        result = await asyncio.to_thread(
+            run_load_child, command, one.groups, args.duration + 120, start_profiler
+        )
+        after = await publish_seconds(scraper, one.metrics_url) if service.is_ingest else (0, 0)
+    publishes = after[1] - before[1]
+    result["mean_publish_ms"] = (
+        (after[0] - before[0]) / publishes * 1000 if publishes else float("nan")
+    )
+    result["service"] = service.name
+    result["workers"] = service.workers
+    print(
+        f"{service.name} x{service.workers}, batch {batch:>5}: "
+        f"{result['events_per_s']:,.0f} events/s, "
+        f"{result['cpu_us_per_event']:,.1f} CPU us/event, "
+        f"p99 {result['latency_ms']['p99_ms']:.1f} ms",
+        file=sys.stderr,
+    )
+    profile = None
+    for profiler in profilers:
+        profiler.wait(timeout=args.duration + 60)
+        if profile_path.exists():
+            profile = {"service": service.name, **profile_summary(profile_path, batch)}
+    return result, profile
+
+
+def load_args(url: str, api_key: str, args: argparse.Namespace, batch: int) -> list[str]:
+    """The command line of the load process (``python -m`` arguments)."""
+    return [
+        *("bench.ingest", "load", "--url", url, "--api-key", api_key),
+        *("--batch", str(batch), "--duration", str(args.duration)),
+        *("--concurrency", str(args.concurrency), "--warmup", str(args.warmup)),
+    ]
+
+
+def services_of(args: argparse.Namespace) -> list[Service]:
+    """What runs, in order: the forwarder, ingest per workers count, other checkouts."""
+    chosen = [Service("forwarder", "bench._forwarder")] if args.forwarder else []
+    chosen += [Service("ingest" if n == 1 else f"ingest-{n}w", "ingest", n) for n in args.workers]
+    for spec in args.ingest_tree:
+        name, _, path = spec.partition("=")
+        chosen.append(Service(name, "ingest", 1, Path(path).resolve()))
+    return chosen
+
+
+def add_ratios(runs: list[dict[str, Any]], raw_rate: float) -> None:
+    """Per run: × raw (events/s), and against the forwarder's run of the same batch
+    size: × forwarder (events/s) and efficiency (forwarder CPU per event ÷ this one's)."""
+    forwarder = {r["batch"]: r for r in runs if r["service"] == "forwarder"}
+    for run in runs:
+        run["ratio_to_raw"] = run["events_per_s"] / raw_rate
+        base = forwarder.get(run["batch"])
+        if base is not None and run["events_per_s"] and run["cpu_us_per_event"]:
+            run["ratio_to_forwarder"] = run["events_per_s"] / base["events_per_s"]
+            run["cpu_efficiency_vs_forwarder"] = base["cpu_us_per_event"] / run["cpu_us_per_event"]
 
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -440,24 +619,18 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         print(f"raw producer: {raw_before['events_per_s']:,.0f} records/s", file=sys.stderr)
         single_ack = await asyncio.to_thread(ack_latency, settings)
 
-        runs = []
-        profile: dict[str, Any] | None = None
-        for workers in args.workers:
-            worker_runs, worker_profile = await run_batches(env, api_key, args, workers)
-            runs.extend(worker_runs)
-            profile = profile or worker_profile
+        runs, profiles = await run_batches(env, api_key, args, services_of(args))
         raw_after = measure_raw(env, args.raw_seconds)
         print(f"raw producer: {raw_after['events_per_s']:,.0f} records/s", file=sys.stderr)
 
     raw_rate = (raw_before["events_per_s"] + raw_after["events_per_s"]) / 2
-    for run in runs:
-        run["ratio_to_raw"] = run["events_per_s"] / raw_rate
+    add_ratios(runs, raw_rate)
     return {
         "settings": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "concurrency": args.concurrency,
-            "workers": args.workers,
+            "services": [s.name for s in services_of(args)],
             "raw_seconds": args.raw_seconds,
             "learners": LEARNERS,
             "topic_partitions": settings.topic_partitions,
@@ -465,8 +638,8 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "raw_producer": {"before": raw_before, "after": raw_after, "mean_events_per_s": raw_rate},
         "single_record_ack_ms": single_ack,
         "http": runs,
-        "target": "batches of 100 >= 0.25 x raw, rising with batch size",
-        "profile": profile,
+        "target": "ingest >= 0.7 x the forwarder's CPU efficiency at batches of 100 and 1,000",
+        "profiles": profiles,
     }
 
 
@@ -502,30 +675,23 @@ def report(results: dict[str, Any]) -> None:
     print_table(
         f"POST /v1/events, protobuf, {results['settings']['concurrency']} requests in flight",
         [
-            "workers",
-            "batch",
-            "events/s",
-            "x raw",
-            "req/s",
-            "p50 ms",
-            "p95 ms",
-            "p99 ms",
-            "publish ms",
-            "ingest cpu/wait",
-            "broker cpu/wait",
-            "redis cpu",
-            "loader cpu/wait",
-            "non-200",
+            *("service", "workers", "batch", "events/s", "x raw", "x fwd", "CPU us/event"),
+            *("CPU eff. vs fwd", "p50 ms", "p99 ms", "publish ms", "server cpu/wait"),
+            *("broker cpu/wait", "redis cpu", "loader cpu/wait", "non-200"),
         ],
         [
             [
+                r["service"],
                 r.get("workers", 1),
                 r["batch"],
                 r["events_per_s"],
                 f"{r['ratio_to_raw']:.3f}",
-                r["requests_per_s"],
+                f"{r['ratio_to_forwarder']:.2f}" if "ratio_to_forwarder" in r else "-",
+                r["cpu_us_per_event"],
+                f"{r['cpu_efficiency_vs_forwarder']:.2f}"
+                if "cpu_efficiency_vs_forwarder" in r
+                else "-",
                 r["latency_ms"]["p50_ms"],
-                r["latency_ms"]["p95_ms"],
                 r["latency_ms"]["p99_ms"],
                 r["mean_publish_ms"],
                 cpu_cell(r["cpu"], "ingest"),
@@ -537,10 +703,12 @@ def report(results: dict[str, Any]) -> None:
             for r in results["http"]
         ],
     )
-    profile = results.get("profile")
-    if profile:
+    for profile in results.get("profiles", []):
+        where = (
+            f"{profile['service']}, batches of {profile['batch']} ({profile['samples']} samples)"
+        )
         print_table(
-            f"py-spy, ingest process, batches of {profile['batch']} ({profile['samples']} samples)",
+            f"py-spy, {where}",
             ["self", "total", "function"],
             [
                 [f"{p['self']:.1%}", f"{p['total']:.1%}", p["function"]]
@@ -548,14 +716,12 @@ def report(results: dict[str, Any]) -> None:
             ],
         )
         print_table(
-            "py-spy, ingest: where the CPU was (innermost frame), by library",
-            ["share", "library"],
-            [[f"{share:.1%}", name] for name, share in profile["by_library"].items()],
-        )
-        print_table(
-            "py-spy, ingest: request steps, inclusive",
-            ["share", "step"],
-            [[f"{share:.1%}", name] for name, share in profile["steps_inclusive"].items()],
+            f"py-spy, {where}: innermost frame by library; our request steps, inclusive",
+            ["share", "library or step"],
+            [
+                *([f"{v:.1%}", k] for k, v in profile["by_library"].items()),
+                *([f"{v:.1%}", k] for k, v in profile["steps_inclusive"].items()),
+            ],
         )
 
 
@@ -574,11 +740,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--raw-seconds", type=float, default=None)
-    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
+    parser.add_argument(
+        "--no-profile", dest="profile", action="store_false", help="skip the py-spy profiles"
+    )
+    parser.add_argument(
+        "--no-forwarder", dest="forwarder", action="store_false", help="skip the forwarder"
+    )
     parser.add_argument(
         "--workers",
         default="1,2",
         help="comma-separated ingest_workers counts to run, e.g. 1,2 (default) or 1",
+    )
+    parser.add_argument(
+        "--ingest-tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also run the ingest of another checkout (e.g. before=/tmp/old), one worker",
+    )
+    parser.add_argument(
+        "--batches", default=",".join(map(str, BATCH_SIZES)), help="comma-separated batch sizes"
     )
     args = parser.parse_args(argv)
     if args.command == "load":
@@ -596,7 +777,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.raw_seconds = args.raw_seconds or (2.0 if args.quick else 4.0)
-    args.batches = BATCH_SIZES
+    args.batches = [int(n) for n in str(args.batches).split(",")]
     args.workers = [int(n) for n in str(args.workers).split(",")]
     results = asyncio.run(benchmark(args))
     report(results)

@@ -8,10 +8,18 @@ multiprocess mode, in ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary folder
 unless set; emptied at start), so ``/metrics`` sums every worker (ingest/metrics.py).
 ``/metrics`` is served on ``metrics_host:ingest_metrics_port`` only, which every
 worker shares with the public port (learnstream.asgi.serve).
+
+Before serving, the objects that exist for the whole process (modules, the app,
+descriptors: ~290,000 tracked by the garbage collector) are moved out of its reach
+with ``gc.freeze()`` (:func:`freeze_startup_heap`): each full collection used to scan
+all of them, which cost ~24 µs of CPU per event at batches of 1,000 in-process
+(docs/performance.md). The events of a request are freed by reference counting as
+before; only the collector's scans got shorter.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -32,7 +40,17 @@ def worker_app() -> FastAPI:
     """The app of one worker process (uvicorn factory ``ingest.__main__:worker_app``)."""
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_startup_heap()
+    return app
+
+
+def freeze_startup_heap() -> None:
+    """Collect once, then exempt every object alive now from later collections
+    (``gc.freeze``): they live as long as the process, and scanning them again at
+    each full collection was a quarter of ingest's CPU per event at large batches."""
+    gc.collect()
+    gc.freeze()
 
 
 def prepare_metrics_dir() -> tuple[Path, bool]:
@@ -68,7 +86,9 @@ def main() -> None:
         trusted_proxies=settings.trusted_proxies,
     )
     if settings.ingest_workers == 1:
-        serve_ingest(create_app(settings))
+        app = create_app(settings)
+        freeze_startup_heap()
+        serve_ingest(app)
         return
     folder, temporary = prepare_metrics_dir()
     try:

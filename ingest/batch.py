@@ -44,9 +44,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -59,6 +58,7 @@ from ingest.validation import (
     EventMessage,
     Limits,
     Violation,
+    occurred_window,
     receipt_timestamp,
     stamp_envelope,
     validate_event,
@@ -89,6 +89,7 @@ STREAM_OF_KIND = {
     "activity": Stream.ACTIVITY,
 }
 _Status = ingest_pb2.EventStatus
+_StatusValue: TypeAlias = ingest_pb2.EventStatus.ValueType
 _OUTCOME_LABEL = {
     _Status.EVENT_STATUS_ACCEPTED: "accepted",
     _Status.EVENT_STATUS_DUPLICATE: "duplicate",
@@ -101,15 +102,49 @@ _OUTCOME_LABEL = {
 _MARK_DONE_RETRY_S = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    """A valid event waiting to be claimed and published."""
+class _Candidate(NamedTuple):
+    """A valid event waiting to be claimed and published (a tuple: one is built per
+    event, and a frozen dataclass's __init__ cost a microsecond more)."""
 
-    index: int
+    position: int  # in the batch
     kind: str
     dedup_key: DedupKey
     record: OutgoingRecord
     learner: Learner  # (tenant_id, user_id) of the envelope
+
+
+class _Answer:
+    """The per-event outcome of one batch, kept as plain ints while the batch runs and
+    turned into the ``IngestResponse`` once at the end (not one message per event
+    built up front and then set field by field)."""
+
+    __slots__ = ("notes", "statuses")
+
+    def __init__(self, size: int) -> None:
+        # UNSPECIFIED until decided (a 503 cuts a batch short).
+        self.statuses: list[_StatusValue] = [_Status.EVENT_STATUS_UNSPECIFIED] * size
+        self.notes: dict[int, tuple[str, str]] = {}  # index -> (field, reason)
+
+    def set(self, index: int, status: _StatusValue, field: str = "", reason: str = "") -> None:
+        self.statuses[index] = status
+        if field or reason:
+            self.notes[index] = (field, reason)
+
+    def response(self, events: Sequence[DecodedEvent]) -> ingest_pb2.IngestResponse:
+        response = ingest_pb2.IngestResponse()
+        add = response.results.add
+        for index, (decoded, status) in enumerate(zip(events, self.statuses, strict=True)):
+            add(index=index, event_id=decoded.event_id, status=status)
+        for index, (field, reason) in self.notes.items():
+            result = response.results[index]
+            result.field = field
+            result.reason = reason
+        count = self.statuses.count
+        response.accepted = count(_Status.EVENT_STATUS_ACCEPTED)
+        response.duplicates = count(_Status.EVENT_STATUS_DUPLICATE)
+        response.rejected = count(_Status.EVENT_STATUS_REJECTED)
+        response.retry_later = count(_Status.EVENT_STATUS_RETRY_LATER)
+        return response
 
 
 def build_record(kind: str, message: EventMessage, settings: Settings) -> OutgoingRecord:
@@ -184,54 +219,50 @@ class BatchIngestor:
         Raises DependencyUnavailableError (503) when Redis or the broker fails;
         then no event of the batch is reported accepted.
         """
-        results = [
-            ingest_pb2.EventResult(index=i, event_id=decoded.event_id)
-            for i, decoded in enumerate(events)
-        ]
+        answer = _Answer(len(events))
         # Metrics label: the event's kind when it parsed far enough to have one.
-        kinds = [(d.event.WhichOneof("event") if d.event else None) or "event" for d in events]
+        kinds = [decoded.kind or "event" for decoded in events]
         candidates: list[_Candidate] = []
         first_index: dict[DedupKey, int] = {}
         received_at = receipt_timestamp(now)  # one for the batch, copied into each event
+        window = occurred_window(now, self._limits)  # likewise
         for i, decoded in enumerate(events):
-            candidate = self._prepare(i, decoded, api_key=api_key, now=now, received_at=received_at)
+            candidate = self._prepare(
+                i, decoded, api_key=api_key, now=now, received_at=received_at, window=window
+            )
             if isinstance(candidate, Violation):
-                self._reject(results[i], i, candidate)
+                self._reject(answer, i, candidate)
                 continue
             earlier = first_index.get(candidate.dedup_key)
             if earlier is not None:
-                results[i].status = _Status.EVENT_STATUS_DUPLICATE
-                results[i].reason = f"same event_id as events[{earlier}] of this batch"
+                answer.set(
+                    i,
+                    _Status.EVENT_STATUS_DUPLICATE,
+                    reason=f"same event_id as events[{earlier}] of this batch",
+                )
                 continue
             first_index[candidate.dedup_key] = i
             candidates.append(candidate)
 
         try:
             if candidates and self._pool is not None:
-                candidates = await self._reject_erased(candidates, results)
+                candidates = await self._reject_erased(candidates, answer)
             if candidates:
-                await self._claim_and_publish(candidates, results)
+                await self._claim_and_publish(candidates, answer)
         finally:
-            # Counted per (kind, outcome), not per event: labels() takes a lock each call.
-            outcomes = Counter(
-                (kind, _OUTCOME_LABEL.get(result.status))
-                for result, kind in zip(results, kinds, strict=True)
-            )
-            for (kind, outcome), count in outcomes.items():
-                if outcome is not None:  # unset when a 503 cut the batch short
-                    self._metrics.events.labels(kind=kind, outcome=outcome).inc(count)
+            self._count_outcomes(kinds, answer.statuses)
+        return answer.response(events)
 
-        response = ingest_pb2.IngestResponse(results=results)
-        for result in results:
-            if result.status == _Status.EVENT_STATUS_ACCEPTED:
-                response.accepted += 1
-            elif result.status == _Status.EVENT_STATUS_DUPLICATE:
-                response.duplicates += 1
-            elif result.status == _Status.EVENT_STATUS_REJECTED:
-                response.rejected += 1
-            else:
-                response.retry_later += 1
-        return response
+    def _count_outcomes(self, kinds: list[str], statuses: list[_StatusValue]) -> None:
+        # Counted per (kind, outcome), not per event: labels() takes a lock each call.
+        if len(set(kinds)) == 1:  # the common batch: one kind
+            outcomes = Counter({(kinds[0], s): n for s, n in Counter(statuses).items()})
+        else:
+            outcomes = Counter(zip(kinds, statuses, strict=True))
+        for (kind, status), count in outcomes.items():
+            outcome = _OUTCOME_LABEL.get(status)
+            if outcome is not None:  # unset when a 503 cut the batch short
+                self._metrics.events.labels(kind=kind, outcome=outcome).inc(count)
 
     def _prepare(
         self,
@@ -241,16 +272,17 @@ class BatchIngestor:
         api_key: ApiKey,
         now: datetime,
         received_at: Timestamp,
+        window: tuple[float, float],
     ) -> _Candidate | Violation:
         if decoded.event is None:
             return decoded.error or Violation("", "could not be parsed")
         event = decoded.event
         violations = validate_event(
-            event, tenant_id=api_key.tenant_id, now=now, limits=self._limits
+            event, tenant_id=api_key.tenant_id, now=now, limits=self._limits, window=window
         )
         if violations:
             return violations[0]
-        kind = event.WhichOneof("event")
+        kind = decoded.kind
         assert kind is not None  # validate_event rejected events without a kind
         message: EventMessage = getattr(event, kind)
         stamp_envelope(message.envelope, tenant_id=api_key.tenant_id, received_at=received_at)
@@ -265,11 +297,11 @@ class BatchIngestor:
         dedup_key = DedupKey(api_key.tenant_id, message.envelope.event_id)
         learner = (api_key.tenant_id, message.envelope.user_id)
         return _Candidate(
-            index=index, kind=kind, dedup_key=dedup_key, record=record, learner=learner
+            position=index, kind=kind, dedup_key=dedup_key, record=record, learner=learner
         )
 
     async def _reject_erased(
-        self, candidates: list[_Candidate], results: list[ingest_pb2.EventResult]
+        self, candidates: list[_Candidate], answer: _Answer
     ) -> list[_Candidate]:
         """Reject the events of erased learners; the others go on. One query at most."""
         try:
@@ -287,20 +319,17 @@ class BatchIngestor:
         for candidate in candidates:
             if candidate.learner in erased:
                 field = f"{candidate.kind}.envelope.user_id"
-                self._reject(results[candidate.index], candidate.index, Violation(field, "erased"))
+                self._reject(answer, candidate.position, Violation(field, "erased"))
             else:
                 kept.append(candidate)
         return kept
 
-    def _reject(self, result: ingest_pb2.EventResult, index: int, violation: Violation) -> None:
-        result.status = _Status.EVENT_STATUS_REJECTED
-        result.field = f"events[{index}]" + (f".{violation.field}" if violation.field else "")
-        result.reason = violation.reason
+    def _reject(self, answer: _Answer, index: int, violation: Violation) -> None:
+        field = f"events[{index}]" + (f".{violation.field}" if violation.field else "")
+        answer.set(index, _Status.EVENT_STATUS_REJECTED, field, violation.reason)
         self._metrics.count_rejection(violation.field)
 
-    async def _claim_and_publish(
-        self, candidates: list[_Candidate], results: list[ingest_pb2.EventResult]
-    ) -> None:
+    async def _claim_and_publish(self, candidates: list[_Candidate], answer: _Answer) -> None:
         token = new_claim_token()
         try:
             states = await self._dedup.claim([c.dedup_key for c in candidates], token=token)
@@ -315,18 +344,21 @@ class BatchIngestor:
         self._metrics.dedup_unavailable.set(0)
         claimed = []
         for candidate, state in zip(candidates, states, strict=True):
-            result = results[candidate.index]
             if state is ClaimState.CLAIMED:
                 claimed.append(candidate)
             elif state is ClaimState.DONE:
-                result.status = _Status.EVENT_STATUS_DUPLICATE
-                result.reason = "this event_id was accepted before"
+                answer.set(
+                    candidate.position,
+                    _Status.EVENT_STATUS_DUPLICATE,
+                    reason="this event_id was accepted before",
+                )
             else:
-                result.status = _Status.EVENT_STATUS_RETRY_LATER
-                result.field = f"events[{candidate.index}].{candidate.kind}.envelope.event_id"
-                result.reason = (
+                answer.set(
+                    candidate.position,
+                    _Status.EVENT_STATUS_RETRY_LATER,
+                    f"events[{candidate.position}].{candidate.kind}.envelope.event_id",
                     "another request is publishing this event_id right now; "
-                    f"send it again after {self._settings.ingest_retry_after_s} s"
+                    f"send it again after {self._settings.ingest_retry_after_s} s",
                 )
         if not claimed:
             return
@@ -361,8 +393,9 @@ class BatchIngestor:
         failure = settling.result()
         if failure is not None:
             raise failure
+        statuses = answer.statuses
         for candidate in claimed:
-            results[candidate.index].status = _Status.EVENT_STATUS_ACCEPTED
+            statuses[candidate.position] = _Status.EVENT_STATUS_ACCEPTED
 
     async def _settle(
         self, claimed: list[_Candidate], token: str, batch: DeliveryBatch, started: float

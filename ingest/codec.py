@@ -11,9 +11,8 @@ paths in rejections.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -47,17 +46,18 @@ class BodyFormat(StrEnum):
         return PROTOBUF_MEDIA_TYPE if self is BodyFormat.PROTOBUF else JSON_MEDIA_TYPE
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedEvent:
+class DecodedEvent(NamedTuple):
     """One element of the batch: the parsed event, or why it could not be parsed.
 
     ``event_id`` is the client's event_id as sent (empty when unknown), so even an
-    unparseable JSON event can be answered by id.
+    unparseable JSON event can be answered by id; ``kind`` is the event's oneof member
+    ("attempt", ...), None when unset or unparsed. A tuple: one is built per event.
     """
 
     event: ingest_pb2.LearningEvent | None
     event_id: str = ""
     error: Violation | None = None
+    kind: str | None = None
 
 
 def body_format(content_type: str | None) -> BodyFormat:
@@ -119,12 +119,14 @@ def _decode_protobuf(body: bytes) -> list[DecodedEvent]:
         else:
             detail = f"the body is not a valid IngestRequest protobuf message ({exc})"
         raise MalformedBodyError(detail, errors=[FieldProblem("body", "malformed")]) from exc
-    return [DecodedEvent(event=event, event_id=_event_id_of(event)) for event in request.events]
+    return [_decoded(event) for event in request.events]
 
 
-def _event_id_of(event: ingest_pb2.LearningEvent) -> str:
+def _decoded(event: ingest_pb2.LearningEvent) -> DecodedEvent:
     kind = event.WhichOneof("event")
-    return str(getattr(event, kind).envelope.event_id) if kind else ""
+    if kind is None:
+        return DecodedEvent(event, "")
+    return DecodedEvent(event, getattr(event, kind).envelope.event_id, None, kind)
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -184,7 +186,7 @@ def _decode_json_event(element: Any) -> DecodedEvent:
         json_format.ParseDict(element, event)
     except json_format.ParseError as exc:
         return DecodedEvent(event=None, event_id=event_id, error=Violation("", str(exc)))
-    return DecodedEvent(event=event, event_id=_event_id_of(event))
+    return _decoded(event)
 
 
 def _json_event_id(element: Any) -> str:

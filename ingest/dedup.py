@@ -10,12 +10,15 @@ The life of one key ``<namespace>:ingest:event:<tenant_id>:<event_id>``:
 3. **release** — the broker failed the record for sure: delete the key if it still
    holds our token, so the client's retry can publish it.
 
-Each step is ONE Lua script call (``EVALSHA``) for the whole batch, with every key
-of the batch in ``KEYS``: one command for Redis to parse and redis-py to pack,
-instead of one pipelined command per event (29 % of ingest's CPU went to packing
-those, docs/performance.md). Redis runs a script atomically; per key it does the
-same command as before, so the semantics and TTLs are unchanged. (All keys of a
-script must hash to one slot on a Redis Cluster; Learnstream uses one Redis.)
+Each step is ONE Lua script call (``EVALSHA``) per tenant of the batch (a batch has
+one): the key prefix ``<namespace>:ingest:event:<tenant_id>:`` and the event ids
+joined by newlines are two arguments, and the script builds each key. redis-py then
+packs four arguments and parses one answer string per batch, not an argument and an
+answer element per event (that packing and parsing was 15 % of ingest's event-loop
+CPU at batches of 100, docs/performance.md). Redis runs a script atomically; per
+key it does the same command as before, so the semantics and TTLs are unchanged.
+(Keys not declared in ``KEYS`` rule out Redis Cluster; Learnstream uses one Redis,
+or one primary with Sentinel.)
 
 A claim stays pending while its record's delivery is undecided, even after the
 request stopped waiting and answered 503 (ingest/batch.py): the delivery report
@@ -46,9 +49,8 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -61,36 +63,39 @@ from learnstream.redis import uses_sentinel, wait_for_replicas
 from learnstream.settings import Settings
 
 _PENDING_PREFIX = b"pending:"
-# Claims every key (ARGV[1] = pending:<token>, ARGV[2] = pending TTL in s); per key
-# 0 = claimed, 1 = done before, 2 = pending for another request (Lua tables cannot
-# hold nil, so the previous values are coded).
+# Every script: ARGV[1] = the key prefix, ARGV[2] = the event ids joined by "\n".
+# Claims every key (ARGV[3] = pending:<token>, ARGV[4] = pending TTL in s); answers one
+# digit per key: 0 = claimed, 1 = done before, 2 = pending for another request.
 _CLAIM_SCRIPT = """
 local states = {}
-for i, key in ipairs(KEYS) do
-  local previous = redis.call('SET', key, ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
+for id in string.gmatch(ARGV[2], "[^\\n]+") do
+  local previous = redis.call('SET', ARGV[1] .. id, ARGV[3], 'NX', 'GET', 'EX', ARGV[4])
   if not previous then
-    states[i] = 0
+    states[#states + 1] = '0'
   elseif previous == 'done' then
-    states[i] = 1
+    states[#states + 1] = '1'
   else
-    states[i] = 2
+    states[#states + 1] = '2'
   end
 end
-return states
+return table.concat(states)
 """
-# Marks every key done for ARGV[1] seconds.
+# Marks every key done for ARGV[3] seconds.
 _MARK_DONE_SCRIPT = """
-for _, key in ipairs(KEYS) do
-  redis.call('SET', key, 'done', 'EX', ARGV[1])
+local marked = 0
+for id in string.gmatch(ARGV[2], "[^\\n]+") do
+  redis.call('SET', ARGV[1] .. id, 'done', 'EX', ARGV[3])
+  marked = marked + 1
 end
-return #KEYS
+return marked
 """
-# Deletes each claim only while it still holds this request's token (ARGV[1]); a claim
+# Deletes each claim only while it still holds this request's token (ARGV[3]); a claim
 # that expired and was taken by another request is left alone.
 _RELEASE_SCRIPT = """
 local released = 0
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
+for id in string.gmatch(ARGV[2], "[^\\n]+") do
+  local key = ARGV[1] .. id
+  if redis.call('GET', key) == ARGV[3] then
     released = released + redis.call('DEL', key)
   end
 end
@@ -112,9 +117,9 @@ class ClaimState(Enum):
     PENDING = "pending"  # another request is publishing it right now
 
 
-@dataclass(frozen=True, slots=True)
-class DedupKey:
-    """The identity of an event for deduplication (event_id in canonical form)."""
+class DedupKey(NamedTuple):
+    """The identity of an event for deduplication (event_id in canonical form); a
+    tuple, built and hashed once per event."""
 
     tenant_id: str
     event_id: str
@@ -190,66 +195,86 @@ class DedupStore:
 
     def redis_key(self, key: DedupKey) -> str:
         """The Redis key of ``key``."""
-        return f"{self._namespace}:ingest:event:{key.tenant_id}:{key.event_id}"
+        return f"{self._prefix(key.tenant_id)}{key.event_id}"
+
+    def _prefix(self, tenant_id: str) -> str:
+        return f"{self._namespace}:ingest:event:{tenant_id}:"
+
+    def _by_tenant(self, keys: Sequence[DedupKey]) -> list[tuple[str, list[int], bytes]]:
+        """Per tenant: its key prefix, the positions of its keys in ``keys`` and their
+        event ids joined by newlines (what the scripts take)."""
+        groups: dict[str, list[int]] = {}
+        for index, key in enumerate(keys):
+            if not key.event_id or "\n" in key.event_id:
+                raise ValueError(f"not an event id: {key.event_id!r}")
+            groups.setdefault(key.tenant_id, []).append(index)
+        return [
+            (
+                self._prefix(tenant),
+                positions,
+                "\n".join(keys[i].event_id for i in positions).encode(),
+            )
+            for tenant, positions in groups.items()
+        ]
 
     async def claim(self, keys: Sequence[DedupKey], *, token: str) -> list[ClaimState]:
         """Try to claim every key for the request holding ``token``; one state per key.
 
-        One script call for the whole batch. Raises DedupUnavailableError when Redis fails.
+        One script call per tenant (a batch has one). Raises DedupUnavailableError
+        when Redis fails.
         """
-        if not keys:
-            return []
         value = _PENDING_PREFIX + token.encode()
+        states: list[ClaimState] = [ClaimState.CLAIMED] * len(keys)
         try:
-            codes = await self._run(
-                "claim",
-                self._claim,
-                [self.redis_key(key) for key in keys],
-                [value, self._pending_ttl_s],
-            )
+            for prefix, positions, ids in self._by_tenant(keys):
+                codes = await self._run(
+                    "claim", self._claim, len(positions), [prefix, ids, value, self._pending_ttl_s]
+                )
+                for position, code in zip(positions, codes, strict=True):
+                    states[position] = _STATE_OF_CODE[code - _ZERO]
         except (RedisError, OSError) as exc:
             raise DedupUnavailableError(f"Redis did not answer the dedup claim: {exc}") from exc
-        return [_STATE_OF_CODE[code] for code in codes]
+        return states
 
     async def mark_done(self, keys: Sequence[DedupKey]) -> None:
         """Record ``keys`` as accepted for the dedup TTL (after the broker acknowledged)."""
-        if not keys:
-            return
         try:
-            await self._run(
-                "done", self._mark_done, [self.redis_key(key) for key in keys], [self._done_ttl_s]
-            )
+            for prefix, positions, ids in self._by_tenant(keys):
+                await self._run(
+                    "done", self._mark_done, len(positions), [prefix, ids, self._done_ttl_s]
+                )
         except (RedisError, OSError) as exc:
             raise DedupUnavailableError(f"Redis did not record accepted events: {exc}") from exc
 
     async def release(self, keys: Sequence[DedupKey], *, token: str) -> None:
         """Drop this request's claims on ``keys`` so a retry can publish them."""
-        if not keys:
-            return
         value = _PENDING_PREFIX + token.encode()
         try:
-            await self._release(keys=[self.redis_key(key) for key in keys], args=[value])
+            for prefix, _positions, ids in self._by_tenant(keys):
+                await self._release(keys=[], args=[prefix, ids, value])
         except (RedisError, OSError) as exc:
             raise DedupUnavailableError(f"Redis did not release claims: {exc}") from exc
 
     async def _run(
-        self, step: str, script: AsyncScript, keys: list[str], args: list[bytes | str | int]
+        self, step: str, script: AsyncScript, count: int, args: list[bytes | str | int]
     ) -> Any:
-        """One script call; with ``wait_replicas``, followed by WAIT in the same round trip."""
+        """One script call about ``count`` keys; with ``wait_replicas``, followed by WAIT
+        in the same round trip."""
         if not self._wait_replicas:
-            return await script(keys=keys, args=args)
+            return await script(keys=[], args=args)
         result, acknowledged = await wait_for_replicas(
             self._redis,
             script,
-            keys=keys,
+            keys=[],
             args=args,
             replicas=self._wait_replicas,
             timeout_ms=self._wait_timeout_ms,
         )
         if acknowledged < self._wait_replicas and self._on_unreplicated is not None:
-            self._on_unreplicated(step, len(keys))
+            self._on_unreplicated(step, count)
         return result
 
 
-# The claim script's codes, by value.
+# The claim script's digits, by value (byte minus _ZERO).
 _STATE_OF_CODE = (ClaimState.CLAIMED, ClaimState.DONE, ClaimState.PENDING)
+_ZERO = ord("0")

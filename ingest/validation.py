@@ -148,12 +148,22 @@ def canonical_event_id(event_id: str) -> str:
 
 
 def validate_event(
-    event: ingest_pb2.LearningEvent, *, tenant_id: str, now: datetime, limits: Limits
+    event: ingest_pb2.LearningEvent,
+    *,
+    tenant_id: str,
+    now: datetime,
+    limits: Limits,
+    window: tuple[float, float] | None = None,
 ) -> list[Violation]:
     """Every rule ``event`` breaks, in field order; an empty list means valid.
 
     ``tenant_id`` is the caller's tenant (from its API key); ``now`` is the UTC
-    time of receipt that bounds ``occurred_at``.
+    time of receipt that bounds ``occurred_at``; ``window`` is
+    ``occurred_window(now, limits)`` when the caller computed it once for a batch.
+
+    An attempt is first checked by :func:`_attempt_surely_valid`, one flat function
+    that answers True only for an event that breaks no rule; anything else (and every
+    other kind) goes through the rules one by one, which name each violation.
     """
     kind = event_kind(event)
     if kind is None:
@@ -164,6 +174,11 @@ def validate_event(
             )
         ]
     body: EventMessage = getattr(event, kind)
+    surely_valid = _SURELY_VALID.get(kind)
+    if surely_valid is not None and surely_valid(
+        body, tenant_id, window or occurred_window(now, limits), limits
+    ):
+        return []
     violations = list(_envelope_rules(kind, body, tenant_id=tenant_id, now=now, limits=limits))
     violations.extend(_kind_rules(event, kind, limits))
     violations.extend(_identifier_rules(kind, body))
@@ -192,6 +207,93 @@ def stamp_envelope(
     envelope.tenant_id = tenant_id
     envelope.event_id = canonical_event_id(envelope.event_id)
     envelope.received_at.CopyFrom(received_at)
+
+
+def occurred_window(now: datetime, limits: Limits) -> tuple[float, float]:
+    """Epoch seconds strictly between which ``occurred_at`` surely passes the age and
+    skew rules at ``now`` (a millisecond inside each bound, so float rounding never
+    lets the quick check pass an event the exact rule refuses)."""
+    now_s = now.timestamp()
+    return (
+        now_s - limits.max_event_age.total_seconds() + 1e-3,
+        now_s + limits.max_future_skew.total_seconds() - 1e-3,
+    )
+
+
+# --- the quick check of the common case -------------------------------------------
+
+_ATTEMPT_CONTEXTS = frozenset(attempt_pb2.AttemptContext.DESCRIPTOR.values_by_number)
+
+
+def _envelope_surely_valid(
+    envelope: envelope_pb2.Envelope, tenant_id: str, window: tuple[float, float], limits: Limits
+) -> bool:
+    # The rules of _envelope_rules, flat: no generator, no Violation, no field path.
+    event_id = envelope.event_id
+    if len(event_id) != 36 or event_id == _NIL_UUID or not _UUID.fullmatch(event_id):
+        return False
+    tenant = envelope.tenant_id
+    if tenant and tenant != tenant_id:
+        return False
+    user_id = envelope.user_id
+    if len(user_id) > limits.max_user_id_chars or not user_id.strip():
+        return False
+    if not envelope.HasField("occurred_at"):
+        return False
+    occurred_at = envelope.occurred_at
+    seconds, nanos = occurred_at.seconds, occurred_at.nanos
+    if not (
+        0 <= nanos < 1_000_000_000
+        and _MIN_TIMESTAMP_S <= seconds <= _MAX_TIMESTAMP_S
+        and window[0] < seconds + nanos * 1e-9 < window[1]
+    ):
+        return False
+    max_chars = limits.max_text_chars
+    source = envelope.source  # an unset source reads as empty strings
+    return (
+        len(envelope.session_id) <= max_chars
+        and len(source.app) <= max_chars
+        and len(source.platform) <= max_chars
+        and len(source.version) <= max_chars
+    )
+
+
+def _attempt_surely_valid(
+    attempt: attempt_pb2.AttemptEvent,
+    tenant_id: str,
+    window: tuple[float, float],
+    limits: Limits,
+) -> bool:
+    """True only if ``attempt`` breaks no rule of :func:`validate_event` (False says
+    nothing: the rules then run one by one). Ingest's hot path: an attempt's checks in
+    one flat function instead of a generator per rule (~3x less CPU per event)."""
+    if not attempt.HasField("envelope") or not _envelope_surely_valid(
+        attempt.envelope, tenant_id, window, limits
+    ):
+        return False
+    max_chars = limits.max_text_chars
+    item_id = attempt.item_id
+    if len(item_id) > max_chars or not item_id.strip():
+        return False
+    skill_ids = attempt.skill_ids
+    if not 0 < len(skill_ids) <= MAX_SKILL_IDS:
+        return False
+    for skill_id in skill_ids:
+        if len(skill_id) > max_chars or not skill_id.strip():
+            return False
+    # NaN fails both comparisons.
+    if attempt.HasField("score") and not 0.0 <= attempt.score <= 1.0:
+        return False
+    if (
+        len(attempt.response) > max_chars
+        or attempt.item_version < 0
+        or attempt.response_time_ms < 0
+        or attempt.hint_count < 0
+        or attempt.attempt_number < 0
+        or attempt.context not in _ATTEMPT_CONTEXTS
+    ):
+        return False
+    return _JOINED_IDENTIFIERS["attempt"](attempt).isprintable()
 
 
 # --- envelope ------------------------------------------------------------------
@@ -609,3 +711,9 @@ def _identifier_rules(kind: str, body: EventMessage) -> Iterator[Violation]:
                 f"contains U+{ord(char):04X} ({unicodedata.category(char)}) at position "
                 f"{position}; {IDENTIFIER_RULE}",
             )
+
+
+# The quick check of each kind that has one (see validate_event).
+_SURELY_VALID: dict[str, Callable[[Any, str, tuple[float, float], Limits], bool]] = {
+    "attempt": _attempt_surely_valid,
+}

@@ -338,6 +338,37 @@ class Settings(BaseSettings):
     # does not reveal whether a mail (and so an account) was behind it. Tests that read
     # the mailbox right after a request turn it off.
     mail_off_request_path: bool = True
+    # Where the outbox (api/services/outbox.py) delivers: "smtp" through the relay above,
+    # "mailbox" into files under <data_dir>/mailbox (read them with `learnstream mail
+    # list/show`; refused in production), "auto" the mailbox in local mode, else SMTP.
+    mail_delivery: Literal["auto", "smtp", "mailbox"] = "auto"
+    # A failed delivery is retried after mail_retry_base_s, doubling per attempt up to
+    # mail_retry_max_s (seconds); after mail_max_attempts tries the mail is marked failed.
+    mail_retry_base_s: float = Field(default=30.0, gt=0)
+    mail_retry_max_s: float = Field(default=3600.0, gt=0)
+    mail_max_attempts: int = Field(default=8, ge=1)
+    # The sender looks for due mail this often (s) besides being woken by new mail.
+    mail_outbox_poll_s: float = Field(default=5.0, gt=0)
+    # Sent and failed outbox rows (bodies already cleared) are deleted after this many days.
+    mail_outbox_keep_days: int = Field(default=7, ge=1)
+    # Lifetime of the one-time enrolment link `learnstream user create` prints.
+    enrolment_link_ttl_s: int = Field(default=72 * 3600, ge=60)
+
+    @property
+    def mail_transport(self) -> Literal["smtp", "mailbox"]:
+        """Where account mail goes: ``mail_delivery`` with "auto" resolved by environment."""
+        if self.mail_delivery == "auto":
+            return "mailbox" if self.environment == "local" else "smtp"
+        return self.mail_delivery
+
+    @model_validator(mode="after")
+    def _production_mails_for_real(self) -> Settings:
+        if self.environment == "production" and self.mail_delivery == "mailbox":
+            raise ValueError(
+                "LEARNSTREAM_MAIL_DELIVERY=mailbox keeps account mail in local files: "
+                "production needs an SMTP relay (smtp or auto)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_endpoints(self) -> Settings:

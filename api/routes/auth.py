@@ -1,4 +1,4 @@
-"""Sign-up, sign-in, tokens, password reset, unlock and MFA enrolment."""
+"""Sign-up, sign-in, tokens, password reset, unlock, first-run enrolment and MFA enrolment."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from api.deps import (
 from api.exceptions import InvalidInputError, NotAuthenticatedError
 from api.schemas.auth import (
     Accepted,
+    AccountEnrolledPublic,
+    AccountEnrolRequest,
     BackupCodesPublic,
     EnrolmentPublic,
     LoginRequest,
@@ -35,7 +37,7 @@ from api.schemas.auth import (
     TokenRequest,
     VerifiedPublic,
 )
-from api.services import accounts, mfa, sessions
+from api.services import accounts, enrolment, mfa, recovery, sessions
 
 # Every auth endpoint is also limited per client IP (credential stuffing, mail bombing).
 router = APIRouter(prefix="/v1/auth", tags=["auth"], dependencies=[LimitedByIp])
@@ -208,7 +210,7 @@ async def request_password_reset(
     ip: ClientIp,
     now: Now,
 ) -> Accepted:
-    await accounts.request_password_reset(
+    await recovery.request_password_reset(
         pool,
         settings,
         sender,
@@ -235,7 +237,7 @@ async def confirm_password_reset(
     now: Now,
 ) -> None:
     """Also signs the user out everywhere: refresh tokens revoked, access tokens ended."""
-    await accounts.reset_password(
+    await recovery.reset_password(
         pool, redis, settings, token=body.token, new_password=body.new_password, ip=ip, now=now
     )
 
@@ -254,7 +256,33 @@ async def unlock(
     ip: ClientIp,
     now: Now,
 ) -> None:
-    await accounts.unlock_with_token(pool, redis, settings, token=body.token, ip=ip, now=now)
+    await recovery.unlock_with_token(pool, redis, settings, token=body.token, ip=ip, now=now)
+
+
+@router.post(
+    "/enrol",
+    summary="Set the first password with a one-time enrolment link",
+    dependencies=[Public],
+)
+async def enrol_account(
+    body: AccountEnrolRequest,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    ip: ClientIp,
+    now: Now,
+) -> AccountEnrolledPublic:
+    """Spends the link's token (single use, expiring) and sets the password; the account
+    then signs in at /v1/auth/login. 422 naming ``body.token`` for a dead link."""
+    enrolled = await enrolment.complete(
+        pool, redis, settings, token=body.token, password=body.password, ip=ip, now=now
+    )
+    return AccountEnrolledPublic(
+        user_id=enrolled.user_id,
+        tenant_id=enrolled.tenant_id,
+        email=enrolled.email,
+        mfa_required=enrolled.mfa_required,
+    )
 
 
 @router.post("/mfa/enrol", summary="Start TOTP enrolment")
@@ -263,14 +291,18 @@ async def mfa_enrol(user: CurrentUser, pool: PoolDep, settings: SettingsDep) -> 
 
     With MFA already on, only a session signed in with MFA may re-enrol (401 otherwise).
     """
-    enrolment = await mfa.begin_enrolment(
+    pending = await mfa.begin_enrolment(
         pool,
         user_id=user.subject_id,
         issuer=settings.mfa_issuer,
         settings=settings,
         session_mfa_verified=user.mfa_verified,
     )
-    return EnrolmentPublic(secret=enrolment.secret, provisioning_uri=enrolment.provisioning_uri)
+    return EnrolmentPublic(
+        secret=pending.secret,
+        provisioning_uri=pending.provisioning_uri,
+        qr_svg=mfa.qr_svg(pending.provisioning_uri),
+    )
 
 
 @router.post("/mfa/confirm", summary="Finish TOTP enrolment with a first code")

@@ -54,10 +54,20 @@ def _public(p: platforms.Platform, settings: SettingsDep) -> PlatformPublic:
     )
 
 
-@router.api_route(
+# The platform may initiate by GET or by a form POST (LTI 1.3 core, 5.1.1): one handler,
+# two operations with their own ids.
+@router.post(
     launch.LOGIN_PATH,
-    methods=["GET", "POST"],
+    summary="OIDC third-party login initiation, form POST (from the platform)",
+    operation_id="lti_login_initiation_post",
+    dependencies=[Public, LimitedByIp],
+    response_class=RedirectResponse,
+    status_code=status.HTTP_302_FOUND,
+)
+@router.get(
+    launch.LOGIN_PATH,
     summary="OIDC third-party login initiation (from the platform)",
+    operation_id="lti_login_initiation_get",
     dependencies=[Public, LimitedByIp],
     response_class=RedirectResponse,
     status_code=status.HTTP_302_FOUND,

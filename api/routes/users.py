@@ -12,7 +12,7 @@ from api.schemas.users import (
     UserCreate,
     UserPublic,
 )
-from api.services import accounts, mfa
+from api.services import accounts, mfa, recovery
 from api.services.principals import Role
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
@@ -118,7 +118,7 @@ async def unlock(
     settings: SettingsDep,
     now: Now,
 ) -> None:
-    await accounts.unlock_by_admin(
+    await recovery.unlock_by_admin(
         pool,
         redis,
         settings,

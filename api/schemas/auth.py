@@ -89,6 +89,21 @@ class MfaChallengePublic(BaseModel):
 class EnrolmentPublic(BaseModel):
     secret: str = Field(description="base32 TOTP secret, for manual entry")
     provisioning_uri: str = Field(description="otpauth:// URI to show as a QR code")
+    qr_svg: str = Field(description="the provisioning URI as an SVG QR code (no script)")
+
+
+class AccountEnrolRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=200, description="from the enrolment link")
+    password: str = Password
+
+
+class AccountEnrolledPublic(BaseModel):
+    """The first password is set: sign in with it (then enrol TOTP if ``mfa_required``)."""
+
+    user_id: str
+    tenant_id: str
+    email: str
+    mfa_required: bool
 
 
 class BackupCodesPublic(BaseModel):

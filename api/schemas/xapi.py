@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from api.schemas.content import INT4_MAX
 from api.services import skills
 
 
@@ -15,7 +16,9 @@ class ActivityMappingFields(BaseModel):
         min_length=1, max_length=2048, description="the xAPI object.id (an IRI) statements name"
     )
     item_id: str = Field(min_length=1, max_length=200, description="the CMS item it stands for")
-    item_version: int = Field(default=0, ge=0, description="content version shown; 0 unknown")
+    item_version: int = Field(
+        default=0, ge=0, le=INT4_MAX, description="content version shown; 0 unknown"
+    )
     skill_ids: list[Annotated[str, Field(pattern=skills.SKILL_ID_PATTERN)]] = Field(
         min_length=1, max_length=50, description="skills an answer to it exercises"
     )

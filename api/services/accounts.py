@@ -1,4 +1,8 @@
-"""Tenants, user accounts and roles; registration, email verification, password reset, unlock.
+"""Tenants, user accounts and roles; registration and email verification.
+
+Password reset and unlocking live in :mod:`api.services.recovery`, single-use tokens
+in :mod:`api.services.account_tokens`, first sign-in of operator-made accounts in
+:mod:`api.services.enrolment`.
 
 Every function takes the database (asyncpg pool or connection) and ``now`` (UTC)
 as arguments, so tests can drive token expiry without waiting. Answers that
@@ -12,27 +16,33 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
 
 from api.exceptions import ConflictError, InvalidInputError, NotFoundError
-from api.services import audit, email, lockout, passwords, token_versions, tokens
+from api.services import audit, email, passwords, token_versions
+from api.services.account_tokens import (
+    TokenPurpose,
+    consume_account_token,
+    issue_account_token,
+    revoke_all_refresh_tokens,
+)
 from api.services.identifiers import is_uuid
 from api.services.principals import Role
 from api.services.transactions import transaction
 from learnstream.settings import Settings
 
-
-class TokenPurpose(StrEnum):
-    """What a mailed single-use token may be spent on."""
-
-    VERIFY_EMAIL = "verify_email"
-    RESET_PASSWORD = "reset_password"
-    UNLOCK = "unlock"
+# Re-exported: callers and tests reach the token helpers through this module too.
+__all__ = [
+    "TokenPurpose",
+    "User",
+    "consume_account_token",
+    "issue_account_token",
+    "revoke_all_refresh_tokens",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,22 +164,23 @@ async def create_user(
     display_name: str = "",
     roles: frozenset[Role] = frozenset({Role.LEARNER}),
     email_verified: bool = False,
+    password_hash: str | None = None,
     now: datetime,
 ) -> User:
     """Create an account directly (admins, bootstrap, tests); ConflictError on a taken email.
 
-    ``password`` None makes an account that can only sign in by a linked identity
-    or after a password reset.
+    ``password`` None makes an account that can only sign in by a linked identity,
+    an enrolment link or after a password reset. ``password_hash``, if given, is
+    ``password`` already hashed (so a caller's transaction need not wait for argon2).
     """
     if password is not None:
         problems = passwords.password_problems(password, email=email_address)
         if problems:
             raise InvalidInputError("password is too weak", errors=problems)
-    password_hash = (
-        await passwords.hash_password(password, profile=settings.password_hash_profile)
-        if password is not None
-        else None
-    )
+    if password is not None and password_hash is None:
+        password_hash = await passwords.hash_password(
+            password, profile=settings.password_hash_profile
+        )
     user_id = str(uuid.uuid4())
     async with transaction(db) as conn:
         if not await conn.fetchval("SELECT 1 FROM tenants WHERE tenant_id = $1", tenant_id):
@@ -247,16 +258,39 @@ async def register(
             },
         )
         return None
+    password_hash = await passwords.hash_password(password, profile=settings.password_hash_profile)
     try:
-        user = await create_user(
-            db,
-            settings,
-            tenant_id=tenant_id,
-            email_address=email_address,
-            password=password,
-            display_name=display_name,
-            now=now,
-        )
+        # The account, its token, the audit row and the mail commit together: no account
+        # without its verification mail queued, no mail about an account that is not there.
+        async with transaction(db) as conn:
+            user = await create_user(
+                conn,
+                settings,
+                tenant_id=tenant_id,
+                email_address=email_address,
+                password=password,
+                password_hash=password_hash,
+                display_name=display_name,
+                now=now,
+            )
+            token = await issue_account_token(
+                conn,
+                user_id=user.id,
+                purpose=TokenPurpose.VERIFY_EMAIL,
+                ttl_s=settings.email_verification_ttl_s,
+                now=now,
+            )
+            await audit.record(
+                conn,
+                tenant_id=tenant_id,
+                actor=("user", user.id),
+                action=audit.Action.REGISTER,
+                outcome=audit.Outcome.SUCCESS,
+                target_id=user.id,
+                ip=ip,
+            )
+            mail = email.verification_email(user.email, token, settings, account_id=user.id)
+            await email.queue(sender, conn, mail)
     except ConflictError:
         await audit.record(
             db,
@@ -278,23 +312,7 @@ async def register(
             )
         )
         return None
-    token = await issue_account_token(
-        db,
-        user_id=user.id,
-        purpose=TokenPurpose.VERIFY_EMAIL,
-        ttl_s=settings.email_verification_ttl_s,
-        now=now,
-    )
-    await audit.record(
-        db,
-        tenant_id=tenant_id,
-        actor=("user", user.id),
-        action=audit.Action.REGISTER,
-        outcome=audit.Outcome.SUCCESS,
-        target_id=user.id,
-        ip=ip,
-    )
-    await sender.send(email.verification_email(user.email, token, settings, account_id=user.id))
+    await email.dispatch(sender)
     return user.id
 
 
@@ -324,14 +342,17 @@ async def resend_verification(
     user_id, address = str(row["id"]), str(row["email"])
 
     async def mail_token() -> None:
-        token = await issue_account_token(
-            db,
-            user_id=user_id,
-            purpose=TokenPurpose.VERIFY_EMAIL,
-            ttl_s=settings.email_verification_ttl_s,
-            now=now,
-        )
-        await sender.send(email.verification_email(address, token, settings, account_id=user_id))
+        async with transaction(db) as conn:
+            token = await issue_account_token(
+                conn,
+                user_id=user_id,
+                purpose=TokenPurpose.VERIFY_EMAIL,
+                ttl_s=settings.email_verification_ttl_s,
+                now=now,
+            )
+            mail = email.verification_email(address, token, settings, account_id=user_id)
+            await email.queue(sender, conn, mail)
+        await email.dispatch(sender)
 
     await email.off_request_path(sender, mail_token)
 
@@ -359,244 +380,6 @@ async def verify_email(db: Any, *, token: str, now: datetime) -> str:
             target_id=user_id,
         )
     return user_id
-
-
-# --- password reset and unlock ---------------------------------------------------------
-
-
-async def request_password_reset(
-    db: Any,
-    settings: Settings,
-    sender: email.EmailSender,
-    *,
-    tenant_id: str,
-    email_address: str,
-    ip: str | None,
-    now: datetime,
-) -> None:
-    """Mail a single-use reset token if an active account has this address; else nothing.
-
-    The request itself does the same work either way (one lookup, one audit row);
-    issuing the token and mailing it run off the request path.
-    """
-    row = await db.fetchrow(
-        """
-        SELECT id, email FROM users
-        WHERE tenant_id = $1 AND lower(email) = lower($2) AND status = 'active'
-        """,
-        tenant_id,
-        email_address.strip(),
-    )
-    await audit.record(
-        db,
-        tenant_id=tenant_id,
-        actor=None,
-        action=audit.Action.PASSWORD_RESET_REQUESTED,
-        outcome=audit.Outcome.SUCCESS if row else audit.Outcome.FAILURE,
-        target_id=str(row["id"]) if row else None,
-        ip=ip,
-        details={} if row else {"email_fp": email_fingerprint(email_address)},
-    )
-    if row is None:
-        return
-    user_id, address = str(row["id"]), str(row["email"])
-
-    async def mail_token() -> None:
-        token = await issue_account_token(
-            db,
-            user_id=user_id,
-            purpose=TokenPurpose.RESET_PASSWORD,
-            ttl_s=settings.password_reset_ttl_s,
-            now=now,
-        )
-        await sender.send(email.password_reset_email(address, token, settings, account_id=user_id))
-
-    await email.off_request_path(sender, mail_token)
-
-
-async def reset_password(
-    db: Any,
-    redis: Redis,
-    settings: Settings,
-    *,
-    token: str,
-    new_password: str,
-    ip: str | None,
-    now: datetime,
-) -> str:
-    """Spend a reset token and set ``new_password``; returns the user id.
-
-    The reset also unlocks the account, marks the email verified (the mail
-    reached its owner), revokes every refresh token and ends every access token
-    (token version), signing out all devices at once.
-    The token is only spent once the new password passes the rules.
-    """
-    row = await db.fetchrow(
-        """
-        SELECT u.id, u.email FROM account_tokens t JOIN users u ON u.id = t.user_id
-        WHERE t.token_sha256 = $1 AND t.purpose = $2 AND t.used_at IS NULL AND t.expires_at > $3
-        """,
-        tokens.token_sha256(token),
-        TokenPurpose.RESET_PASSWORD.value,
-        now,
-    )
-    if row is None:
-        raise _unspendable(TokenPurpose.RESET_PASSWORD)
-    problems = passwords.password_problems(new_password, email=row["email"])
-    if problems:
-        raise InvalidInputError("password is too weak", errors=problems)
-    password_hash = await passwords.hash_password(
-        new_password, profile=settings.password_hash_profile
-    )
-    async with transaction(db) as conn:
-        user_id = await consume_account_token(
-            conn, token=token, purpose=TokenPurpose.RESET_PASSWORD, now=now
-        )
-        tenant_id = await conn.fetchval(
-            """
-            UPDATE users SET password_hash = $2, failed_logins = 0, locked_until = NULL,
-                email_verified_at = coalesce(email_verified_at, $3), updated_at = $3
-            WHERE id = $1 RETURNING tenant_id
-            """,
-            user_id,
-            password_hash,
-            now,
-        )
-        bumped = await token_versions.bump(conn, user_id=user_id)
-        await revoke_all_refresh_tokens(conn, user_id=user_id, now=now)
-        await audit.record(
-            conn,
-            tenant_id=tenant_id,
-            actor=("user", user_id),
-            action=audit.Action.PASSWORD_RESET,
-            outcome=audit.Outcome.SUCCESS,
-            target_id=user_id,
-            ip=ip,
-        )
-    await token_versions.announce(redis, settings, bumped)
-    await lockout.reset(redis, settings, user_id=user_id)
-    return user_id
-
-
-async def unlock_with_token(
-    db: Any, redis: Redis, settings: Settings, *, token: str, ip: str | None, now: datetime
-) -> str:
-    """Spend the unlock token mailed at lockout; returns the user id."""
-    async with transaction(db) as conn:
-        user_id = await consume_account_token(
-            conn, token=token, purpose=TokenPurpose.UNLOCK, now=now
-        )
-        await _unlock(conn, user_id=user_id, actor=("user", user_id), ip=ip, now=now)
-    await lockout.reset(redis, settings, user_id=user_id)
-    return user_id
-
-
-async def unlock_by_admin(
-    db: Any,
-    redis: Redis,
-    settings: Settings,
-    *,
-    tenant_id: str,
-    user_id: str,
-    admin_id: str,
-    now: datetime,
-) -> None:
-    """An admin of the same tenant clears a lockout."""
-    await require_user(db, tenant_id=tenant_id, user_id=user_id)
-    await _unlock(db, user_id=user_id, actor=("user", admin_id), ip=None, now=now)
-    await lockout.reset(redis, settings, user_id=user_id)
-
-
-async def record_login_failure(
-    db: Any,
-    settings: Settings,
-    sender: email.EmailSender,
-    *,
-    attempt: lockout.Attempt,
-    user_id: str,
-    tenant_id: str,
-    reason: str,
-    ip: str | None,
-    now: datetime,
-) -> None:
-    """Record a failed password or MFA check of an admitted ``attempt``.
-
-    Mirrors the count on the user row and audits it. If the attempt held the last
-    slot the account is now locked: the row gets ``locked_until``, an unlock link
-    is mailed and LockedError (the same 423 an unknown address gets) is raised;
-    otherwise the caller answers its own 401.
-    """
-    locks = attempt.last
-    locked_until = now + timedelta(seconds=settings.login_lockout_s) if locks else None
-    async with transaction(db) as conn:
-        address = await conn.fetchval(
-            """
-            UPDATE users SET failed_logins = $2, locked_until = coalesce($3, locked_until)
-            WHERE id = $1 RETURNING email
-            """,
-            user_id,
-            0 if locks else attempt.number,
-            locked_until,
-        )
-        await audit.record(
-            conn,
-            tenant_id=tenant_id,
-            actor=None,
-            action=audit.Action.LOGIN,
-            outcome=audit.Outcome.FAILURE,
-            target_id=user_id,
-            ip=ip,
-            details={"reason": reason, "attempt": attempt.number},
-        )
-        if locks:
-            await audit.record(
-                conn,
-                tenant_id=tenant_id,
-                actor=("system", None),
-                action=audit.Action.ACCOUNT_LOCKED,
-                outcome=audit.Outcome.SUCCESS,
-                target_id=user_id,
-                ip=ip,
-                details={"until": locked_until},
-            )
-    if not locks:
-        return
-    if address is not None:
-
-        async def mail_unlock_link() -> None:
-            token = await issue_account_token(
-                db,
-                user_id=user_id,
-                purpose=TokenPurpose.UNLOCK,
-                ttl_s=max(settings.login_lockout_s, 3600),
-                now=now,
-            )
-            await sender.send(email.unlock_email(address, token, settings, account_id=user_id))
-
-        await email.off_request_path(sender, mail_unlock_link)
-    raise lockout.locked_error(settings, retry_after_s=settings.login_lockout_s)
-
-
-async def _unlock(
-    db: Any, *, user_id: str, actor: tuple[str, str], ip: str | None, now: datetime
-) -> None:
-    tenant_id = await db.fetchval(
-        """
-        UPDATE users SET failed_logins = 0, locked_until = NULL, updated_at = $2
-        WHERE id = $1 RETURNING tenant_id
-        """,
-        user_id,
-        now,
-    )
-    await audit.record(
-        db,
-        tenant_id=tenant_id,
-        actor=actor,
-        action=audit.Action.ACCOUNT_UNLOCKED,
-        outcome=audit.Outcome.SUCCESS,
-        target_id=user_id,
-        ip=ip,
-    )
 
 
 # --- roles -----------------------------------------------------------------------------
@@ -640,76 +423,6 @@ async def set_roles(
 
 
 # --- single-use tokens -------------------------------------------------------------------
-
-
-async def issue_account_token(
-    db: Any, *, user_id: str, purpose: TokenPurpose, ttl_s: int, now: datetime
-) -> str:
-    """A new single-use token for ``purpose``, valid ``ttl_s`` seconds; earlier ones expire."""
-    plaintext, digest = tokens.new_opaque_token(tokens.ACCOUNT_TOKEN_PREFIX)
-    async with transaction(db) as conn:
-        # Only the newest mailed token of a purpose works: an old mail found later is dead.
-        await conn.execute(
-            """
-            UPDATE account_tokens SET expires_at = least(expires_at, $3)
-            WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL
-            """,
-            user_id,
-            purpose.value,
-            now,
-        )
-        await conn.execute(
-            """
-            INSERT INTO account_tokens (token_sha256, user_id, purpose, created_at, expires_at)
-            VALUES ($1, $2, $3, $4, $5)
-            """,
-            digest,
-            user_id,
-            purpose.value,
-            now,
-            now + timedelta(seconds=ttl_s),
-        )
-    return plaintext
-
-
-async def consume_account_token(
-    db: Any, *, token: str, purpose: TokenPurpose, now: datetime
-) -> str:
-    """Mark the token used and return its user id; InvalidInputError if unknown/used/expired.
-
-    One UPDATE both checks and spends, so two concurrent requests cannot both win.
-    """
-    user_id = await db.fetchval(
-        """
-        UPDATE account_tokens SET used_at = $3
-        WHERE token_sha256 = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3
-        RETURNING user_id
-        """,
-        tokens.token_sha256(token),
-        purpose.value,
-        now,
-    )
-    if user_id is None:
-        raise _unspendable(purpose)
-    return str(user_id)
-
-
-async def revoke_all_refresh_tokens(db: Any, *, user_id: str, now: datetime) -> None:
-    """Revoke every refresh token of the user; pair with ``token_versions.bump`` to end
-    their access tokens too."""
-    await db.execute(
-        "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        user_id,
-        now,
-    )
-
-
-def _unspendable(purpose: TokenPurpose) -> InvalidInputError:
-    return InvalidInputError(
-        f"{purpose.value} token is unknown, already used or expired",
-        field="body.token",
-        reason="unknown, used or expired",
-    )
 
 
 async def check_password(db: Any, settings: Settings, *, user_id: str, password: str) -> bool:

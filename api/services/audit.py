@@ -50,6 +50,10 @@ class Action(StrEnum):
     CLASS_MEMBER_REMOVED = "class_member_removed"
     IDENTITY_PROVIDER_ADDED = "identity_provider_added"
     IDENTITY_LINKED = "identity_linked"
+    TENANT_CREATED = "tenant_created"
+    USER_CREATED = "user_created"
+    ENROLMENT_LINK_ISSUED = "enrolment_link_issued"
+    ENROLMENT_COMPLETED = "enrolment_completed"
 
 
 class Outcome(StrEnum):

@@ -1,9 +1,12 @@
-"""Outgoing account email through a pluggable sender.
+"""Outgoing account email: what each mail says, the caps, and the way into the outbox.
 
-``EmailSender`` is the contract; ``SmtpEmailSender`` is the implementation the
-app uses (any SMTP relay; tests run a local aiosmtpd receiver). ``LimitedMailer``
-wraps the app's sender: it caps mail per recipient address and per account (every
-kind of account mail together) and hands mail over off the request path. The
+``EmailSender`` is the contract of a transport: ``SmtpEmailSender`` (any SMTP relay;
+tests run a local aiosmtpd receiver) or the development mailbox
+(api/services/dev_mailbox.py). The app's sender is a ``LimitedMailer``: it caps mail
+per recipient address and per account (every kind of account mail together) and
+writes what passes into the outbox (api/services/outbox.py), from which a sender task
+delivers through the transport with retries. Services call :func:`queue` inside the
+transaction that changes the account and :func:`dispatch` after it commits. The
 message builders here decide what each mail says, so the wording is tested once.
 
 Links in mails carry their token in the URL fragment (``/dashboard#action=unlock&
@@ -21,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 from redis.asyncio import Redis
@@ -29,6 +32,9 @@ from redis.asyncio import Redis
 from api.services import rate_limits
 from learnstream.exceptions import ServiceUnavailableError
 from learnstream.settings import Settings
+
+if TYPE_CHECKING:
+    from api.services.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +90,32 @@ class SmtpEmailSender:
 
 
 class LimitedMailer:
-    """An ``EmailSender`` that caps account mail and delivers it off the request path.
+    """The app's ``EmailSender``: caps account mail and writes it into the outbox.
 
     At most ``mail_per_address_per_hour`` mails to one address (across tenants) and
     ``mail_per_account_per_hour`` about one account, all kinds together, per fixed
     hour window in Redis; the rest are dropped with a log line, never an error, so
-    the caller's answer stays the same. With ``mail_off_request_path`` the relay
-    conversation runs in a task of its own; ``aclose`` waits for those at shutdown.
+    the caller's answer stays the same. With ``mail_off_request_path``, jobs handed to
+    :meth:`later` run in a task of their own; ``aclose`` waits for those at shutdown.
     """
 
-    def __init__(self, inner: EmailSender, redis: Redis, settings: Settings) -> None:
-        self.inner = inner
+    def __init__(self, outbox: Outbox, redis: Redis, settings: Settings) -> None:
+        self.outbox = outbox
         self._redis = redis
         self._settings = settings
         self._pending: set[asyncio.Task[None]] = set()
 
     async def send(self, email: OutgoingEmail) -> None:
-        """Deliver ``email`` unless a cap is reached (then drop it silently)."""
+        """Queue ``email`` in a transaction of its own and dispatch it, unless capped."""
         if not await self.within_limits(email):
             return
-        await self.later(lambda: self.inner.send(email))
+        await self.outbox.enqueue(self.outbox.pool, email)
+        await self.outbox.dispatch()
+
+    async def queue(self, conn: Any, email: OutgoingEmail) -> None:
+        """Queue ``email`` in ``conn``'s transaction unless capped; dispatch after commit."""
+        if await self.within_limits(email):
+            await self.outbox.enqueue(conn, email)
 
     async def within_limits(self, email: OutgoingEmail) -> bool:
         """Count ``email`` against its address and account caps; False if one is used up."""
@@ -142,9 +154,10 @@ class LimitedMailer:
         task.add_done_callback(self._pending.discard)
 
     async def aclose(self) -> None:
-        """Wait for the mail still being handed over (app shutdown)."""
+        """Wait for the jobs still running, then stop the outbox's sender (app shutdown)."""
         while pending := [task for task in self._pending if not task.done()]:
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.outbox.aclose()
 
     @staticmethod
     async def _run(job: Callable[[], Awaitable[None]]) -> None:
@@ -153,6 +166,21 @@ class LimitedMailer:
         except Exception:
             # Off the request path nobody can answer 503; the log is where it shows.
             log.exception("account mail job failed")
+
+
+async def queue(sender: EmailSender, conn: Any, email: OutgoingEmail) -> None:
+    """Queue ``email`` in ``conn``'s transaction (the outbox); call :func:`dispatch` after
+    the commit. A bare transport (scripts, unit tests) is not transactional: it sends now."""
+    if isinstance(sender, LimitedMailer):
+        await sender.queue(conn, email)
+    else:
+        await sender.send(email)
+
+
+async def dispatch(sender: EmailSender) -> None:
+    """After the commit of a transaction that queued mail: let the outbox deliver it."""
+    if isinstance(sender, LimitedMailer):
+        await sender.outbox.dispatch()
 
 
 async def off_request_path(sender: EmailSender, job: Callable[[], Awaitable[None]]) -> None:
@@ -167,7 +195,8 @@ async def off_request_path(sender: EmailSender, job: Callable[[], Awaitable[None
         await job()
 
 
-def _link(settings: Settings, action: str, token: str) -> str:
+def link(settings: Settings, action: str, token: str) -> str:
+    """The dashboard URL that spends ``token`` for ``action``, the token in the fragment."""
     # The fragment is never sent by browsers, so the token stays out of access logs.
     fragment = urlencode({"action": action, "token": token})
     return f"{settings.public_base_url.rstrip('/')}/dashboard#{fragment}"
@@ -184,7 +213,7 @@ def verification_email(
         subject="Confirm your Learnstream email address",
         body=(
             "Welcome to Learnstream.\n\n"
-            f"Confirm your address: {_link(settings, 'verify-email', token)}\n"
+            f"Confirm your address: {link(settings, 'verify-email', token)}\n"
             f"or send this token to POST /v1/auth/verify-email:\n\n    {token}\n\n"
             f"It works once, within {hours} hours.\n"
         ),
@@ -217,7 +246,7 @@ def password_reset_email(
         account_id=account_id,
         subject="Reset your Learnstream password",
         body=(
-            f"Reset your password: {_link(settings, 'reset-password', token)}\n"
+            f"Reset your password: {link(settings, 'reset-password', token)}\n"
             f"or send this token with a new password to POST /v1/auth/password-reset/confirm:"
             f"\n\n    {token}\n\n"
             f"It works once, within {minutes} minutes. If you did not ask, ignore this mail.\n"
@@ -237,7 +266,7 @@ def unlock_email(
         body=(
             f"After {settings.login_max_failures} failed sign-ins your account is locked "
             f"for {minutes} minutes.\n"
-            f"Unlock it now: {_link(settings, 'unlock', token)}\n"
+            f"Unlock it now: {link(settings, 'unlock', token)}\n"
             f"or send this token to POST /v1/auth/unlock:\n\n    {token}\n\n"
             "Resetting your password also unlocks it. If these sign-ins were not yours, "
             "reset your password.\n"

@@ -30,11 +30,9 @@ from redis.asyncio import Redis
 
 from api.exceptions import ForbiddenError, NotAuthenticatedError
 from api.services import audit, email, lockout, mfa, passwords, token_versions, tokens
-from api.services.accounts import (
-    email_fingerprint,
-    record_login_failure,
-)
+from api.services.accounts import email_fingerprint
 from api.services.principals import Role
+from api.services.recovery import record_login_failure
 from api.services.transactions import transaction
 from learnstream.settings import Settings
 

@@ -25,12 +25,15 @@
     learner: null,
     classes: [],
     classOverview: null,
+    recAnalytics: null,
+    experiments: [],
     drilldown: null,
     fraudAlerts: null,
     pipeline: null,
     polls: 0,
     placementActive: false,
     mailedLink: null,
+    mfaSetup: null,
   };
   window.learnstream = { state, refresh: () => refresh() };
 
@@ -251,6 +254,34 @@
       state.mailedLink.error = exc.message;
       status.textContent = exc.message;
     };
+    if (action === "enrol") {
+      // First sign-in of an account made with `learnstream user create`: set the password,
+      // sign in with it, and (for roles that need it) go on to set up TOTP.
+      const form = $("#enrol-form");
+      form.hidden = false;
+      status.textContent = "Welcome. Choose a password for your account.";
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        try {
+          const password = form.first_password.value;
+          const enrolled = await call("/v1/auth/enrol", { method: "POST", body: { token, password } });
+          const body = await call("/v1/auth/login", {
+            method: "POST",
+            body: { tenant_id: enrolled.tenant_id, email: enrolled.email, password },
+          });
+          form.hidden = true;
+          state.mailedLink.done = true;
+          $("#link-view").hidden = true;
+          $("#login-form").tenant_id.value = enrolled.tenant_id;
+          $("#login-form").email.value = enrolled.email;
+          sessionStorage.setItem(TOKENS_KEY, JSON.stringify(body));
+          await showApp();
+        } catch (exc) {
+          fail(exc);
+        }
+      });
+      return;
+    }
     if (action === "reset-password") {
       const form = $("#reset-form");
       form.hidden = false;
@@ -748,6 +779,74 @@
     );
   }
 
+  // --- recommendation outcomes and experiments (teacher view) ----------------------------------
+  // The newest three experiments that ran, with their read-outs (admins only).
+  async function experimentResults() {
+    const listed = await call("/v1/experiments");
+    const ran = listed.filter((e) => e.status !== "draft").slice(0, 3);
+    return Promise.all(ran.map((e) => call(`/v1/experiments/${e.experiment_id}/results`)));
+  }
+
+  const rate = (x) => (x === null || x === undefined ? "–" : pct(x));
+
+  function renderRecAnalytics() {
+    const rows = [...state.recAnalytics.by_strategy, ...state.recAnalytics.by_variant];
+    $("#rec-analytics").replaceChildren(
+      el(
+        "thead",
+        {},
+        el("tr", {}, ...["strategy / variant", "recommended", "clicked", "completed", "helpful", "skipped", "mastery gain"].map((h) => el("th", {}, h))),
+      ),
+      el(
+        "tbody",
+        {},
+        ...(rows.length
+          ? rows.map((r) =>
+              el(
+                "tr",
+                {},
+                el("td", {}, r.variant ? `${r.group} (variant ${r.variant})` : r.group),
+                el("td", {}, String(r.recommended)),
+                el("td", {}, rate(r.click_rate)),
+                el("td", {}, rate(r.complete_rate)),
+                el("td", {}, rate(r.helpful_rate)),
+                el("td", {}, rate(r.skip_rate)),
+                el("td", {}, r.mean_mastery_gain === null ? "–" : fixed(r.mean_mastery_gain)),
+              ),
+            )
+          : [el("tr", {}, el("td", { colspan: "7", class: "note" }, "no recommendation outcomes yet"))]),
+      ),
+    );
+    $("#experiments").hidden = !state.experiments.length;
+    $("#experiment-arms").replaceChildren(
+      el(
+        "thead",
+        {},
+        el("tr", {}, ...["experiment", "variant", "learners", "rate", "lift (always-valid CI)", "p", "P(best)", "verdict"].map((h) => el("th", {}, h))),
+      ),
+      el(
+        "tbody",
+        {},
+        ...state.experiments.flatMap((result) =>
+          result.arms.map((a) =>
+            el(
+              "tr",
+              {},
+              el("td", {}, `${result.experiment.name} (${result.experiment.status})`),
+              el("td", {}, a.variant),
+              el("td", {}, String(a.exposed)),
+              el("td", {}, pct(a.rate)),
+              el("td", {}, `${fixed(a.lift)} [${fixed(a.ci_low)}, ${fixed(a.ci_high)}]`),
+              el("td", {}, fixed(a.p_value, 3)),
+              el("td", {}, pct(a.p_best)),
+              el("td", {}, a.verdict),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
   let drilldownUser = null;
 
   async function openDrilldown(userId, name) {
@@ -867,6 +966,9 @@
           renderClass(state.classOverview);
           await refreshDrilldown();
         }
+        state.recAnalytics = await call("/v1/analytics/recommendations");
+        state.experiments = new Set(state.me.roles).has("admin") ? await experimentResults() : [];
+        renderRecAnalytics();
       } else if (state.view === "operator") {
         const roles = new Set(state.me.roles);
         state.fraudAlerts = roles.has("operator")
@@ -882,8 +984,52 @@
     }
   }
 
+  // --- TOTP enrolment (admin, operator: their roles count only after an MFA sign-in) -------
+  const MFA_ROLES = ["admin", "operator", "platform_operator"];
+
+  async function showMfaSetup() {
+    $("#login-view").hidden = true;
+    $("#mfa-setup-view").hidden = false;
+    const enrolment = await call("/v1/auth/mfa/enrol", { method: "POST" });
+    // The server draws the QR code as plain SVG (no script); parsed, not assigned as HTML.
+    const svg = new DOMParser().parseFromString(enrolment.qr_svg, "image/svg+xml").documentElement;
+    $("#mfa-qr").replaceChildren(document.importNode(svg, true));
+    $("#mfa-secret").textContent = enrolment.secret;
+    state.mfaSetup = { secret: enrolment.secret, uri: enrolment.provisioning_uri, confirmed: false };
+  }
+
+  async function onMfaSetup(event) {
+    event.preventDefault();
+    const form = event.target;
+    $("#mfa-setup-error").textContent = "";
+    try {
+      const body = await call("/v1/auth/mfa/confirm", { method: "POST", body: { code: form.totp_code.value.trim() } });
+      state.mfaSetup.confirmed = true;
+      form.hidden = true;
+      $("#mfa-qr").replaceChildren();
+      $("#mfa-secret").textContent = "(saved in your app)";
+      $("#backup-codes").replaceChildren(...body.backup_codes.map((c) => el("li", {}, c)));
+      $("#mfa-done").hidden = false;
+      // The password-only session ended with the confirmation: sign in again with a code.
+      sessionStorage.removeItem(TOKENS_KEY);
+    } catch (exc) {
+      $("#mfa-setup-error").textContent = exc.message;
+    }
+  }
+
+  function backToSignIn() {
+    $("#mfa-setup-view").hidden = true;
+    $("#login-view").hidden = false;
+    const form = $("#login-form");
+    (form.email.value ? form.password : form.tenant_id).focus();
+  }
+
   async function showApp() {
     state.me = await call("/v1/users/me");
+    if (!state.me.mfa_enabled && state.me.roles.some((r) => MFA_ROLES.includes(r))) {
+      await showMfaSetup();
+      return;
+    }
     $("#login-view").hidden = true;
     $("#session").hidden = false;
     $("#tabs").hidden = false;
@@ -903,6 +1049,8 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("#login-form").addEventListener("submit", onLogin);
     $("#sign-out").addEventListener("click", signOut);
+    $("#mfa-setup-form").addEventListener("submit", onMfaSetup);
+    $("#mfa-continue").addEventListener("click", backToSignIn);
     $("#class-select").addEventListener("change", () => refresh());
     $("#heatmap-toggle").addEventListener("click", () => {
       showAllClassSkills = !showAllClassSkills;

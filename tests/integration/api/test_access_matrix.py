@@ -163,6 +163,7 @@ ACTIONS = {
         frozenset({404}),
         collection=True,
     ),
+    "enrol_account": _public("POST", "/v1/auth/enrol", {}, BODY_REFUSED),
     # any signed-in user, never a key
     "logout": Action(
         "POST", "/v1/auth/logout", {"refresh_token": "x" * 201}, USERS, BODY_REFUSED, True

@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from api.exceptions import InvalidInputError
-from api.services import accounts, mfa
+from api.services import accounts, mfa, recovery
 from api.services.principals import Role
 from learnstream.settings import Settings
 from tests.integration.api.conftest import PASSWORD, Mailbox, enrol_mfa, make_user, sign_in
@@ -212,7 +212,7 @@ async def test_reset_token_expires(
     )
     late = issued_at + timedelta(seconds=api_settings.password_reset_ttl_s + 1)
     with pytest.raises(InvalidInputError):
-        await accounts.reset_password(
+        await recovery.reset_password(
             db_pool,
             redis,
             api_settings,
@@ -223,7 +223,7 @@ async def test_reset_token_expires(
         )
     in_time = issued_at + timedelta(seconds=api_settings.password_reset_ttl_s - 1)
     assert (
-        await accounts.reset_password(
+        await recovery.reset_password(
             db_pool,
             redis,
             api_settings,

@@ -190,12 +190,12 @@ async def test_learner_signs_in_through_the_provider_and_lands_on_the_dashboard(
     page.on("request", lambda r: callbacks.append(r.url) if "/oidc/callback" in r.url else None)
     await sign_in_at_provider(page, api_url, "ada")
     await page.wait_for_function(
-        "window.learnstream.state.me !== null"
+        "() => window.learnstream.state.me !== null"
         " || document.querySelector('#login-error').textContent !== ''"
     )
     assert await page.text_content("#login-error") == ""
     await page.wait_for_selector("#learner-view:not([hidden])")
-    me = await page.evaluate("window.learnstream.state.me")
+    me = await page.evaluate("() => window.learnstream.state.me")
     assert (me["id"], me["email"]) == (ada.id, "ada@example.org")
     assert "code=" not in page.url  # the one-time code left the address bar
     linked = await db_pool.fetchrow("SELECT user_id::text, provider, subject FROM user_identities")
@@ -211,8 +211,8 @@ async def test_learner_signs_in_through_the_provider_and_lands_on_the_dashboard(
     # Eve is known to the provider but has no account in acme: refused, not created.
     other = await browser.new_page()
     await sign_in_at_provider(other, api_url, "eve")
-    await other.wait_for_function("document.querySelector('#login-error').textContent !== ''")
-    assert "no account" in await other.text_content("#login-error")
+    await other.wait_for_function("() => document.querySelector('#login-error').textContent !== ''")
+    assert "no account" in ((await other.text_content("#login-error")) or "")
     assert await db_pool.fetchval("SELECT count(*) FROM users WHERE email = 'eve@example.org'") == 0
 
 
@@ -234,6 +234,6 @@ async def test_a_tenant_that_does_not_link_by_email_refuses_a_new_identity(
     )
     page = await browser.new_page()
     await sign_in_at_provider(page, api_url, "ada")
-    await page.wait_for_function("document.querySelector('#login-error').textContent !== ''")
-    assert "no account is linked" in await page.text_content("#login-error")
+    await page.wait_for_function("() => document.querySelector('#login-error').textContent !== ''")
+    assert "no account is linked" in ((await page.text_content("#login-error")) or "")
     assert await db_pool.fetchval("SELECT count(*) FROM user_identities") == 0

@@ -5,6 +5,8 @@
   makes the broker unreachable to every client (a network partition) while it keeps
   its records, so "everything exactly once" can be checked across the outage
   (a restarted Tansu would have lost them: memory storage).
+* :func:`cut_repeatedly`: cuts and restores the proxy again and again at random
+  moments (a flapping network).
 * :func:`send_until_done`: a client that posts its batches in order and retries
   503s (after Retry-After) and RETRY_LATER events until every event is ACCEPTED or
   DUPLICATE, recording what each answer claimed.
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import subprocess
 import time
 from collections import Counter
@@ -76,6 +79,27 @@ async def proxied_broker(
         await proxy.stop()
         process.kill()
         process.wait(timeout=10)
+
+
+async def cut_repeatedly(
+    proxy: TcpProxy,
+    rng: random.Random,
+    *,
+    cuts: int,
+    up_s: tuple[float, float],
+    down_s: tuple[float, float],
+) -> list[tuple[float, float]]:
+    """Cut ``proxy`` ``cuts`` times: up for ``rng.uniform(*up_s)`` s, then down for
+    ``rng.uniform(*down_s)`` s; restored at the end. The (up, down) seconds of each cut."""
+    done = []
+    for _ in range(cuts):
+        up, down = rng.uniform(*up_s), rng.uniform(*down_s)
+        await asyncio.sleep(up)
+        await proxy.stop()
+        await asyncio.sleep(down)
+        await proxy.start()
+        done.append((round(up, 2), round(down, 2)))
+    return done
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ingest import validation
 from ingest.validation import (
     EVENT_KINDS,
     FREE_TEXT_FIELDS,
@@ -533,3 +534,93 @@ def test_an_event_id_with_a_trailing_newline_is_not_a_uuid() -> None:
     event.attempt.envelope.event_id = EVENT_ID + "\n"
     reasons = [v.reason for v in validate_event(event, tenant_id=TENANT, now=NOW, limits=LIMITS)]
     assert any("not a UUID" in r for r in reasons)
+
+
+# --- the quick check of attempts (validation._attempt_surely_valid) ----------------
+
+
+def _attempt_mutations() -> list[tuple[str, Callable[[attempt_pb2.AttemptEvent], None]]]:
+    """One change per rule an attempt can break (and a few that keep it valid)."""
+
+    def env(**changes: object) -> Callable[[attempt_pb2.AttemptEvent], None]:
+        def change(a: attempt_pb2.AttemptEvent) -> None:
+            for name, value in changes.items():
+                setattr(a.envelope, name, value)
+
+        return change
+
+    def at(delta: timedelta) -> Callable[[attempt_pb2.AttemptEvent], None]:
+        return lambda a: a.envelope.occurred_at.FromDatetime(NOW + delta)
+
+    def body(**changes: object) -> Callable[[attempt_pb2.AttemptEvent], None]:
+        def change(a: attempt_pb2.AttemptEvent) -> None:
+            for name, value in changes.items():
+                setattr(a, name, value)
+
+        return change
+
+    return [
+        ("unchanged", lambda a: None),
+        ("no envelope", lambda a: a.ClearField("envelope")),
+        ("no event_id", env(event_id="")),
+        ("event_id not a uuid", env(event_id=EVENT_ID[:-1] + "g")),
+        ("event_id with newline", env(event_id=EVENT_ID + "\n")),
+        ("nil uuid", env(event_id="00000000-0000-0000-0000-000000000000")),
+        ("upper-case event_id", env(event_id=EVENT_ID.upper())),
+        ("own tenant", env(tenant_id=TENANT)),
+        ("other tenant", env(tenant_id="school-2")),
+        ("blank user", env(user_id="  ")),
+        ("long user", env(user_id="u" * 129)),
+        ("user with NUL", env(user_id="learner\x00")),
+        ("no occurred_at", lambda a: a.envelope.ClearField("occurred_at")),
+        ("bad nanos", lambda a: setattr(a.envelope.occurred_at, "nanos", -1)),
+        ("year 0", lambda a: setattr(a.envelope.occurred_at, "seconds", -62_135_596_801)),
+        ("just inside the skew", at(timedelta(seconds=299))),
+        ("exactly the skew", at(timedelta(seconds=300))),
+        ("beyond the skew", at(timedelta(seconds=300, microseconds=1))),
+        ("just inside the age", at(-timedelta(days=30) + timedelta(seconds=1))),
+        ("exactly the age", at(-timedelta(days=30))),
+        ("beyond the age", at(-timedelta(days=30, microseconds=1))),
+        ("long session", env(session_id="s" * 11)),
+        ("long source app", lambda a: setattr(a.envelope.source, "app", "a" * 11)),
+        ("source with tab", lambda a: setattr(a.envelope.source, "version", "1\t2")),
+        ("no item", body(item_id="")),
+        ("long item", body(item_id="i" * 11)),
+        ("negative version", body(item_version=-1)),
+        ("no skills", lambda a: a.ClearField("skill_ids")),
+        ("blank skill", lambda a: a.skill_ids.append(" ")),
+        ("long skill", lambda a: a.skill_ids.append("s" * 11)),
+        ("65 skills", lambda a: a.skill_ids.extend(f"s{i}" for i in range(64))),
+        ("skill with bidi mark", lambda a: a.skill_ids.append("sk\u202e")),
+        ("score NaN", body(score=math.nan)),
+        ("score above 1", body(score=1.5)),
+        ("score 0", body(score=0.0)),
+        ("no score", lambda a: a.ClearField("score")),
+        ("long response", body(response="r" * 11)),
+        ("response with controls", body(response="a\x00b")),
+        ("negative time", body(response_time_ms=-1)),
+        ("negative hints", body(hint_count=-1)),
+        ("negative attempt number", body(attempt_number=-1)),
+        ("unknown context", body(context=99)),
+    ]
+
+
+# Valid, yet within a millisecond of a bound: the quick check leaves them to the rules.
+_AT_A_BOUND = {"exactly the skew", "exactly the age"}
+
+
+@pytest.mark.parametrize(
+    ("name", "change"), _attempt_mutations(), ids=[m[0] for m in _attempt_mutations()]
+)
+def test_the_quick_check_passes_exactly_the_attempts_the_rules_pass(
+    name: str, change: Callable[[attempt_pb2.AttemptEvent], None], monkeypatch: Any
+) -> None:
+    event = valid("attempt")
+    change(event.attempt)
+    quick = validation._attempt_surely_valid(
+        event.attempt, TENANT, validation.occurred_window(NOW, LIMITS), LIMITS
+    )
+    # The rules one by one, without the quick check.
+    monkeypatch.delitem(validation._SURELY_VALID, "attempt")
+    violations = validate_event(event, tenant_id=TENANT, now=NOW, limits=LIMITS)
+    assert quick == (not violations and name not in _AT_A_BOUND), violations
