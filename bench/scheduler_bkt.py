@@ -36,7 +36,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from scheduler import bkt
-from scheduler.datasets import Responses, read_pybkt_csv, read_three_line
+from scheduler.datasets import Responses, parse_csv, parse_three_line, to_responses
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results" / "scheduler_bkt.json"
@@ -79,13 +79,22 @@ def make_split(name: str, train: Responses, test: Responses, ranks: range | None
     )
 
 
+def _read_csv(path: Path) -> Responses:
+    # scheduler/ parses; the file is read here (scheduler/ does no I/O).
+    return to_responses(parse_csv(path.read_text(encoding="utf-8"), path.stem))
+
+
+def _read_three_line(path: Path) -> Responses:
+    return to_responses(parse_three_line(path.read_text(encoding="utf-8"), path.stem))
+
+
 def load_piech(ranks: range | None = None, root: Path = SHARED_DATA) -> Split:
     """ASSISTments 2009, DKT/Piech file, in pyBKT's csv format (the user_id quirk kept)."""
     folder = root / "assistments2009_dkt_piech" / "pybkt_format"
     return make_split(
         "assist2009_piech_pybkt",
-        read_pybkt_csv(folder / "builder_train_preprocessed.csv"),
-        read_pybkt_csv(folder / "builder_test_preprocessed.csv"),
+        _read_csv(folder / "builder_train_preprocessed.csv"),
+        _read_csv(folder / "builder_test_preprocessed.csv"),
         ranks,
     )
 
@@ -95,8 +104,8 @@ def load_dkvmn(ranks: range | None = None, root: Path = SHARED_DATA) -> Split:
     folder = root / "assistments2009_dkvmn"
     return make_split(
         "assist2009_dkvmn",
-        read_three_line(folder / "assist2009_updated_train.csv"),
-        read_three_line(folder / "assist2009_updated_test.csv"),
+        _read_three_line(folder / "assist2009_updated_train.csv"),
+        _read_three_line(folder / "assist2009_updated_test.csv"),
         ranks,
     )
 

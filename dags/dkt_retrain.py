@@ -16,6 +16,24 @@ from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+# The tunable settings default to null: "use RetrainOptions' default", which is the
+# configuration `python -m ml tune --write` chose (ml/tuned.json). A run may set them.
+TUNABLE = (
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "embedding_dim",
+    "hidden_dim",
+    "num_layers",
+    "num_heads",
+    "dropout",
+)
+
+
+def chosen(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's params without the tunable ones left null (RetrainOptions fills them)."""
+    return {k: v for k, v in (params or {}).items() if not (k in TUNABLE and v is None)}
+
 
 @dag(
     dag_id="dkt_retrain",
@@ -27,16 +45,18 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
     params={
         "lookback_days": Param(28, type="number", exclusiveMinimum=0),
         "min_rows": Param(1000, type="integer", minimum=1),
-        "model_kind": Param("dkt_lstm", enum=["dkt_lstm", "sakt"]),
+        "model_kind": Param("dkt_lstm", enum=["dkt_lstm", "sakt", "akt"]),
         "epochs": Param(10, type="integer", minimum=1),
-        "batch_size": Param(64, type="integer", minimum=1),
-        "learning_rate": Param(1e-3, type="number", exclusiveMinimum=0),
+        "patience": Param(3, type="integer", minimum=0),
+        "batch_size": Param(None, type=["null", "integer"], minimum=1),
+        "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0),
+        "weight_decay": Param(None, type=["null", "number"], minimum=0),
         "window_length": Param(200, type="integer", minimum=2),
-        "embedding_dim": Param(100, type="integer", minimum=1),
-        "hidden_dim": Param(100, type="integer", minimum=1),
-        "num_layers": Param(1, type="integer", minimum=1),
-        "num_heads": Param(5, type="integer", minimum=1),
-        "dropout": Param(0.2, type="number", minimum=0, exclusiveMaximum=1),
+        "embedding_dim": Param(None, type=["null", "integer"], minimum=1),
+        "hidden_dim": Param(None, type=["null", "integer"], minimum=1),
+        "num_layers": Param(None, type=["null", "integer"], minimum=1),
+        "num_heads": Param(None, type=["null", "integer"], minimum=1),
+        "dropout": Param(None, type=["null", "number"], minimum=0, exclusiveMaximum=1),
         "test_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1),
         "validation_fraction": Param(0.1, type="number", minimum=0, exclusiveMaximum=1),
         "max_learners": Param(None, type=["null", "integer"]),
@@ -63,7 +83,7 @@ def dkt_retrain() -> None:
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.dkt_retrain import RetrainOptions, snapshot_lake
 
-        options = options_from_params(RetrainOptions, params or {})
+        options = options_from_params(RetrainOptions, chosen(params))
         interval = Interval.of(data_interval_start, data_interval_end)
         return int(snapshot_lake(get_settings(), interval, options)["rows"])
 
@@ -80,7 +100,7 @@ def dkt_retrain() -> None:
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.dkt_retrain import RetrainOptions, train_candidate
 
-        options = options_from_params(RetrainOptions, params or {})
+        options = options_from_params(RetrainOptions, chosen(params))
         if lake_rows < options.min_rows:
             raise AirflowSkipException(
                 f"{lake_rows} attempts in the window, fewer than {options.min_rows}"
@@ -98,7 +118,7 @@ def dkt_retrain() -> None:
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.dkt_retrain import RetrainOptions, evaluate_candidate
 
-        options = options_from_params(RetrainOptions, params or {})
+        options = options_from_params(RetrainOptions, chosen(params))
         interval = Interval.of(data_interval_start, data_interval_end)
         evaluate_candidate(get_settings(), interval, options)
 
@@ -112,7 +132,7 @@ def dkt_retrain() -> None:
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.dkt_retrain import RetrainOptions, compare_with_champion
 
-        options = options_from_params(RetrainOptions, params or {})
+        options = options_from_params(RetrainOptions, chosen(params))
         interval = Interval.of(data_interval_start, data_interval_end)
         compare_with_champion(get_settings(), interval, options)
 
@@ -127,7 +147,7 @@ def dkt_retrain() -> None:
         from ml.jobs.common import Interval, options_from_params
         from ml.jobs.dkt_retrain import RetrainOptions, register_candidate
 
-        options = options_from_params(RetrainOptions, params or {})
+        options = options_from_params(RetrainOptions, chosen(params))
         interval = Interval.of(data_interval_start, data_interval_end)
         register_candidate(get_settings(), interval, options, run_id or "")
 

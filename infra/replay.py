@@ -12,9 +12,10 @@ Sources:
 * ``assistments2009_dkvmn`` (3-line format: count / skill ids / 0-1 flags per learner):
   skills and correctness only; timestamps synthesised the same way per learner.
 * ``assistments2009_akt_pid`` (AKT's 4-line files: user / problem ids / skill ids /
-  0-1): real learners, problems and skill names (110 skills), read by
-  :func:`ml.datasets.read_kt_file`; the k rows of a question tagged with k skills
-  become one attempt carrying the k skills, as a client app would post it.
+  0-1): real learners, problems and skill names (110 skills), parsed by
+  :func:`scheduler.datasets.parse_four_line` (the one 4-line parser); the k rows of a
+  question tagged with k skills become one attempt carrying the k skills, as a client
+  app would post it.
 * :func:`rebase_to_recent`: none of the logs has usable dates for today's dashboards
   (they are from 2009), so the demo moves every learner's answers into sessions of
   the last weeks, each learner's order kept, the newest answer a few minutes old.
@@ -35,8 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from learnstream.events.v1 import attempt_pb2, ingest_pb2
-from ml.datasets import read_kt_file, repeat_copy_mask
+from ml.datasets import repeat_copy_mask
 from scheduler.bkt import BKTParams, predict_correct, update
+from scheduler.datasets import parse_four_line, parse_three_line
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d2c9e-5b7a-4e0f-9a51-2b3c4d5e6f70")
 SYNTHETIC_START = datetime(2009, 9, 1, tzinfo=UTC)
@@ -121,24 +123,23 @@ def assistments_as_csv(path: Path) -> list[ReplayAttempt]:
 def three_line_file(path: Path, *, max_learners: int | None = None) -> list[ReplayAttempt]:
     """A 3-line KT file (count / skill ids / 0-1 flags per learner), learner by learner.
 
-    Learners are numbered by their position in the file (``<file stem>-<n>``); each
-    learner's answers are one minute apart.
+    Parsed by :func:`scheduler.datasets.parse_three_line`, so learners are named as
+    ``ml`` names them (``<file stem>:<n>``, n = position in the file); each learner's
+    answers are one minute apart.
     """
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    learners = parse_three_line(path.read_text(encoding="utf-8"), path.stem)
     attempts: list[ReplayAttempt] = []
-    for learner, start in enumerate(range(0, len(lines) - 2, 3)):
-        if max_learners is not None and learner >= max_learners:
-            break
-        skills = [s for s in lines[start + 1].split(",") if s]
-        flags = [f for f in lines[start + 2].split(",") if f]
-        for step, (skill, flag) in enumerate(zip(skills, flags, strict=True)):
+    for sequence in learners[:max_learners]:
+        for step, (skill, flag) in enumerate(
+            zip(sequence.skill_ids, sequence.correct, strict=True)
+        ):
             attempts.append(
                 ReplayAttempt(
                     row=len(attempts),
-                    user_id=f"{path.stem}-{learner}",
+                    user_id=sequence.learner_id,
                     item_id=f"skill-{skill}",
                     skill_ids=(f"skill-{skill}",),
-                    correct=flag == "1",
+                    correct=flag == 1,
                     occurred_at=SYNTHETIC_START + timedelta(minutes=step),
                 )
             )
@@ -162,7 +163,11 @@ def akt_pid_attempts(
     problem_ids = {str(index): pid for pid, index in _json_map(folder / "problems.json").items()}
     attempts: list[ReplayAttempt] = []
     row = 0
-    sequences = [seq for name in files for seq in read_kt_file(folder / name, "4line")]
+    sequences = [
+        seq
+        for name in files
+        for seq in parse_four_line((folder / name).read_text(encoding="utf-8"), Path(name).stem)
+    ]
     for learner, sequence in enumerate(sequences):
         if max_learners is not None and learner >= max_learners:
             break

@@ -1,8 +1,8 @@
-"""Knowledge-tracing data: shared KT logs and the Parquet lake → learner sequences → batches.
+"""Knowledge-tracing data: learner sequences → windows → the one batch format.
 
 Pipeline::
 
-    read_kt_file / load_benchmark_split / load_lake   → KTData (per-learner sequences)
+    ml.sources (files, benchmarks) / load_lake        → KTData (per-learner sequences)
     split_by_learner(data, test_fraction, rng)        → train, test (no learner in both)
     cut_windows(sequences, window_length)             → Window list
     iterate_batches(windows, batch_size, rng)         → KTBatch (the ONE batch format)
@@ -14,24 +14,24 @@ right-padded, all tensors on the device the caller asked for:
 field           shape/dtype  meaning
 =============== ============ =====================================================
 skills          [B, T] int64 skill index in [0, num_skills) of the answer at t; 0 at padding
+items           [B, T] int64 item index in [0, num_items), 0 = unknown item or padding
 correct         [B, T] f32   1.0 correct, 0.0 wrong; 0.0 at padding
 mask            [B, T] bool  True where t is a real answer (t < lengths[b])
-target_mask     [B, T] bool  True where answer t is scored: real, t >= 1 (something
-                             came before it in the window) and not a repeated copy of a
-                             multi-skill question (see "Leakage" below)
-lengths         [B] int64    real answers in the window, in [2, T]
+target_mask     [B, T] bool  True where answer t is scored: real and not a repeated
+                             copy of a multi-skill question (see "Leakage" below)
+lengths         [B] int64    real answers in the window, in [1, T]
 history_offset  [B] int64    answers of the same learner before this window
 =============== ============ =====================================================
 
-Models read ``skills[:, :-1]``, ``correct[:, :-1]`` and predict answer ``t`` from the
-answers before it with query skill ``skills[:, t]``; losses and metrics use
-``correct[:, 1:]`` where ``target_mask[:, 1:]``. The learner's history length before
-answer t is ``history_offset + t`` (used for per-subgroup metrics).
+Models read the whole window and return one logit per position: logit ``t`` predicts
+``correct[:, t]`` from the answers ``0..t-1`` and the skill/item asked at ``t``; the
+first answer of a window is predicted from the model's initial state. Losses and
+metrics use every position where ``target_mask`` is set, so every answer is scored.
+The learner's history length before answer t is ``history_offset + t``.
 
 **Windows.** A learner's sequence is cut into consecutive non-overlapping windows of
 ``window_length`` answers (DKVMN/pyKT protocol, 200 by default); each window starts
-from an empty model state; windows with fewer than 2 answers have no target and are
-dropped.
+from an empty model state.
 
 **Leakage.** ASSISTments logs expand a question tagged with k skills into k
 consecutive rows with the same answer. Predicting copy 2..k from copy 1 leaks the
@@ -54,7 +54,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -62,84 +61,34 @@ import pyarrow as pa
 import torch
 
 from learnstream import lake
-from ml.exceptions import DatasetFormatError, UnknownNameError
+from ml.exceptions import DatasetFormatError
+from scheduler.datasets import LearnerAnswers
 
-Layout = Literal["3line", "4line"]
 DEFAULT_WINDOW_LENGTH = 200
 
-
-@dataclass(frozen=True, slots=True)
-class BenchmarkSpec:
-    """A shared dataset folder with a fixed learner split (files relative to the folder)."""
-
-    folder: str
-    train_files: tuple[str, ...]
-    test_files: tuple[str, ...]
-    layout: Layout
-    note: str
-
-
-# The shared datasets with a published train/test split (see each PROVENANCE.md).
-BENCHMARKS: dict[str, BenchmarkSpec] = {
-    "assistments2009_dkvmn": BenchmarkSpec(
-        "assistments2009_dkvmn",
-        ("assist2009_updated_train.csv",),
-        ("assist2009_updated_test.csv",),
-        "3line",
-        "ASSIST2009 DKVMN split; skill ids only (multi-skill copies not detectable)",
-    ),
-    "assistments2009_akt_pid": BenchmarkSpec(
-        "assistments2009_akt_pid",
-        ("assist2009_pid_train1.csv", "assist2009_pid_valid1.csv"),
-        ("assist2009_pid_test1.csv",),
-        "4line",
-        "same answers as assistments2009_dkvmn with problem ids; AKT fold 1",
-    ),
-    "assistments2015_dkvmn": BenchmarkSpec(
-        "assistments2015_dkvmn",
-        ("assist2015_train.csv",),
-        ("assist2015_test.csv",),
-        "3line",
-        "ASSIST2015 DKVMN split; 100 problem sets as skills",
-    ),
-    "assistments2017_dktplus": BenchmarkSpec(
-        "assistments2017_dktplus",
-        ("assistment_challenge_train.csv",),
-        ("assistment_challenge_test.csv",),
-        "3line",
-        "ASSISTments 2017 challenge, DKT+ split; long sequences",
-    ),
-    "assistments2009_dktplus": BenchmarkSpec(
-        "assistments2009_dktplus",
-        ("skill_id_train.csv",),
-        ("skill_id_test.csv",),
-        "3line",
-        "ASSIST2009 de-duplicated (DKT+)",
-    ),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class RawSequence:
-    """One learner's answers as read from a file: raw skill and item ids as strings."""
-
-    learner_id: str
-    skill_ids: tuple[str, ...]
-    correct: tuple[int, ...]  # 1 correct, 0 wrong
-    item_ids: tuple[str, ...] | None = None
+# One learner's answers as parsed from a file or the lake (raw skill and item ids).
+RawSequence = LearnerAnswers
 
 
 @dataclass(frozen=True, slots=True)
 class LearnerSequence:
-    """One learner's answers in time order, skills mapped to vocabulary indices."""
+    """One learner's answers in time order, skills (and items) mapped to vocabulary indices."""
 
     learner_id: str
     skills: npt.NDArray[np.int64]  # in [0, num_skills)
     correct: npt.NDArray[np.int8]  # 1 correct, 0 wrong
     scored: npt.NDArray[np.bool_]  # False for copies 2..k of a multi-skill question
+    # In [0, num_items): 1 + index in KTData.item_vocabulary, 0 where no item id is known.
+    items: npt.NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
         return int(self.skills.shape[0])
+
+    def item_indices(self) -> npt.NDArray[np.int64]:
+        """``items``, or zeros (no item known) when the data has no item ids."""
+        if self.items is None:
+            return np.zeros(len(self), dtype=np.int64)
+        return self.items
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,78 +101,46 @@ class SourcePart:
 
 @dataclass(frozen=True, slots=True)
 class KTData:
-    """Per-learner sequences plus the skill vocabulary (index → raw skill id)."""
+    """Per-learner sequences plus the skill vocabulary (index → raw skill id).
+
+    ``item_vocabulary`` lists the item (question) ids; item index ``i + 1`` is
+    ``item_vocabulary[i]`` and 0 means "unknown item" (empty for skill-only data).
+    """
 
     name: str
     sequences: tuple[LearnerSequence, ...]
     skill_vocabulary: tuple[str, ...]
     sources: tuple[SourcePart, ...] = field(default_factory=tuple)
+    item_vocabulary: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def num_skills(self) -> int:
         return len(self.skill_vocabulary)
 
     @property
+    def num_items(self) -> int:
+        """Item indices in use, the "unknown" 0 included (1 for skill-only data)."""
+        return len(self.item_vocabulary) + 1
+
+    @property
     def num_answers(self) -> int:
         return sum(len(s) for s in self.sequences)
 
     def subset(self, learner_ids: Sequence[str], name: str) -> KTData:
-        """The same data restricted to these learners (vocabulary kept)."""
+        """The same data restricted to these learners (vocabularies kept)."""
         wanted = set(learner_ids)
         kept = tuple(s for s in self.sequences if s.learner_id in wanted)
-        return KTData(name, kept, self.skill_vocabulary, self.sources)
+        return KTData(name, kept, self.skill_vocabulary, self.sources, self.item_vocabulary)
 
-
-# --- reading the KT text formats ---------------------------------------------------
-
-
-def _ids(line: str) -> list[str]:
-    # Files end their lists with a trailing comma and sometimes carry spaces or "\r".
-    return [token.strip() for token in line.strip().split(",") if token.strip()]
-
-
-def read_kt_file(path: Path, layout: Layout) -> list[RawSequence]:
-    """Read a 3-line (n / skills / 0-1) or 4-line (index,user / problems / skills / 0-1) file.
-
-    Learner ids are ``<file stem>:<block index>`` for 3-line files (they carry no id)
-    and the original user id for 4-line files. Raises :class:`DatasetFormatError`
-    naming the file and line when a block is inconsistent.
-    """
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    block = 3 if layout == "3line" else 4
-    if len(lines) % block:
-        raise DatasetFormatError(f"{path}: {len(lines)} non-empty lines, not a multiple of {block}")
-    sequences: list[RawSequence] = []
-    for index, start in enumerate(range(0, len(lines), block)):
-        where = f"{path}:{start + 1}"
-        if layout == "3line":
-            header, skill_line, correct_line = lines[start : start + 3]
-            item_ids = None
-            learner_id = f"{path.stem}:{index}"
-            try:
-                expected = int(header.strip().rstrip(","))
-            except ValueError as error:
-                raise DatasetFormatError(f"{where}: expected a count, got {header!r}") from error
-        else:
-            header, item_line, skill_line, correct_line = lines[start : start + 4]
-            parts = _ids(header)
-            learner_id = parts[-1] if parts else f"{path.stem}:{index}"
-            item_ids = tuple(_ids(item_line))
-            expected = len(item_ids)
-        skill_ids = tuple(_ids(skill_line))
-        try:
-            correct = tuple(int(flag) for flag in _ids(correct_line))
-        except ValueError as error:
-            raise DatasetFormatError(f"{where}: correctness flags must be 0 or 1") from error
-        if len(skill_ids) != expected or len(correct) != expected:
-            raise DatasetFormatError(
-                f"{where}: expected {expected} answers, got {len(skill_ids)} skills "
-                f"and {len(correct)} flags"
-            )
-        if any(flag not in (0, 1) for flag in correct):
-            raise DatasetFormatError(f"{where}: correctness flags must be 0 or 1")
-        sequences.append(RawSequence(learner_id, skill_ids, correct, item_ids))
-    return sequences
+    def head(self, learners: int) -> KTData:
+        """The first ``learners`` learners (quick runs on a slice)."""
+        return KTData(
+            self.name,
+            self.sequences[:learners],
+            self.skill_vocabulary,
+            self.sources,
+            self.item_vocabulary,
+        )
 
 
 def _skill_order(skill_id: str) -> tuple[int, int | str]:
@@ -246,15 +163,26 @@ def repeat_copy_mask(item_ids: Sequence[str]) -> npt.NDArray[np.bool_]:
     return scored
 
 
+def build_item_vocabulary(sequences: Sequence[RawSequence]) -> tuple[str, ...]:
+    """Every item id seen (same order as skills); empty when no sequence has item ids."""
+    seen = {item for sequence in sequences for item in (sequence.item_ids or ())}
+    return tuple(sorted(seen, key=_skill_order))
+
+
 def encode(
-    raw: Sequence[RawSequence], vocabulary: Sequence[str], *, drop_unknown: bool = False
+    raw: Sequence[RawSequence],
+    vocabulary: Sequence[str],
+    *,
+    item_vocabulary: Sequence[str] = (),
+    drop_unknown: bool = False,
 ) -> list[LearnerSequence]:
-    """Map raw skill ids to vocabulary indices.
+    """Map raw skill ids to vocabulary indices (and item ids to ``1 + index``, 0 if unknown).
 
     Unknown skills raise :class:`DatasetFormatError`, or are dropped with
     ``drop_unknown`` (serving a model trained on another vocabulary).
     """
     index = {skill: i for i, skill in enumerate(vocabulary)}
+    item_index = {item: i + 1 for i, item in enumerate(item_vocabulary)}
     encoded: list[LearnerSequence] = []
     for sequence in raw:
         scored = (
@@ -270,40 +198,13 @@ def encode(
             [index[s] for s, k in zip(sequence.skill_ids, known, strict=True) if k], dtype=np.int64
         )
         correct = np.array(sequence.correct, dtype=np.int8)[known]
-        encoded.append(LearnerSequence(sequence.learner_id, skills, correct, scored[known]))
+        items = None
+        if item_index and sequence.item_ids is not None:
+            items = np.array([item_index.get(i, 0) for i in sequence.item_ids], dtype=np.int64)[
+                known
+            ]
+        encoded.append(LearnerSequence(sequence.learner_id, skills, correct, scored[known], items))
     return encoded
-
-
-def load_benchmark_split(name: str, dataset_dir: Path) -> tuple[KTData, KTData]:
-    """A shared dataset's published train and test split, sharing one skill vocabulary.
-
-    ``dataset_dir`` is the folder holding the dataset folders (``settings.dataset_dir``).
-    """
-    spec = BENCHMARKS.get(name)
-    if spec is None:
-        raise UnknownNameError(f"unknown dataset {name!r}; known: {sorted(BENCHMARKS)}")
-    folder = dataset_dir / spec.folder
-
-    def read(files: tuple[str, ...]) -> tuple[list[RawSequence], list[SourcePart]]:
-        sequences: list[RawSequence] = []
-        parts: list[SourcePart] = []
-        for file_name in files:
-            read_now = read_kt_file(folder / file_name, spec.layout)
-            sequences.extend(read_now)
-            rows = sum(len(s.skill_ids) for s in read_now)
-            parts.append(SourcePart(f"{spec.folder}/{file_name}", rows))
-        return sequences, parts
-
-    train_raw, train_parts = read(spec.train_files)
-    test_raw, test_parts = read(spec.test_files)
-    vocabulary = build_vocabulary(train_raw + test_raw)
-    train = KTData(
-        f"{name}:train", tuple(encode(train_raw, vocabulary)), vocabulary, tuple(train_parts)
-    )
-    test = KTData(
-        f"{name}:test", tuple(encode(test_raw, vocabulary)), vocabulary, tuple(test_parts)
-    )
-    return train, test
 
 
 # --- the lake ------------------------------------------------------------------------
@@ -482,18 +383,25 @@ class Window:
     correct: npt.NDArray[np.int8]
     scored: npt.NDArray[np.bool_]
     history_offset: int  # answers of this learner before the window
+    items: npt.NDArray[np.int64] | None = None  # item indices, 0 = unknown
+
+    def item_indices(self) -> npt.NDArray[np.int64]:
+        """``items``, or zeros when the data has no item ids."""
+        return self.items if self.items is not None else np.zeros_like(self.skills)
 
 
 def cut_windows(sequences: Sequence[LearnerSequence], window_length: int) -> list[Window]:
-    """Consecutive non-overlapping windows; those with fewer than 2 answers are dropped."""
+    """Consecutive non-overlapping windows of at most ``window_length`` answers.
+
+    Every answer lands in exactly one window (a 1-answer tail is a window too): the
+    first answer of a window is predicted from the model's initial state.
+    """
     if window_length < 2:
         raise ValueError(f"window_length must be >= 2, got {window_length}")
     windows: list[Window] = []
     for sequence in sequences:
         for start in range(0, len(sequence), window_length):
             stop = min(start + window_length, len(sequence))
-            if stop - start < 2:
-                continue
             windows.append(
                 Window(
                     sequence.learner_id,
@@ -501,6 +409,7 @@ def cut_windows(sequences: Sequence[LearnerSequence], window_length: int) -> lis
                     sequence.correct[start:stop],
                     sequence.scored[start:stop],
                     start,
+                    None if sequence.items is None else sequence.items[start:stop],
                 )
             )
     return windows
@@ -516,6 +425,7 @@ class KTBatch:
     target_mask: torch.Tensor  # [B, T] bool
     lengths: torch.Tensor  # [B] int64
     history_offset: torch.Tensor  # [B] int64
+    items: torch.Tensor  # [B, T] int64, 0 = unknown item / padding
 
     @property
     def size(self) -> int:
@@ -527,15 +437,17 @@ def collate(windows: Sequence[Window], device: torch.device) -> KTBatch:
     width = max(len(w.skills) for w in windows)
     shape = (len(windows), width)
     skills = np.zeros(shape, dtype=np.int64)
+    items = np.zeros(shape, dtype=np.int64)
     correct = np.zeros(shape, dtype=np.float32)
     mask = np.zeros(shape, dtype=np.bool_)
     target = np.zeros(shape, dtype=np.bool_)
     for row, window in enumerate(windows):
         n = len(window.skills)
         skills[row, :n] = window.skills
+        items[row, :n] = window.item_indices()
         correct[row, :n] = window.correct
         mask[row, :n] = True
-        target[row, 1:n] = window.scored[1:n]
+        target[row, :n] = window.scored
     return KTBatch(
         skills=torch.from_numpy(skills).to(device),
         correct=torch.from_numpy(correct).to(device),
@@ -545,6 +457,7 @@ def collate(windows: Sequence[Window], device: torch.device) -> KTBatch:
         history_offset=torch.tensor(
             [w.history_offset for w in windows], dtype=torch.int64, device=device
         ),
+        items=torch.from_numpy(items).to(device),
     )
 
 
@@ -572,14 +485,3 @@ def data_fingerprint(data: KTData, window_length: int) -> str:
         digest.update(f"{sequence.learner_id}:{len(sequence)};".encode())
     digest.update(f"window={window_length}".encode())
     return digest.hexdigest()[:16]
-
-
-def raw_benchmark_sequences(name: str, dataset_dir: Path) -> list[RawSequence]:
-    """All learners of a shared dataset (train then test files), as raw sequences."""
-    spec = BENCHMARKS.get(name)
-    if spec is None:
-        raise UnknownNameError(f"unknown dataset {name!r}; known: {sorted(BENCHMARKS)}")
-    sequences: list[RawSequence] = []
-    for file_name in spec.train_files + spec.test_files:
-        sequences.extend(read_kt_file(dataset_dir / spec.folder / file_name, spec.layout))
-    return sequences

@@ -1,9 +1,9 @@
 """Evaluation on held-out learners: a model and BKT scored on exactly the same answers.
 
-The scored answers are the targets of :class:`ml.datasets.KTBatch`: every answer with
-at least one earlier answer in its window, minus repeated copies of a multi-skill
-question. Metrics: AUC, accuracy, RMSE, log-loss overall and per history-length
-subgroup (answers the learner gave before, counted over the whole sequence).
+The scored answers are the targets of :class:`ml.datasets.KTBatch`: every answer,
+the first of each window included (predicted from the initial state), minus repeated
+copies of a multi-skill question. Metrics: AUC, accuracy, RMSE, log-loss overall and
+per history-length subgroup (answers the learner gave before, counted over the whole sequence).
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class Predictions:
 
     outcomes: npt.NDArray[np.float64]  # 1.0 correct, 0.0 wrong
     p_correct: npt.NDArray[np.float64]  # in [0, 1]
-    history_length: npt.NDArray[np.int64]  # answers before this one, >= 1
+    history_length: npt.NDArray[np.int64]  # answers of the learner before this one, >= 0
+    window: npt.NDArray[np.int64] | None = None  # index of the answer's window
+    skill: npt.NDArray[np.int64] | None = None  # skill index of the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,24 +74,45 @@ def predict_model(
     *,
     device: torch.device,
     batch_size: int = 128,
+    scored_only: bool = True,
 ) -> Predictions:
-    """The model's P(correct) for every scored answer of ``windows`` (eval mode, no gradients)."""
+    """The model's P(correct) for every scored answer of ``windows`` (eval mode, no gradients).
+
+    ``scored_only=False`` also predicts the unscored copies of multi-skill questions
+    (every answer of every window, as ``python -m ml predict`` writes them).
+    """
     was_training = model.training
     model.eval()
     outcomes: list[npt.NDArray[np.float64]] = []
     probabilities: list[npt.NDArray[np.float64]] = []
     history: list[npt.NDArray[np.int64]] = []
+    window: list[npt.NDArray[np.int64]] = []
+    skill: list[npt.NDArray[np.int64]] = []
     with torch.no_grad():
-        for batch in iterate_batches(windows, batch_size, device):
-            logits = model(batch.skills[:, :-1], batch.correct[:, :-1], batch.skills[:, 1:])
-            targets = batch.target_mask[:, 1:]
-            positions = torch.arange(1, batch.skills.shape[1], device=device).unsqueeze(0)
-            outcomes.append(batch.correct[:, 1:][targets].double().cpu().numpy())
+        for first, batch in zip(
+            range(0, len(windows), batch_size),
+            iterate_batches(windows, batch_size, device),
+            strict=True,
+        ):
+            logits = model(batch.skills, batch.correct, batch.items)
+            targets = batch.target_mask if scored_only else batch.mask
+            positions = torch.arange(batch.skills.shape[1], device=device).unsqueeze(0)
+            rows = torch.arange(first, first + batch.size, device=device).unsqueeze(1)
+            outcomes.append(batch.correct[targets].double().cpu().numpy())
             probabilities.append(torch.sigmoid(logits)[targets].double().cpu().numpy())
             history.append((batch.history_offset.unsqueeze(1) + positions)[targets].cpu().numpy())
+            window.append(rows.expand_as(targets)[targets].cpu().numpy())
+            skill.append(batch.skills[targets].cpu().numpy())
     model.train(was_training)
+    if not outcomes:
+        empty = np.zeros(0, dtype=np.int64)
+        return Predictions(empty.astype(np.float64), empty.astype(np.float64), empty, empty, empty)
     return Predictions(
-        np.concatenate(outcomes), np.concatenate(probabilities), np.concatenate(history)
+        np.concatenate(outcomes),
+        np.concatenate(probabilities),
+        np.concatenate(history),
+        np.concatenate(window),
+        np.concatenate(skill),
     )
 
 
@@ -98,7 +121,7 @@ def _flatten(windows: Sequence[Window]) -> tuple[npt.NDArray[np.int64], ...]:
     skills = np.concatenate([w.skills for w in windows]).astype(np.int64)
     correct = np.concatenate([w.correct for w in windows]).astype(np.int64)
     learner = np.repeat(np.arange(len(windows)), [len(w.skills) for w in windows])
-    target = np.concatenate([np.r_[False, w.scored[1:]] for w in windows])
+    target = np.concatenate([w.scored for w in windows])
     history = np.concatenate([w.history_offset + np.arange(len(w.skills)) for w in windows])
     return skills, correct, learner, target, history
 
@@ -121,5 +144,9 @@ def predict_bkt(windows: Sequence[Window], params: bkt.BKTParamArrays) -> Predic
     sequences = bkt.build_sequences(skills, learner, correct, n_skills=params.n_skills)
     p_correct = bkt.predict_sequences(params, sequences)
     return Predictions(
-        correct[target].astype(np.float64), p_correct[target], history[target].astype(np.int64)
+        correct[target].astype(np.float64),
+        p_correct[target],
+        history[target].astype(np.int64),
+        learner[target].astype(np.int64),
+        skills[target],
     )

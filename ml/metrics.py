@@ -57,3 +57,28 @@ def score(outcomes: npt.NDArray[np.floating], p_correct: npt.NDArray[np.floating
         log_loss=float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
         count=int(y.size),
     )
+
+
+def calibration(
+    outcomes: npt.NDArray[np.floating], p_correct: npt.NDArray[np.floating], bins: int = 10
+) -> list[dict[str, float]]:
+    """Reliability table: per equal-width bin of P(correct), mean prediction, observed rate, count.
+
+    Empty bins are left out. A calibrated model has ``mean_p`` close to ``observed``.
+    """
+    y = np.asarray(outcomes, dtype=np.float64)
+    p = np.asarray(p_correct, dtype=np.float64)
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    table: list[dict[str, float]] = []
+    for b in range(bins):
+        selected = which == b
+        count = int(selected.sum())
+        if count:
+            table.append(
+                {
+                    "mean_p": float(p[selected].mean()),
+                    "observed": float(y[selected].mean()),
+                    "count": float(count),
+                }
+            )
+    return table

@@ -23,32 +23,59 @@ from ml.datasets import (
     KTData,
     cut_windows,
     data_fingerprint,
-    load_benchmark_split,
     load_lake,
     split_by_learner,
 )
-from ml.evaluate import EvaluationReport, fit_bkt, predict_bkt, predict_model, report
+from ml.evaluate import (
+    EvaluationReport,
+    Predictions,
+    fit_bkt,
+    predict_bkt,
+    predict_model,
+    report,
+)
 from ml.metrics import score
 from ml.models import KnowledgeTracer, ModelConfig
 from ml.registry import LoadedModel, ModelRegistry, PromotionDecision, save_model
+from ml.sources import load_benchmark, load_file_split, read_skill_map
 from ml.train import EpochLog, TrainConfig, train
 from scheduler.bkt import BKTParamArrays
+from scheduler.datasets import Format
 
 log = logging.getLogger(__name__)
 
 LAKE_DATASET = "lake"
+FILES_DATASET = "files"
 
 
 @dataclass(frozen=True, slots=True)
 class DataChoice:
-    """Which data to train on: a shared benchmark name or ``lake`` (with a date range)."""
+    """Which data to train on: a shared benchmark, ``lake`` (a date range) or ``files``.
+
+    ``files``: ``train_files``/``test_files`` (and optionally ``valid_files``) in
+    ``file_format``, skill ids optionally renamed by the ``skill_map`` csv; the split
+    is the one the files give (nothing is re-split except validation learners drawn
+    from train when no validation file is given).
+    """
 
     dataset: str
     lake_start: date | None = None  # inclusive UTC event dates
     lake_end: date | None = None
     lake_tenants: tuple[str, ...] | None = None
     lake_test_fraction: float = 0.2  # learners held out when the lake is the source
-    max_learners: int | None = None  # keep the first N learners of train and of test (quick runs)
+    max_learners: int | None = None  # keep the first N learners of each part (quick runs)
+    train_files: tuple[Path, ...] = ()
+    valid_files: tuple[Path, ...] = ()
+    test_files: tuple[Path, ...] = ()
+    file_format: Format = "3line"
+    skill_map: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """Short name for experiments and checkpoints (the train file's stem for files)."""
+        if self.dataset == FILES_DATASET and self.train_files:
+            return self.train_files[0].stem
+        return self.dataset
 
 
 @dataclass(slots=True)
@@ -59,6 +86,7 @@ class TrainingOutcome:
     bkt_report: EvaluationReport
     history: list[EpochLog]
     best_epoch: int
+    test_predictions: Predictions
     fingerprint: str
     train_answers: int
     test_answers: int
@@ -70,8 +98,11 @@ class TrainingOutcome:
     decision: PromotionDecision | None = None
 
 
-def load_split(settings: Settings, choice: DataChoice, seed: int) -> tuple[KTData, KTData]:
-    """Train and test data with no learner in both."""
+def load_split(
+    settings: Settings, choice: DataChoice, seed: int
+) -> tuple[KTData, KTData | None, KTData]:
+    """Train, validation (``None``: draw it from train) and test, no learner in two parts."""
+    validation: KTData | None = None
     if choice.dataset == LAKE_DATASET:
         data = load_lake(
             lake.default_root(settings),
@@ -83,19 +114,23 @@ def load_split(settings: Settings, choice: DataChoice, seed: int) -> tuple[KTDat
             data, choice.lake_test_fraction, np.random.default_rng(seed)
         )
     else:
-        train_data, test_data = load_benchmark_split(choice.dataset, settings.dataset_dir)
+        if choice.dataset == FILES_DATASET:
+            split = load_file_split(
+                choice.train_files,
+                choice.test_files,
+                valid=choice.valid_files,
+                fmt=choice.file_format,
+                skill_map=read_skill_map(choice.skill_map) if choice.skill_map else None,
+                name=choice.label,
+            )
+        else:
+            split = load_benchmark(choice.dataset, settings.dataset_dir)
+        train_data, validation, test_data = split.train, split.validation, split.test
     if choice.max_learners is not None:
         n = choice.max_learners
-        train_data = KTData(
-            train_data.name,
-            train_data.sequences[:n],
-            train_data.skill_vocabulary,
-            train_data.sources,
-        )
-        test_data = KTData(
-            test_data.name, test_data.sequences[:n], test_data.skill_vocabulary, test_data.sources
-        )
-    return train_data, test_data
+        train_data, test_data = train_data.head(n), test_data.head(n)
+        validation = validation.head(n) if validation is not None else None
+    return train_data, validation, test_data
 
 
 def checkpoint_folder(
@@ -105,6 +140,9 @@ def checkpoint_folder(
     identity = json.dumps(
         [
             choice.dataset,
+            [str(p) for p in (*choice.train_files, *choice.valid_files, *choice.test_files)],
+            choice.file_format,
+            str(choice.skill_map),
             str(choice.lake_start),
             str(choice.lake_end),
             choice.lake_tenants,
@@ -115,9 +153,7 @@ def checkpoint_folder(
         sort_keys=True,
     )
     digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
-    return (
-        settings.data_dir / "ml" / "checkpoints" / f"{choice.dataset}-{model_config.kind}-{digest}"
-    )
+    return settings.data_dir / "ml" / "checkpoints" / f"{choice.label}-{model_config.kind}-{digest}"
 
 
 def run_training(
@@ -131,22 +167,26 @@ def run_training(
     register: bool = True,
     bkt_restarts: int = 3,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    save_to: Path | None = None,
 ) -> TrainingOutcome:
-    """Train ``model_config`` (``num_skills`` is set from the data), evaluate, log, register.
+    """Train ``model_config`` (vocabulary sizes are set from the data), evaluate, log, register.
 
-    ``validation_fraction`` of the training learners pick the best epoch; the test
-    learners are only used for the final scores and promotion.
+    The validation learners (the validation files, else ``validation_fraction`` of the
+    training learners) pick the best epoch and stop training early; the test learners
+    are only used for the final scores and promotion. ``save_to`` also writes the
+    model folder there (for ``python -m ml predict``).
     """
-    train_data, test_data = load_split(settings, choice, config.seed)
-    fit_data, validation_data = (
-        split_by_learner(train_data, validation_fraction, np.random.default_rng(config.seed))
-        if validation_fraction > 0
-        else (train_data, None)
-    )
+    train_data, validation_data, test_data = load_split(settings, choice, config.seed)
+    fit_data = train_data
+    if validation_data is None and validation_fraction > 0:
+        fit_data, validation_data = split_by_learner(
+            train_data, validation_fraction, np.random.default_rng(config.seed)
+        )
     model_config = ModelConfig(
         **{
             **model_config.to_dict(),
             "num_skills": train_data.num_skills,
+            "num_items": train_data.num_items,
             "max_length": config.window_length,
         }
     )
@@ -166,7 +206,16 @@ def run_training(
         checkpoint_dir=checkpoint_folder(settings, choice, model_config, config),
         on_epoch=on_epoch,
     )
-    model_report = report(predict_model(result.model, test_windows, device=device))
+    test_predictions = predict_model(result.model, test_windows, device=device)
+    model_report = report(test_predictions)
+    if save_to is not None:
+        save_model(
+            result.model,
+            train_data.skill_vocabulary,
+            config.window_length,
+            save_to,
+            train_data.item_vocabulary,
+        )
     bkt_params = fit_bkt(
         fit_windows,
         train_data.num_skills,
@@ -179,6 +228,7 @@ def run_training(
         bkt_report,
         result.history,
         result.best_epoch,
+        test_predictions,
         fingerprint,
         train_data.num_answers,
         test_data.num_answers,
@@ -192,12 +242,18 @@ def run_training(
     registry = ModelRegistry(settings)
     with tempfile.TemporaryDirectory() as scratch:
         model_folder = Path(scratch) / "model"
-        save_model(result.model, train_data.skill_vocabulary, config.window_length, model_folder)
+        save_model(
+            result.model,
+            train_data.skill_vocabulary,
+            config.window_length,
+            model_folder,
+            train_data.item_vocabulary,
+        )
         outcome.run_id = registry.log_training_run(
-            experiment=f"kt-{choice.dataset}",
-            run_name=f"{model_config.kind}-{choice.dataset}",
+            experiment=f"kt-{choice.label}",
+            run_name=f"{model_config.kind}-{choice.label}",
             params={
-                "dataset": choice.dataset,
+                "dataset": choice.label,
                 **{f"model_{k}": v for k, v in model_config.to_dict().items()},
                 **{f"train_{k}": v for k, v in config.to_dict().items()},
                 "validation_fraction": validation_fraction,
@@ -214,6 +270,7 @@ def run_training(
                         "train_loss": e.train_loss,
                         "train_auc": e.train_auc,
                         "validation_auc": e.validation_auc,
+                        "validation_loss": e.validation_loss,
                         "epoch_seconds": e.seconds,
                     }.items()
                     if np.isfinite(v)
@@ -235,6 +292,8 @@ def run_training(
     def rescore(champion: LoadedModel) -> float | None:
         # A champion with another skill vocabulary cannot read this data: not comparable.
         if champion.skill_vocabulary != train_data.skill_vocabulary:
+            return None
+        if champion.model.config.num_items not in (1, train_data.num_items):
             return None
         predicted = predict_model(champion.model, test_windows, device=device)
         return score(predicted.outcomes, predicted.p_correct).auc

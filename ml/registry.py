@@ -62,17 +62,23 @@ class LoadedModel:
     skill_vocabulary: tuple[str, ...]
     window_length: int
     label: str  # e.g. "dkt@3" (registered name and version) or a folder name
+    item_vocabulary: tuple[str, ...] = ()  # item index i + 1 is item_vocabulary[i]
 
 
 def save_model(
-    model: KnowledgeTracer, skill_vocabulary: Sequence[str], window_length: int, folder: Path
+    model: KnowledgeTracer,
+    skill_vocabulary: Sequence[str],
+    window_length: int,
+    folder: Path,
+    item_vocabulary: Sequence[str] = (),
 ) -> None:
-    """Write ``model.pt`` (weights, config, vocabulary) and ``model.json`` into ``folder``."""
+    """Write ``model.pt`` (weights, config, vocabularies) and ``model.json`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     description = {
         "model_config": model.config.to_dict(),
         "skill_vocabulary": list(skill_vocabulary),
         "window_length": window_length,
+        "item_vocabulary": list(item_vocabulary),
     }
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save({**description, "model_state": state}, folder / "model.pt")
@@ -86,7 +92,11 @@ def load_model(folder: Path, device: torch.device, label: str = "") -> LoadedMod
     model.load_state_dict(saved["model_state"])
     model.eval()
     return LoadedModel(
-        model, tuple(saved["skill_vocabulary"]), int(saved["window_length"]), label or folder.name
+        model,
+        tuple(saved["skill_vocabulary"]),
+        int(saved["window_length"]),
+        label or folder.name,
+        tuple(saved.get("item_vocabulary", ())),
     )
 
 
@@ -112,6 +122,10 @@ class ModelRegistry:
         if self.uri.startswith("sqlite:"):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, created (with its artifact folder) if needed."""
+        return self._experiment_id(name)
 
     def _experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)

@@ -2,7 +2,9 @@
 
 One epoch: shuffle the training windows (seeded by ``(seed, epoch)``, so a resumed run
 shuffles exactly as an uninterrupted one), minimise binary cross-entropy on the scored
-targets with Adam, then score the validation windows. After every epoch the full
+targets with Adam, then score the validation windows (AUC and log-loss). Model
+selection and early stopping (``patience`` epochs without a better validation AUC)
+read the validation learners only; the test learners are never seen here. After every epoch the full
 training state (model, optimizer, torch RNG, history) goes to ``<checkpoint_dir>/last.pt``
 (written to a temporary name, then renamed) and the best epoch by validation AUC to
 ``best.pt``; a run started again with the same checkpoint folder continues where it
@@ -46,6 +48,7 @@ class TrainConfig:
     window_length: int = 200
     gradient_clip: float = 10.0  # max global gradient norm
     seed: int = 0
+    patience: int = 0  # stop after this many epochs without a better validation AUC; 0 = off
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,13 +56,14 @@ class TrainConfig:
 
 @dataclass(frozen=True, slots=True)
 class EpochLog:
-    """One finished epoch: mean training loss (BCE, nats), AUCs, seconds."""
+    """One finished epoch: mean training loss (BCE, nats), AUCs, validation log-loss, seconds."""
 
     epoch: int  # 1-based
     train_loss: float
     train_auc: float
     validation_auc: float
     seconds: float
+    validation_loss: float = float("nan")
 
 
 @dataclass(slots=True)
@@ -79,8 +83,10 @@ def _save_atomically(payload: dict[str, Any], target: Path) -> None:
 
 
 def _check_compatible(saved: dict[str, Any], model: ModelConfig, train: TrainConfig) -> None:
-    saved_train = {k: v for k, v in saved["train_config"].items() if k != "epochs"}
-    wanted_train = {k: v for k, v in train.to_dict().items() if k != "epochs"}
+    # Epochs and patience only say when to stop: a run may be resumed with others.
+    free = {"epochs", "patience"}
+    saved_train = {k: v for k, v in saved["train_config"].items() if k not in free}
+    wanted_train = {k: v for k, v in train.to_dict().items() if k not in free}
     if saved["model_config"] != model.to_dict() or saved_train != wanted_train:
         raise CheckpointError(
             "checkpoint was written with another configuration; use a new checkpoint folder "
@@ -102,7 +108,8 @@ def train(
 
     ``checkpoint_dir`` holds this run's checkpoints; if it has a ``last.pt`` written
     with the same configurations, training resumes after its epoch (``epochs`` may be
-    raised to train longer). With no validation windows the last epoch counts as best.
+    raised to train longer). With no validation windows the last epoch counts as best
+    and there is no early stopping.
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -127,6 +134,9 @@ def train(
 
     loss_function = nn.BCEWithLogitsLoss(reduction="sum")
     for epoch in range(start_epoch + 1, config.epochs + 1):
+        if config.patience and validation_windows and epoch - best_epoch > config.patience:
+            log.info("early stop: no better validation AUC since epoch %d", best_epoch)
+            break
         started = time.perf_counter()
         model.train()
         rng = np.random.default_rng([config.seed, epoch])
@@ -135,15 +145,19 @@ def train(
         outcomes: list[np.ndarray[Any, Any]] = []
         probabilities: list[np.ndarray[Any, Any]] = []
         for batch in iterate_batches(train_windows, config.batch_size, device, rng):
-            targets = batch.target_mask[:, 1:]
+            targets = batch.target_mask
             count = int(targets.sum())
             if count == 0:
                 continue
-            logits = model(batch.skills[:, :-1], batch.correct[:, :-1], batch.skills[:, 1:])
-            answers = batch.correct[:, 1:][targets]
+            logits = model(batch.skills, batch.correct, batch.items)
+            answers = batch.correct[targets]
             loss = loss_function(logits[targets], answers)
+            objective = loss / count
+            extra = model.regularization()
+            if extra is not None:
+                objective = objective + extra
             optimizer.zero_grad()
-            (loss / count).backward()
+            objective.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
             optimizer.step()
             total_loss += float(loss.detach())
@@ -155,16 +169,18 @@ def train(
             if outcomes
             else float("nan")
         )
-        validation_auc = float("nan")
+        validation_auc = validation_loss = float("nan")
         if validation_windows:
             predicted = predict_model(model, validation_windows, device=device)
-            validation_auc = score(predicted.outcomes, predicted.p_correct).auc
+            validation = score(predicted.outcomes, predicted.p_correct)
+            validation_auc, validation_loss = validation.auc, validation.log_loss
         entry = EpochLog(
             epoch=epoch,
             train_loss=total_loss / max(total_targets, 1),
             train_auc=train_auc,
             validation_auc=validation_auc,
             seconds=time.perf_counter() - started,
+            validation_loss=validation_loss,
         )
         history.append(entry)
         log.info(

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from learnstream.exceptions import LearnstreamError
+from scheduler.exceptions import PlacementError as PlacementError  # re-exported
 from scheduler.irt import (
     AbilityPosterior,
     FloatArray,
@@ -54,11 +54,6 @@ from scheduler.irt import (
 
 # Priors whose grid tables a CatBank keeps (each is 2 × grid × items floats).
 MAX_CACHED_PRIORS = 4
-
-
-class PlacementError(LearnstreamError, ValueError):
-    """A placement step that cannot be applied: an item given twice, an item not in the
-    bank, or a stored session that does not parse. The message names the item or field."""
 
 
 class StopReason(StrEnum):

@@ -1,14 +1,26 @@
-"""Errors the scheduler package raises on purpose; all derive from ``LearnstreamError``."""
+"""Errors the scheduler package raises on purpose; all derive from :class:`SchedulerError`.
+
+``scheduler/`` is a pure library (numpy/scipy/stdlib, no I/O, no project imports), so
+its root derives from :class:`Exception` directly rather than from the kernel's
+``LearnstreamError``; callers that want to treat both alike catch the two roots.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from learnstream.exceptions import LearnstreamError
 
-
-class SchedulerError(LearnstreamError):
+class SchedulerError(Exception):
     """Root of every error raised by ``scheduler/``."""
+
+
+class DatasetFormatError(SchedulerError, ValueError):
+    """A knowledge-tracing text does not follow its format (the message says where)."""
+
+
+class PlacementError(SchedulerError, ValueError):
+    """A placement step that cannot be applied: an item given twice, an item not in the
+    bank, or a stored session that does not parse. The message names the item or field."""
 
 
 class PrerequisiteCycleError(SchedulerError):

@@ -25,6 +25,8 @@
     learner: null,
     classes: [],
     classOverview: null,
+    recAnalytics: null,
+    experiments: [],
     drilldown: null,
     fraudAlerts: null,
     pipeline: null,
@@ -777,6 +779,74 @@
     );
   }
 
+  // --- recommendation outcomes and experiments (teacher view) ----------------------------------
+  // The newest three experiments that ran, with their read-outs (admins only).
+  async function experimentResults() {
+    const listed = await call("/v1/experiments");
+    const ran = listed.filter((e) => e.status !== "draft").slice(0, 3);
+    return Promise.all(ran.map((e) => call(`/v1/experiments/${e.experiment_id}/results`)));
+  }
+
+  const rate = (x) => (x === null || x === undefined ? "–" : pct(x));
+
+  function renderRecAnalytics() {
+    const rows = [...state.recAnalytics.by_strategy, ...state.recAnalytics.by_variant];
+    $("#rec-analytics").replaceChildren(
+      el(
+        "thead",
+        {},
+        el("tr", {}, ...["strategy / variant", "recommended", "clicked", "completed", "helpful", "skipped", "mastery gain"].map((h) => el("th", {}, h))),
+      ),
+      el(
+        "tbody",
+        {},
+        ...(rows.length
+          ? rows.map((r) =>
+              el(
+                "tr",
+                {},
+                el("td", {}, r.variant ? `${r.group} (variant ${r.variant})` : r.group),
+                el("td", {}, String(r.recommended)),
+                el("td", {}, rate(r.click_rate)),
+                el("td", {}, rate(r.complete_rate)),
+                el("td", {}, rate(r.helpful_rate)),
+                el("td", {}, rate(r.skip_rate)),
+                el("td", {}, r.mean_mastery_gain === null ? "–" : fixed(r.mean_mastery_gain)),
+              ),
+            )
+          : [el("tr", {}, el("td", { colspan: "7", class: "note" }, "no recommendation outcomes yet"))]),
+      ),
+    );
+    $("#experiments").hidden = !state.experiments.length;
+    $("#experiment-arms").replaceChildren(
+      el(
+        "thead",
+        {},
+        el("tr", {}, ...["experiment", "variant", "learners", "rate", "lift (always-valid CI)", "p", "P(best)", "verdict"].map((h) => el("th", {}, h))),
+      ),
+      el(
+        "tbody",
+        {},
+        ...state.experiments.flatMap((result) =>
+          result.arms.map((a) =>
+            el(
+              "tr",
+              {},
+              el("td", {}, `${result.experiment.name} (${result.experiment.status})`),
+              el("td", {}, a.variant),
+              el("td", {}, String(a.exposed)),
+              el("td", {}, pct(a.rate)),
+              el("td", {}, `${fixed(a.lift)} [${fixed(a.ci_low)}, ${fixed(a.ci_high)}]`),
+              el("td", {}, fixed(a.p_value, 3)),
+              el("td", {}, pct(a.p_best)),
+              el("td", {}, a.verdict),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
   let drilldownUser = null;
 
   async function openDrilldown(userId, name) {
@@ -896,6 +966,9 @@
           renderClass(state.classOverview);
           await refreshDrilldown();
         }
+        state.recAnalytics = await call("/v1/analytics/recommendations");
+        state.experiments = new Set(state.me.roles).has("admin") ? await experimentResults() : [];
+        renderRecAnalytics();
       } else if (state.view === "operator") {
         const roles = new Set(state.me.roles);
         state.fraudAlerts = roles.has("operator")

@@ -62,8 +62,13 @@ from ml.registry import (
 )
 from ml.registry import load_model as load_saved_model
 from ml.train import TrainConfig
+from ml.tuned import tuned_values
 
 log = logging.getLogger(__name__)
+
+# The configuration chosen by `python -m ml tune --write` (ml/tuned.json), if any: the
+# retrain's defaults. DAG params still override each field.
+_TUNED = tuned_values("dkt_lstm")
 
 JOB = "dkt_retrain"
 EXPERIMENT = f"kt-{LAKE_DATASET}"
@@ -79,14 +84,16 @@ class RetrainOptions:
     min_rows: int = 1000  # fewer attempts in the window: the run is skipped
     model_kind: str = "dkt_lstm"  # a key of ml.models.MODELS
     epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
+    batch_size: int = int(_TUNED.get("batch_size", 64))
+    learning_rate: float = float(_TUNED.get("learning_rate", 1e-3))
+    weight_decay: float = float(_TUNED.get("weight_decay", 0.0))
+    patience: int = 3  # epochs without a better validation AUC before stopping
     window_length: int = 200  # answers per window
-    embedding_dim: int = 100
-    hidden_dim: int = 100
-    num_layers: int = 1
-    num_heads: int = 5
-    dropout: float = 0.2
+    embedding_dim: int = int(_TUNED.get("embedding_dim", 100))
+    hidden_dim: int = int(_TUNED.get("hidden_dim", 100))
+    num_layers: int = int(_TUNED.get("num_layers", 1))
+    num_heads: int = int(_TUNED.get("num_heads", 5))
+    dropout: float = float(_TUNED.get("dropout", 0.2))
     test_fraction: float = 0.2  # learners held out for evaluation and promotion
     validation_fraction: float = 0.1  # of the training learners, to pick the best epoch
     max_learners: int | None = None  # first N learners of train and of test (quick runs)
@@ -123,8 +130,10 @@ class RetrainOptions:
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
             window_length=self.window_length,
             seed=self.seed,
+            patience=self.patience,
         )
 
 
@@ -255,7 +264,7 @@ def _held_out(
     settings: Settings, interval: Interval, options: RetrainOptions, vocabulary: tuple[str, ...]
 ) -> list[Window]:
     # The same learner split as training: same window, same seed.
-    _, test_data = load_split(settings, options.choice(interval), options.seed)
+    _, _, test_data = load_split(settings, options.choice(interval), options.seed)
     if test_data.skill_vocabulary != vocabulary:
         raise ValueError("the held-out data's skill vocabulary differs from the candidate's")
     return cut_windows(test_data.sequences, options.window_length)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 from ml.exceptions import UnknownNameError
+from ml.models.akt import AKT
 from ml.models.base import KnowledgeTracer, ModelConfig
 from ml.models.dkt import DKTLSTM
 from ml.models.sakt import SAKT
 
 MODELS: dict[str, type[KnowledgeTracer]] = {
+    "akt": AKT,
     "dkt_lstm": DKTLSTM,
     "sakt": SAKT,
 }

@@ -1,7 +1,8 @@
 """What every knowledge-tracing model offers: training, serving and explanation.
 
-A model sees answers as (skill index, correct) pairs and returns logits of
-P(correct). Shapes: B learners (or windows), T positions, K skills.
+A model sees answers as (skill index, item index, correct) triples and returns logits
+of P(correct). Shapes: B learners (or windows), T positions, K skills. Item indices
+are 0 where no item id is known; models that ignore items (DKT, SAKT) accept them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from torch import nn
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
-    """Hyper-parameters; ``kind`` is the registry name (``dkt_lstm``, ``sakt``)."""
+    """Hyper-parameters; ``kind`` is the registry name (``dkt_lstm``, ``sakt``, ``akt``)."""
 
     kind: str
     num_skills: int
+    num_items: int = 1  # item indices in use, 0 = unknown included (1: skills only)
     embedding_dim: int = 100
     hidden_dim: int = 100
     num_layers: int = 1
@@ -55,13 +57,19 @@ class KnowledgeTracer(nn.Module, ABC):
 
     @abstractmethod
     def forward(
-        self, skills: torch.Tensor, correct: torch.Tensor, query_skills: torch.Tensor
+        self, skills: torch.Tensor, correct: torch.Tensor, items: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Logits [B, T]: answer t+1 on ``query_skills[:, t]`` is correct, given answers 0..t.
+        """Logits [B, T]: answer t (skill ``skills[:, t]``) is correct, given answers 0..t-1.
 
-        ``skills`` [B, T] int64, ``correct`` [B, T] float (0/1), ``query_skills`` [B, T] int64.
-        Right padding is harmless: position t only depends on positions <= t.
+        ``skills`` [B, T] int64, ``correct`` [B, T] float (0/1), ``items`` [B, T] int64 or
+        ``None`` (unknown). Logit 0 comes from the model's initial state; ``correct[:, t]``
+        never influences logit t. Right padding is harmless: position t only depends on
+        positions <= t.
         """
+
+    def regularization(self) -> torch.Tensor | None:
+        """An extra loss term added in training (e.g. AKT's Rasch L2), or ``None``."""
+        return None
 
     @abstractmethod
     def serve(

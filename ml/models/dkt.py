@@ -35,10 +35,17 @@ class DKTLSTM(KnowledgeTracer):
         return logits
 
     def forward(
-        self, skills: torch.Tensor, correct: torch.Tensor, query_skills: torch.Tensor
+        self, skills: torch.Tensor, correct: torch.Tensor, items: torch.Tensor | None = None
     ) -> torch.Tensor:
-        logits = self._skill_logits(self.embedding(self.interactions(skills, correct)))
-        return logits.gather(-1, query_skills.unsqueeze(-1)).squeeze(-1)
+        batch, width = skills.shape
+        hidden = skills.new_zeros((batch, 0, self.config.hidden_dim), dtype=torch.float32)
+        if width > 1:
+            embedded = self.embedding(self.interactions(skills[:, :-1], correct[:, :-1]))
+            hidden, _ = self.lstm(embedded)
+        # Answer 0 is read from the LSTM's initial (zero) state, as serving starts.
+        initial = hidden.new_zeros(hidden.shape[0], 1, hidden.shape[2])
+        logits: torch.Tensor = self.head(self.dropout(torch.cat([initial, hidden], dim=1)))
+        return logits.gather(-1, skills.unsqueeze(-1)).squeeze(-1)
 
     def serve(
         self,

@@ -153,11 +153,6 @@ def test_the_read_side_and_ml_never_import_processors(package: str) -> None:
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scheduler/cat.py and scheduler/exceptions.py import learnstream.exceptions "
-    "(issue 17, step 6: scheduler gets its own exception root in the 'ml' change)",
-)
 def test_scheduler_imports_only_the_standard_library_numpy_and_scipy() -> None:
     allowed = sys.stdlib_module_names | SCHEDULER_LIBRARIES | {"__future__", "scheduler"}
     offenders = {

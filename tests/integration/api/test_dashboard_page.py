@@ -306,6 +306,10 @@ async def test_dashboard_page_draws_real_data_and_updates_live(
     page.on("console", lambda msg: errors.extend(csp_violations(msg.text)))
     await sign_in_on_page(page, api_server.url, "t@example.org", "teacher")
     await page.wait_for_function("() => window.learnstream.state.classOverview !== null")
+    # Recommendation outcomes (none recorded here): the panel says so instead of failing.
+    await page.wait_for_function("() => window.learnstream.state.recAnalytics !== null")
+    assert "no recommendation outcomes yet" in (await page.inner_text("#rec-analytics"))
+    assert await page.is_hidden("#experiments")  # a teacher reads no experiments
     await page.wait_for_selector("#heatmap tbody tr")
     overview = await page.evaluate("() => window.learnstream.state.classOverview")
     assert overview["learners"] == LEARNERS

@@ -118,7 +118,8 @@ def small_lake(project_settings, shared_data: Path, tmp_path_factory) -> SmallLa
     import pyarrow.compute as pc
 
     from learnstream import lake
-    from ml.datasets import build_lake_from_dataset, read_kt_file
+    from ml.datasets import build_lake_from_dataset
+    from ml.sources import read_kt_file
 
     scratch = tmp_path_factory.mktemp("lake-scratch")
     sources = {

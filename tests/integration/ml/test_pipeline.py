@@ -18,11 +18,12 @@ import torch
 
 from learnstream import lake
 from learnstream.settings import REPO_ROOT, Settings
-from ml.datasets import build_lake_from_dataset, raw_benchmark_sequences
+from ml.datasets import build_lake_from_dataset
 from ml.models import ModelConfig
 from ml.pipeline import DataChoice, run_training
 from ml.registry import CHAMPION, ModelRegistry
 from ml.serving import AttemptInput, ModelTracer, load_tracer
+from ml.sources import raw_benchmark_sequences
 from ml.train import TrainConfig
 
 CPU = torch.device("cpu")

@@ -72,7 +72,7 @@ def train_tiny_model(
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     model.train()
     for _ in range(steps):
-        logits = model(skills[:, :-1], correct[:, :-1], skills[:, 1:])
+        logits = model(skills, correct)[:, 1:]
         losses = torch.nn.functional.binary_cross_entropy_with_logits(
             logits, correct[:, 1:], reduction="none"
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from infra import replay
-from ml.datasets import read_kt_file
+from ml.sources import read_kt_file
 
 
 def test_as_csv_rows_become_ordered_attempts(shared_data: Path) -> None:
@@ -28,11 +28,11 @@ def test_three_line_file(tmp_path: Path) -> None:
     path.write_text("3\n1,2,1\n1,0,1\n2\n5,5\n0,1\n")
     attempts = replay.three_line_file(path)
     assert [(a.user_id, a.skill_ids[0], a.correct) for a in attempts] == [
-        ("tiny_train-0", "skill-1", True),
-        ("tiny_train-0", "skill-2", False),
-        ("tiny_train-0", "skill-1", True),
-        ("tiny_train-1", "skill-5", False),
-        ("tiny_train-1", "skill-5", True),
+        ("tiny_train:0", "skill-1", True),
+        ("tiny_train:0", "skill-2", False),
+        ("tiny_train:0", "skill-1", True),
+        ("tiny_train:1", "skill-5", False),
+        ("tiny_train:1", "skill-5", True),
     ]
 
 

@@ -13,11 +13,10 @@ from ml.datasets import (
     cut_windows,
     encode,
     iterate_batches,
-    load_benchmark_split,
-    read_kt_file,
     split_by_learner,
 )
 from ml.exceptions import DatasetFormatError
+from ml.sources import load_benchmark_split, read_kt_file
 from tests.unit.ml.synthetic import alternating_sequences
 
 THREE_LINE = "3\n5,5,12,\n1,0,1,\n\n2\n12,7\n0,0\n1\n7,\n1,\n"
@@ -50,7 +49,7 @@ def test_four_line_file_keeps_users_and_items_and_unscores_repeated_items(tmp_pa
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("3\n1,2\n1,0,1\n", "expected 3 answers"),
+        ("3\n1,2\n1,0,1\n", "count 3, 2 skills, 3 flags"),
         ("2\n1,2\n1,2\n", "0 or 1"),
         ("x\n1\n1\n", "count"),
     ],
@@ -77,6 +76,7 @@ def test_assistments2009_dkvmn_split_matches_its_provenance_counts(shared_data: 
 def test_akt_file_marks_multi_skill_copies(shared_data: Path) -> None:
     train, test = load_benchmark_split("assistments2009_akt_pid", shared_data)
     assert train.num_answers + test.num_answers == 325637
+    assert train.num_items == test.num_items > 16_000  # problem ids (+ "unknown")
     first = next(s for s in train.sequences if s.learner_id == "82295")
     # 1366,1366,1424,1424,1413,1413,...: every second row of the pairs is a copy.
     assert first.scored[:6].tolist() == [True, False, True, False, True, False]
@@ -105,12 +105,14 @@ def _sequence(name: str, length: int, scored: list[bool] | None = None) -> Learn
     )
 
 
-def test_windows_cut_consecutively_and_drop_single_answers() -> None:
+def test_windows_cut_consecutively_and_keep_every_answer() -> None:
     windows = cut_windows([_sequence("a", 7), _sequence("b", 1)], window_length=3)
     assert [(w.learner_id, w.history_offset, len(w.skills)) for w in windows] == [
         ("a", 0, 3),
         ("a", 3, 3),
-    ]  # a's 7th answer alone and b's single answer have nothing to predict from
+        ("a", 6, 1),
+        ("b", 0, 1),
+    ]  # single answers are predicted from the initial state
 
 
 def test_batch_pads_and_masks() -> None:
@@ -121,8 +123,8 @@ def test_batch_pads_and_masks() -> None:
     assert batch.skills.shape == (2, 4)
     assert batch.lengths.tolist() == [4, 2]
     assert batch.mask.tolist() == [[True] * 4, [True, True, False, False]]
-    # Position 0 has no history; a's third answer is an unscored copy; b is padded after 2.
-    assert batch.target_mask.tolist() == [[False, True, False, True], [False, True, False, False]]
+    # Every answer is a target but a's third (an unscored copy); b is padded after 2.
+    assert batch.target_mask.tolist() == [[True, True, False, True], [True, True, False, False]]
     assert batch.correct[1, 2:].tolist() == [0.0, 0.0]
     assert batch.skills.dtype == torch.int64
     assert batch.correct.dtype == torch.float32

@@ -27,7 +27,7 @@ def test_model_and_bkt_score_the_same_targets() -> None:
     from_model = predict_model(model, windows, device=CPU, batch_size=4)
     params = fit_bkt(windows, 3, np.random.default_rng(0), restarts=2)
     from_bkt = predict_bkt(windows, params)
-    expected = sum(int(w.scored[1:].sum()) for w in windows)
+    expected = sum(int(w.scored.sum()) for w in windows)  # first answers included
     assert from_model.outcomes.shape == from_bkt.outcomes.shape == (expected,)
     assert np.array_equal(from_model.history_length, from_bkt.history_length)
     assert np.array_equal(np.sort(from_model.outcomes), np.sort(from_bkt.outcomes))
@@ -41,13 +41,13 @@ def test_report_splits_by_history_length() -> None:
     evaluation = report(predict_bkt(windows, params))
     assert set(evaluation.by_history) == {label for label, _, _ in HISTORY_GROUPS}
     counts = {label: s.count for label, s in evaluation.by_history.items()}
-    # Per learner: history 1..9 -> 9, 10..49 -> 40, 50..199 -> 150, 201..229 -> 29
-    # (answer 200 opens the second window and is not scored).
+    # Per learner: history 0..9 -> 10, 10..49 -> 40, 50..199 -> 150, 200..229 -> 30
+    # (every answer is scored, the first of each window from the prior).
     assert counts == {
-        "history_lt10": 36,
+        "history_lt10": 40,
         "history_10_49": 160,
         "history_50_199": 600,
-        "history_ge200": 116,
+        "history_ge200": 120,
     }
     assert sum(counts.values()) == evaluation.overall.count
     flat = evaluation.flat_metrics("bkt")

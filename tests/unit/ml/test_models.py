@@ -43,10 +43,10 @@ def test_model_overfits_a_tiny_pattern(kind: str) -> None:
     losses = []
     for _ in range(60):
         for batch in iterate_batches(windows, 32, CPU):
-            targets = batch.target_mask[:, 1:]
-            logits = model(batch.skills[:, :-1], batch.correct[:, :-1], batch.skills[:, 1:])
+            targets = batch.target_mask
+            logits = model(batch.skills, batch.correct, batch.items)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits[targets], batch.correct[:, 1:][targets]
+                logits[targets], batch.correct[targets]
             )
             optimizer.zero_grad()
             torch.autograd.backward(loss)
@@ -70,10 +70,33 @@ def test_serving_step_by_step_equals_the_training_forward(kind: str) -> None:
             lengths = torch.full((3,), t)
             served, state = model.serve(skills[:, :t], correct[:, :t], lengths, state)
             # The training forward's prediction for answer t (query = its skill) ...
-            expected = model(skills[:, :t], correct[:, :t], skills[:, 1 : t + 1])[:, t - 1]
+            expected = model(skills[:, : t + 1], correct[:, : t + 1])[:, t]
             # ... equals serving's P(correct) for that skill after answers 0..t-1.
             got = served.gather(1, skills[:, t : t + 1]).squeeze(1)
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_answer_is_predicted_from_the_answers_before_it_only(kind: str) -> None:
+    torch.manual_seed(4)
+    config = ModelConfig(**{**_tiny(kind, num_skills=5, max_length=8).to_dict(), "num_items": 6})
+    model = build_model(config, CPU).eval()
+    rng = np.random.default_rng(5)
+    skills = torch.from_numpy(rng.integers(0, 5, size=(2, 8)))
+    items = torch.from_numpy(rng.integers(0, 6, size=(2, 8)))
+    correct = torch.from_numpy(rng.integers(0, 2, size=(2, 8))).float()
+    with torch.no_grad():
+        logits = model(skills, correct, items)
+        assert logits.shape == (2, 8)
+        assert torch.isfinite(logits).all()  # the first answer too (initial state)
+        for t in range(8):
+            flipped = correct.clone()
+            flipped[:, t] = 1 - flipped[:, t]
+            again = model(skills, flipped, items)
+            # Answer t's own outcome never reaches its prediction (or earlier ones).
+            torch.testing.assert_close(again[:, : t + 1], logits[:, : t + 1])
+        one = model(skills[:, :1], correct[:, :1], items[:, :1])
+        torch.testing.assert_close(one[:, 0], logits[:, 0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -7,8 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from learnstream.exceptions import LearnstreamError
-from scheduler.exceptions import PrerequisiteCycleError
+from scheduler.exceptions import PrerequisiteCycleError, SchedulerError
 from scheduler.path import find_cycle, learning_path, path_priority, topological_order
 
 # fractions needs integers; decimals need fractions; percentages need decimals and ratios.
@@ -51,7 +50,7 @@ def test_cycle_error_names_the_cycle_in_prerequisite_order() -> None:
     for prerequisite, skill in itertools.pairwise(cycle):
         assert prerequisite in graph[skill]
     assert " -> ".join(cycle) in str(caught.value)
-    assert isinstance(caught.value, LearnstreamError)
+    assert isinstance(caught.value, SchedulerError)
 
 
 def test_self_loop_is_a_cycle() -> None:
