@@ -6,7 +6,7 @@ share with any signal, and the share that would raise an alert (score at or abov
 ``Settings.fraud_alert_threshold``); writes ``bench/results/fraud_false_positives.json``.
 
 Each log is replayed in time order through the same code the processor runs:
-:func:`processors.fraud.individual_evidence` (rapid response against the rolling
+:func:`scheduler.fraud_batch.individual_evidence` (rapid response against the rolling
 item/skill histograms, person fit lz* with Rasch proxies since neither log comes
 with calibrated items, velocity), and the processor's collusion rule re-stated over
 in-memory windows (group = class; same item, same normalized wrong answer, within
@@ -50,7 +50,7 @@ from typing import Any
 
 from learnstream.settings import get_settings
 from processors.events import Attempt
-from processors.fraud import LearnerHistory, ScoredAttempt, individual_evidence
+from processors.fraud import ScoredAttempt
 from scheduler.fraud import (
     DEFAULT_FRAUD_CONFIG,
     EMPTY_REFERENCE,
@@ -64,6 +64,7 @@ from scheduler.fraud import (
     normalize_response,
     observe,
 )
+from scheduler.fraud_batch import LearnerHistory, individual_evidence
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fraud_false_positives.json"
 AS_CSV = Path("assistments2009_pybkt_as_2020") / "as.csv"

@@ -38,10 +38,10 @@ from bench.common import bench_environment, print_table, write_results
 from learnstream import db
 from learnstream.kafka import Stream, learner_key
 from learnstream.settings import Settings, get_settings
+from learnstream.views.calibration import ItemParams
 from processors.base import BatchRunner, Processor
 from processors.events import Attempt, decode_attempt
 from processors.learner_state import (
-    ItemParams,
     LearnerParameters,
     LearnerStateProcessor,
     LearnerStates,

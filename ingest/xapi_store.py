@@ -11,9 +11,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+
+import asyncpg
 
 from ingest.xapi import ActivityMapping, ParsedStatement
+from learnstream.db import Queryable
 
 
 class UnmappedPolicy(StrEnum):
@@ -24,7 +26,7 @@ class UnmappedPolicy(StrEnum):
 
 
 async def activity_mappings(
-    db: Any, *, tenant_id: str, activity_ids: Iterable[str]
+    db: Queryable, *, tenant_id: str, activity_ids: Iterable[str]
 ) -> dict[str, ActivityMapping]:
     """The mappings of ``activity_ids`` that ``tenant_id`` set; absent ids are unmapped."""
     ids = sorted({a for a in activity_ids if a})
@@ -42,7 +44,7 @@ async def activity_mappings(
     }
 
 
-async def unmapped_policy(db: Any, *, tenant_id: str) -> UnmappedPolicy:
+async def unmapped_policy(db: Queryable, *, tenant_id: str) -> UnmappedPolicy:
     """The tenant's policy for unmapped statements; ``store`` when it set none."""
     value = await db.fetchval("SELECT unmapped FROM xapi_settings WHERE tenant_id = $1", tenant_id)
     return UnmappedPolicy(value) if value else UnmappedPolicy.STORE
@@ -56,7 +58,9 @@ class Keeping:
     attempt: bool
 
 
-async def _keep_or_raise(db: Any, *, tenant_id: str, statements: Sequence[Keeping]) -> None:
+async def _keep_or_raise(
+    db: asyncpg.Pool, *, tenant_id: str, statements: Sequence[Keeping]
+) -> None:
     async with db.acquire() as conn, conn.transaction():
         inserted = {
             r["statement_id"]
@@ -108,7 +112,9 @@ class _Conflict(Exception):
         self.ids = ids
 
 
-async def keep_statements(db: Any, *, tenant_id: str, statements: Sequence[Keeping]) -> list[str]:
+async def keep_statements(
+    db: Queryable, *, tenant_id: str, statements: Sequence[Keeping]
+) -> list[str]:
     """Store ``statements`` in one transaction; the ids whose content conflicts.
 
     When any conflicts, nothing is stored and the caller answers 409. A statement

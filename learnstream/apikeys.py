@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
+from learnstream.db import Queryable
 from learnstream.exceptions import LearnstreamError
 
 KEY_PREFIX = "lsk_"
@@ -102,7 +102,7 @@ def key_sha256(presented: str) -> bytes:
 
 
 async def create_api_key(
-    db: Any, *, tenant_id: str, app_name: str, scopes: Iterable[Scope] = DEFAULT_SCOPES
+    db: Queryable, *, tenant_id: str, app_name: str, scopes: Iterable[Scope] = DEFAULT_SCOPES
 ) -> IssuedApiKey:
     """Insert a new key for ``tenant_id`` holding ``scopes`` (default: events:write only).
 
@@ -126,7 +126,7 @@ async def create_api_key(
     return IssuedApiKey(key_id, tenant_id, app_name, plaintext, created_at, granted)
 
 
-async def authenticate_api_key(db: Any, presented: str) -> ApiKey | None:
+async def authenticate_api_key(db: Queryable, presented: str) -> ApiKey | None:
     """The live key matching ``presented``, or None (malformed, unknown, wrong secret, revoked).
 
     The lookup goes by the public key_id and the digest is compared in constant
@@ -162,7 +162,7 @@ def _known_scopes(stored: Iterable[str]) -> frozenset[Scope]:
     return frozenset(Scope(value) for value in stored if value in known)
 
 
-async def revoke_api_key(db: Any, *, key_id: str, tenant_id: str) -> bool:
+async def revoke_api_key(db: Queryable, *, key_id: str, tenant_id: str) -> bool:
     """Revoke a key of ``tenant_id``; True if a live key was revoked just now."""
     status = await db.execute(
         """
@@ -202,7 +202,7 @@ class ApiKeyRecord:
     scopes: frozenset[Scope] = DEFAULT_SCOPES
 
 
-async def list_api_keys(db: Any, *, tenant_id: str) -> list[ApiKeyRecord]:
+async def list_api_keys(db: Queryable, *, tenant_id: str) -> list[ApiKeyRecord]:
     """Every key of ``tenant_id``, revoked ones included, oldest first."""
     rows = await db.fetch(
         """

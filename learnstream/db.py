@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -36,6 +37,47 @@ from learnstream.settings import REPO_ROOT, Settings, get_settings
 # Which role a connection logs in as: "service" for every service, "owner" for
 # migrations, database creation and operator commands that rewrite tables.
 Role = Literal["service", "owner"]
+
+
+class Queryable(Protocol):
+    """What a pool and a connection both answer: one statement at a time.
+
+    asyncpg ships no type information, so this names the methods the code uses; rows
+    are ``asyncpg.Record`` (indexable by column name), typed ``Any`` here.
+    """
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        """All rows of ``query``."""
+        ...
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        """The first row of ``query``, or None."""
+        ...
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
+        """One value of the first row of ``query``, or None."""
+        ...
+
+    async def execute(self, query: str, *args: Any) -> str:
+        """Run ``query``; its status line (e.g. ``INSERT 0 1``)."""
+        ...
+
+    async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None:
+        """Run ``command`` once per argument tuple of ``args``."""
+        ...
+
+
+class Connection(Queryable, Protocol):
+    """One connection (asyncpg ``Connection`` or a pool's ``PoolConnectionProxy``)."""
+
+    def transaction(self, *, isolation: str | None = None) -> Any:
+        """A transaction (a savepoint when one is open) as an async context manager."""
+        ...
+
+    def is_closed(self) -> bool:
+        """True once the connection was closed."""
+        ...
+
 
 MIGRATIONS_DIR = REPO_ROOT / "infra" / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")

@@ -21,6 +21,8 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from learnstream.db import Queryable
+
 # (tenant_id, learner id as events carry it)
 Learner = tuple[str, str]
 
@@ -57,7 +59,7 @@ def lock_bucket(tenant_id: str, subject_id: str) -> int:
     return zlib.crc32(f"{tenant_id}\x00{subject_id}".encode()) % LOCK_BUCKETS
 
 
-async def lock_learners(conn: Any, learners: Iterable[Learner], *, exclusive: bool) -> None:
+async def lock_learners(conn: Queryable, learners: Iterable[Learner], *, exclusive: bool) -> None:
     """Take the transaction-scoped advisory locks of ``learners``' buckets, in bucket order.
 
     ``exclusive`` for an erasure, shared for a processor batch. Must run inside a
@@ -75,7 +77,7 @@ async def lock_learners(conn: Any, learners: Iterable[Learner], *, exclusive: bo
     )
 
 
-async def erased_among(conn: Any, learners: Iterable[Learner]) -> set[Learner]:
+async def erased_among(conn: Queryable, learners: Iterable[Learner]) -> set[Learner]:
     """Which of ``learners`` have a tombstone (one query)."""
     # Ids PostgreSQL text cannot hold (NUL) have no tombstone, and would fail the query.
     wanted = sorted({(t, s) for t, s in learners if "\x00" not in t and "\x00" not in s})
@@ -85,7 +87,7 @@ async def erased_among(conn: Any, learners: Iterable[Learner]) -> set[Learner]:
     return {(r["tenant_id"], r["subject_id"]) for r in rows}
 
 
-async def all_tombstones(conn: Any) -> list[tuple[str, str, Any]]:
+async def all_tombstones(conn: Queryable) -> list[tuple[str, str, Any]]:
     """Every tombstone as ``(tenant_id, subject_id, erased_at)``, sorted."""
     rows = await conn.fetch(_ALL_TOMBSTONES)
     return sorted((r["tenant_id"], r["subject_id"], r["erased_at"]) for r in rows)
@@ -114,7 +116,7 @@ class ErasedLearners:
         self._not_erased: dict[Learner, float] = {}  # learner -> monotonic expiry (s)
         self.queries = 0  # database round trips made (for tests and metrics)
 
-    async def among(self, conn: Any, learners: Iterable[Learner]) -> set[Learner]:
+    async def among(self, conn: Queryable, learners: Iterable[Learner]) -> set[Learner]:
         """The erased ones among ``learners``."""
         wanted = set(learners)
         found = wanted & self._erased

@@ -10,31 +10,10 @@ become its MasteryUpdated (:func:`processors.events.mastery_updated`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import NamedTuple
 
+from learnstream.views.mastery import MasteryKey, MasteryState
 from processors.events import Attempt, AttemptUpdate, SkillStep
 from scheduler.bkt import DEFAULT_PARAMS, BKTParams, predict_correct, update
-
-
-class MasteryKey(NamedTuple):
-    """One learner's one skill."""
-
-    tenant_id: str
-    user_id: str
-    skill_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class MasteryState:
-    """One row of ``skill_mastery`` (the columns the update needs)."""
-
-    p_mastery: float  # P(mastered), in [0, 1]
-    attempts: int  # answers counted on this skill, >= 0
-    correct: int  # fully correct answers among them, >= 0
-    last_event_id: str
-    last_attempt_at: datetime  # UTC
 
 
 def clamp_probability(p: float) -> float:

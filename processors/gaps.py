@@ -32,6 +32,7 @@ import asyncpg
 from learnstream.events.v1 import derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
+from learnstream.views import concept_graph
 from processors.base import Decoded, Flow
 from processors.events import (
     PROCESSORS_SOURCE,
@@ -93,12 +94,6 @@ _UPSERT_ROWS = """
         last_event_id = EXCLUDED.last_event_id,
         updated_at = EXCLUDED.updated_at,
         version = knowledge_gaps.version + 1
-"""
-_GRAPH_VERSIONS = """
-    SELECT tenant_id, version FROM concept_graph_versions WHERE tenant_id = ANY($1::text[])
-"""
-_GRAPH_EDGES = """
-    SELECT skill_id, prerequisite_id FROM skill_prerequisites WHERE tenant_id = $1
 """
 
 
@@ -286,10 +281,9 @@ class GapsProcessor:
     async def _current_graphs(
         self, conn: asyncpg.Connection, tenants: list[str]
     ) -> dict[str, ConceptGraph]:
-        rows = await conn.fetch(_GRAPH_VERSIONS, tenants)
-        versions = {row["tenant_id"]: int(row["version"]) for row in rows}
+        versions = await concept_graph.graph_versions(conn, tenants)
         for tenant in tenants:
-            version = versions.get(tenant, 0)
+            version = versions[tenant]
             cached = self._graphs.get(tenant)
             if cached is None or cached.version != version:
                 self._graphs[tenant] = await load_graph(conn, tenant, version)
@@ -298,10 +292,7 @@ class GapsProcessor:
 
 async def load_graph(conn: asyncpg.Connection, tenant_id: str, version: int) -> ConceptGraph:
     """The tenant's prerequisite graph from ``skill_prerequisites``, tagged ``version``."""
-    requires: dict[str, list[str]] = {}
-    for row in await conn.fetch(_GRAPH_EDGES, tenant_id):
-        requires.setdefault(row["skill_id"], []).append(row["prerequisite_id"])
-    return ConceptGraph(requires, version)
+    return ConceptGraph(await concept_graph.load_requires(conn, tenant_id), version)
 
 
 async def _load_rows(

@@ -51,24 +51,49 @@ months are removed by dropping their partitions (docs/operations.md).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import numpy as np
 
 from learnstream import db
+from learnstream.db import Connection
 from learnstream.exceptions import ServiceUnavailableError
 from learnstream.kafka import OutgoingRecord, Stream
 from learnstream.settings import Settings
+from learnstream.views import mastery as mastery_view
+from learnstream.views.ability import (
+    ABILITY_VIEW,
+    DEFAULT_PRIOR,
+    AbilityState,
+    ability_row,
+    lock_abilities,
+)
+from learnstream.views.calibration import ItemParams, load_bkt, load_items
+from learnstream.views.mastery import (
+    MASTERY_VIEW,
+    MasteryKey,
+    MasteryState,
+    SourcePosition,
+    mastery_row,
+)
+from learnstream.views.reviews import (
+    REVIEW_VIEW,
+    ReviewKey,
+    ReviewState,
+    load_schedulers,
+    lock_reviews,
+    review_row,
+)
+from learnstream.views.versioned import VersionedView
 from processors import metrics
 from processors.base import Decoded, Flow
-from processors.bkt_chain import MasteryKey, MasteryState, chain_updates
+from processors.bkt_chain import chain_updates
 from processors.events import Attempt, LearnerKey, decode_attempt, mastery_updated
 from processors.exceptions import StaleWrite
 from processors.learner_cache import LearnerCache, Touched
@@ -80,51 +105,11 @@ from scheduler.exceptions import ReviewStateError
 log = logging.getLogger(__name__)
 
 NAME = "learner_state"
-DEFAULT_PRIOR = irt.NormalPrior()
 # How long the partition DDL may wait for the lock on `attempts` before the batch is
 # retried (readers or other workers' batches hold it meanwhile).
 _PARTITION_LOCK_TIMEOUT = "10s"
 
 T = TypeVar("T")
-
-
-class ItemParams(NamedTuple):
-    """One calibrated item on the logit metric: a > 0, b, c in [0, 1)."""
-
-    a: float
-    b: float
-    c: float
-
-
-class ReviewKey(NamedTuple):
-    """One learner's one item."""
-
-    tenant_id: str
-    user_id: str
-    item_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class AbilityState:
-    """One row of ``learner_ability`` (what the update needs)."""
-
-    posterior: irt.AbilityPosterior
-    prior: irt.NormalPrior
-    estimate: irt.AbilityEstimate  # EAP ability and SE in logits
-    last_event_id: str
-    last_attempt_at: datetime  # UTC
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewState:
-    """One row of ``review_schedule``."""
-
-    algorithm: str  # "fsrs" or "sm2"
-    state: dict[str, Any]  # the scheduler's state dict (JSONB)
-    due_at: datetime  # UTC
-    reviews: int
-    last_event_id: str
-    last_reviewed_at: datetime  # UTC
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +291,7 @@ class TenantCache(Generic[T]):
 
     def __init__(
         self,
-        load: Callable[[asyncpg.Connection, list[str]], Awaitable[dict[str, T]]],
+        load: Callable[[Connection, list[str]], Awaitable[dict[str, T]]],
         empty: Callable[[], T],
         ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
@@ -317,7 +302,7 @@ class TenantCache(Generic[T]):
         self._clock = clock
         self._entries: dict[str, tuple[float, T]] = {}
 
-    async def get(self, conn: asyncpg.Connection, tenant_ids: Sequence[str]) -> dict[str, T]:
+    async def get(self, conn: Connection, tenant_ids: Sequence[str]) -> dict[str, T]:
         """The values of ``tenant_ids``, loading the missing or expired ones in one query."""
         now = self._clock()
         stale = sorted(
@@ -328,50 +313,6 @@ class TenantCache(Generic[T]):
             for tenant in stale:
                 self._entries[tenant] = (now, loaded.get(tenant) or self._empty())
         return {t: self._entries[t][1] for t in tenant_ids}
-
-
-_BKT_PARAMETERS = """
-    SELECT tenant_id, skill_id, prior, learn, guess, slip, forget
-    FROM bkt_parameters WHERE tenant_id = ANY($1::text[])
-"""
-_ITEM_PARAMETERS = """
-    SELECT tenant_id, item_id, a, b, c FROM irt_item_parameters WHERE tenant_id = ANY($1::text[])
-"""
-_TENANT_SETTINGS = """
-    SELECT tenant_id, scheduler FROM tenant_settings WHERE tenant_id = ANY($1::text[])
-"""
-
-
-async def _load_bkt(
-    conn: asyncpg.Connection, tenants: list[str]
-) -> dict[str, dict[str, BKTParams]]:
-    found: dict[str, dict[str, BKTParams]] = {}
-    for row in await conn.fetch(_BKT_PARAMETERS, tenants):
-        found.setdefault(row["tenant_id"], {})[row["skill_id"]] = BKTParams(
-            prior=row["prior"],
-            learn=row["learn"],
-            guess=row["guess"],
-            slip=row["slip"],
-            forget=row["forget"],
-        )
-    return found
-
-
-async def _load_items(
-    conn: asyncpg.Connection, tenants: list[str]
-) -> dict[str, dict[str, ItemParams]]:
-    found: dict[str, dict[str, ItemParams]] = {}
-    for row in await conn.fetch(_ITEM_PARAMETERS, tenants):
-        found.setdefault(row["tenant_id"], {})[row["item_id"]] = ItemParams(
-            row["a"], row["b"], row["c"]
-        )
-    return found
-
-
-async def _load_schedulers(conn: asyncpg.Connection, tenants: list[str]) -> dict[str, str]:
-    return {
-        row["tenant_id"]: row["scheduler"] for row in await conn.fetch(_TENANT_SETTINGS, tenants)
-    }
 
 
 class LearnerStateProcessor:
@@ -389,9 +330,9 @@ class LearnerStateProcessor:
         self.settings = settings
         self._mastery_topic = settings.topic(Stream.MASTERY)
         ttl = settings.processor_cache_ttl_s
-        self._bkt = TenantCache(_load_bkt, dict, ttl)
-        self._items = TenantCache(_load_items, dict, ttl)
-        self._schedulers = TenantCache(_load_schedulers, lambda: srs.DEFAULT_ALGORITHM, ttl)
+        self._bkt = TenantCache(load_bkt, dict, ttl)
+        self._items = TenantCache(load_items, dict, ttl)
+        self._schedulers = TenantCache(load_schedulers, lambda: srs.DEFAULT_ALGORITHM, ttl)
         self._known_partitions: set[datetime] = set()
         self._ddl_conn: asyncpg.Connection | None = None
         self.cache = LearnerCache(settings)
@@ -403,7 +344,7 @@ class LearnerStateProcessor:
         return event.event_id
 
     async def apply(
-        self, conn: asyncpg.Connection, batch: Sequence[Decoded[Attempt]]
+        self, conn: Connection, batch: Sequence[Decoded[Attempt]]
     ) -> list[OutgoingRecord]:
         """Write the batch's effect on every view through ``conn``; return MasteryUpdated."""
         await self._ensure_partitions({month_of(item.event.occurred_at) for item in batch})
@@ -421,7 +362,7 @@ class LearnerStateProcessor:
             metrics.SCHEDULE_RESETS.inc(changes.schedule_resets)
         return changes.mastery_records
 
-    async def committed(self, conn: asyncpg.Connection, events: Sequence[Attempt]) -> None:
+    async def committed(self, conn: Connection, events: Sequence[Attempt]) -> None:
         """Refresh the hot cache of the learners the committed batch touched."""
         try:
             await self.cache.refresh(
@@ -439,9 +380,7 @@ class LearnerStateProcessor:
             await self._ddl_conn.close()
         self._ddl_conn = None
 
-    async def _parameters(
-        self, conn: asyncpg.Connection, attempts: Sequence[Attempt]
-    ) -> LearnerParameters:
+    async def _parameters(self, conn: Connection, attempts: Sequence[Attempt]) -> LearnerParameters:
         tenants = sorted({a.tenant_id for a in attempts})
         bkt = await self._bkt.get(conn, tenants)
         items = await self._items.get(conn, tenants)
@@ -487,300 +426,73 @@ def _first_of_each(attempts: Iterable[Attempt]) -> list[Attempt]:
     return first
 
 
-_INSERT_ATTEMPTS = """
-    INSERT INTO attempts (tenant_id, event_id, user_id, session_id, item_id, item_version,
-                          skill_ids, correct, score, response_time_ms, hint_count,
-                          attempt_number, context, occurred_at, received_at, source_topic,
-                          kafka_partition, kafka_offset)
-    SELECT r.tenant_id, r.event_id, r.user_id, r.session_id, r.item_id, r.item_version,
-           string_to_array(r.skill_ids, chr(31)), r.correct, r.score, r.response_time_ms,
-           r.hint_count, r.attempt_number, r.context, r.occurred_at, r.received_at,
-           r.source_topic, r.kafka_partition, r.kafka_offset
-    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int[],
-                $7::text[], $8::bool[], $9::float8[], $10::bigint[], $11::int[], $12::int[],
-                $13::text[], $14::timestamptz[], $15::timestamptz[], $16::text[], $17::int[],
-                $18::bigint[])
-      AS r(tenant_id, event_id, user_id, session_id, item_id, item_version, skill_ids,
-           correct, score, response_time_ms, hint_count, attempt_number, context,
-           occurred_at, received_at, source_topic, kafka_partition, kafka_offset)
-    ON CONFLICT (tenant_id, event_id, occurred_at) DO NOTHING
-    RETURNING event_id
-"""
-# Skill ids travel as one text per row joined by the ASCII unit separator, because
-# unnest() of a two-dimensional array would flatten it.
-_SKILL_SEPARATOR = "\x1f"
-
-
-async def insert_attempts(conn: asyncpg.Connection, batch: Sequence[Decoded[Attempt]]) -> set[str]:
+async def insert_attempts(conn: Connection, batch: Sequence[Decoded[Attempt]]) -> set[str]:
     """Record the batch's attempts; returns the event_ids that were not recorded before."""
-    events = [item.event for item in batch]
-    records = [item.record for item in batch]
-    rows = await conn.fetch(
-        _INSERT_ATTEMPTS,
-        [e.tenant_id for e in events],
-        [e.event_id for e in events],
-        [e.user_id for e in events],
-        [e.session_id for e in events],
-        [e.item_id for e in events],
-        [e.item_version for e in events],
-        [_SKILL_SEPARATOR.join(e.skill_ids) for e in events],
-        [e.correct for e in events],
-        [e.score for e in events],
-        [e.response_time_ms for e in events],
-        [e.hint_count for e in events],
-        [e.attempt_number for e in events],
-        [e.context for e in events],
-        [e.occurred_at for e in events],
-        [e.received_at for e in events],
-        [r.topic for r in records],
-        [r.partition for r in records],
-        [r.offset for r in records],
+    return await mastery_view.insert_attempts(
+        conn,
+        [item.event for item in batch],
+        [SourcePosition(i.record.topic, i.record.partition, i.record.offset) for i in batch],
     )
-    return {str(row["event_id"]) for row in rows}
 
 
-_LOAD_MASTERY = """
-    SELECT s.tenant_id, s.user_id, s.skill_id, s.p_mastery, s.attempts, s.correct,
-           s.last_event_id, s.last_attempt_at, s.version
-    FROM skill_mastery AS s
-    JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, user_id, skill_id)
-      USING (tenant_id, user_id, skill_id)
-    ORDER BY s.tenant_id, s.user_id, s.skill_id
-    FOR UPDATE OF s
-"""
-_LOAD_ABILITY = """
-    SELECT a.tenant_id, a.user_id, a.ability, a.ability_se, a.n_responses, a.prior_mean,
-           a.prior_sd, a.log_density, a.last_event_id, a.last_attempt_at, a.version
-    FROM learner_ability AS a
-    JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, user_id) USING (tenant_id, user_id)
-    ORDER BY a.tenant_id, a.user_id
-    FOR UPDATE OF a
-"""
-_LOAD_REVIEWS = """
-    SELECT r.tenant_id, r.user_id, r.item_id, r.algorithm, r.state, r.due_at, r.reviews,
-           r.last_event_id, r.last_reviewed_at, r.version
-    FROM review_schedule AS r
-    JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, user_id, item_id)
-      USING (tenant_id, user_id, item_id)
-    ORDER BY r.tenant_id, r.user_id, r.item_id
-    FOR UPDATE OF r
-"""
-
-
-async def load_states(conn: asyncpg.Connection, attempts: Sequence[Attempt]) -> LearnerStates:
+async def load_states(conn: Connection, attempts: Sequence[Attempt]) -> LearnerStates:
     """Read (and lock) every view row ``attempts`` touch, with their versions."""
-    skills = sorted({MasteryKey(a.tenant_id, a.user_id, s) for a in attempts for s in a.skill_ids})
-    learners = sorted({LearnerKey(a.tenant_id, a.user_id) for a in attempts if a.item_id})
-    items = sorted({ReviewKey(a.tenant_id, a.user_id, a.item_id) for a in attempts if a.item_id})
-    mastery: dict[MasteryKey, MasteryState] = {}
-    mastery_versions: dict[MasteryKey, int] = {}
-    for row in await conn.fetch(_LOAD_MASTERY, *zip(*skills, strict=True)) if skills else []:
-        key = MasteryKey(row["tenant_id"], row["user_id"], row["skill_id"])
-        mastery[key] = MasteryState(
-            p_mastery=row["p_mastery"],
-            attempts=row["attempts"],
-            correct=row["correct"],
-            last_event_id=str(row["last_event_id"]),
-            last_attempt_at=row["last_attempt_at"],
-        )
-        mastery_versions[key] = int(row["version"])
-    ability: dict[LearnerKey, AbilityState] = {}
-    ability_versions: dict[LearnerKey, int] = {}
-    for row in await conn.fetch(_LOAD_ABILITY, *zip(*learners, strict=True)) if learners else []:
-        learner = LearnerKey(row["tenant_id"], row["user_id"])
-        density = np.asarray(row["log_density"], dtype=np.float64)
-        prior = irt.NormalPrior(mean=row["prior_mean"], sd=row["prior_sd"], n_points=density.size)
-        points, _ = irt.quadrature(prior)
-        ability[learner] = AbilityState(
-            posterior=irt.AbilityPosterior(points, density, row["n_responses"]),
-            prior=prior,
-            estimate=irt.AbilityEstimate(row["ability"], row["ability_se"]),
-            last_event_id=str(row["last_event_id"]),
-            last_attempt_at=row["last_attempt_at"],
-        )
-        ability_versions[learner] = int(row["version"])
-    reviews: dict[ReviewKey, ReviewState] = {}
-    review_versions: dict[ReviewKey, int] = {}
-    for row in await conn.fetch(_LOAD_REVIEWS, *zip(*items, strict=True)) if items else []:
-        review = ReviewKey(row["tenant_id"], row["user_id"], row["item_id"])
-        reviews[review] = ReviewState(
-            algorithm=row["algorithm"],
-            state=json.loads(row["state"]),
-            due_at=row["due_at"],
-            reviews=row["reviews"],
-            last_event_id=str(row["last_event_id"]),
-            last_reviewed_at=row["last_reviewed_at"],
-        )
-        review_versions[review] = int(row["version"])
+    skills = [MasteryKey(a.tenant_id, a.user_id, s) for a in attempts for s in a.skill_ids]
+    learners = [LearnerKey(a.tenant_id, a.user_id) for a in attempts if a.item_id]
+    items = [ReviewKey(a.tenant_id, a.user_id, a.item_id) for a in attempts if a.item_id]
+    mastery, mastery_versions = await mastery_view.lock_mastery(conn, skills)
+    ability, ability_versions = await lock_abilities(conn, learners)
+    reviews, review_versions = await lock_reviews(conn, items)
     return LearnerStates(
         mastery, mastery_versions, ability, ability_versions, reviews, review_versions
     )
 
 
-@dataclass(frozen=True, slots=True)
-class VersionedView:
-    """How to write one view's rows with optimistic version checks (SQL built once)."""
-
-    table: str
-    keys: tuple[tuple[str, str], ...]  # (column, SQL type of the parameter array)
-    values: tuple[tuple[str, str], ...]
-    # column -> SQL type it is cast to from its parameter type (e.g. text -> float8[]).
-    casts: Mapping[str, str] = field(default_factory=dict)
-
-    def write_sql(self) -> str:
-        """One statement: update rows at their read version, insert new rows; counts both.
-
-        Parameters are the key columns, the value columns, then ``expected_version``
-        (NULL for a row read as absent), each as an array.
-        """
-        columns = [*self.keys, *self.values, ("expected_version", "bigint")]
-        arrays = ", ".join(f"${n}::{sql_type}[]" for n, (_, sql_type) in enumerate(columns, 1))
-        names = ", ".join(name for name, _ in columns)
-        key_names = [name for name, _ in self.keys]
-        value_names = [name for name, _ in self.values]
-        selected = ", ".join(
-            f"{name}::{self.casts[name]} AS {name}" if name in self.casts else name
-            for name, _ in columns
-        )
-        matches = " AND ".join(f"t.{k} = r.{k}" for k in key_names)
-        updates = ", ".join(f"{v} = r.{v}" for v in value_names)
-        inserted = ", ".join([*key_names, *value_names])
-        return f"""
-            WITH r AS (SELECT {selected} FROM unnest({arrays}) AS given({names})),
-            updated AS (
-                UPDATE {self.table} AS t
-                SET {updates}, updated_at = now(), version = t.version + 1
-                FROM r WHERE {matches} AND t.version = r.expected_version
-                RETURNING 1
-            ),
-            inserted AS (
-                INSERT INTO {self.table} ({inserted}, updated_at, version)
-                SELECT {inserted}, now(), 1 FROM r WHERE r.expected_version IS NULL
-                ON CONFLICT ({", ".join(key_names)}) DO NOTHING
-                RETURNING 1
-            )
-            SELECT (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted)
-        """
-
-    async def write(
-        self,
-        conn: asyncpg.Connection,
-        rows: Sequence[tuple[Any, ...]],
-        expected_versions: Sequence[int | None],
-        *,
-        processor: str,
-    ) -> None:
-        """Write ``rows`` (key then value columns); StaleWrite if any row moved meanwhile."""
-        if not rows:
-            return
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        written = await conn.fetchval(self.write_sql(), *columns, list(expected_versions))
-        if written != len(rows):
-            metrics.STALE_WRITES.labels(processor, self.table).inc()
-            message = (
-                f"{self.table}: {len(rows) - written} of {len(rows)} rows changed since this "
-                "batch read them (another writer); rolling back to retry from a fresh read"
-            )
-            log.error(message, extra={"processor": processor, "view": self.table})
-            raise StaleWrite(message)
-
-
-MASTERY_VIEW = VersionedView(
-    "skill_mastery",
-    keys=(("tenant_id", "text"), ("user_id", "text"), ("skill_id", "text")),
-    values=(
-        ("p_mastery", "float8"),
-        ("attempts", "int"),
-        ("correct", "int"),
-        ("last_event_id", "uuid"),
-        ("last_attempt_at", "timestamptz"),
-    ),
-)
-ABILITY_VIEW = VersionedView(
-    "learner_ability",
-    keys=(("tenant_id", "text"), ("user_id", "text")),
-    values=(
-        ("ability", "float8"),
-        ("ability_se", "float8"),
-        ("n_responses", "int"),
-        ("prior_mean", "float8"),
-        ("prior_sd", "float8"),
-        # One text per row: unnest() would flatten a two-dimensional float8 array.
-        ("log_density", "text"),
-        ("last_event_id", "uuid"),
-        ("last_attempt_at", "timestamptz"),
-    ),
-    casts={"log_density": "float8[]"},
-)
-REVIEW_VIEW = VersionedView(
-    "review_schedule",
-    keys=(("tenant_id", "text"), ("user_id", "text"), ("item_id", "text")),
-    values=(
-        ("algorithm", "text"),
-        ("state", "jsonb"),
-        ("due_at", "timestamptz"),
-        ("reviews", "int"),
-        ("last_event_id", "uuid"),
-        ("last_reviewed_at", "timestamptz"),
-    ),
-)
-
-
 async def store_changes(
-    conn: asyncpg.Connection, changes: LearnerChanges, states: LearnerStates, *, processor: str
+    conn: Connection, changes: LearnerChanges, states: LearnerStates, *, processor: str
 ) -> None:
-    """Write every changed row with its read version (see :class:`VersionedView`)."""
+    """Write every changed row with its read version (:mod:`learnstream.views.versioned`)."""
     mastery_keys = sorted(changes.mastery)
-    await MASTERY_VIEW.write(
+    await _write(
         conn,
-        [
-            (*key, s.p_mastery, s.attempts, s.correct, s.last_event_id, s.last_attempt_at)
-            for key, s in ((k, changes.mastery[k]) for k in mastery_keys)
-        ],
+        MASTERY_VIEW,
+        [mastery_row(k, changes.mastery[k]) for k in mastery_keys],
         [states.mastery_versions.get(k) for k in mastery_keys],
         processor=processor,
     )
     learners = sorted(changes.ability)
-    await ABILITY_VIEW.write(
+    await _write(
         conn,
-        [
-            (
-                *key,
-                a.estimate.ability,
-                a.estimate.ability_se,
-                a.posterior.n_responses,
-                a.prior.mean,
-                a.prior.sd,
-                _float_array_literal(a.posterior.log_density),
-                a.last_event_id,
-                a.last_attempt_at,
-            )
-            for key, a in ((k, changes.ability[k]) for k in learners)
-        ],
+        ABILITY_VIEW,
+        [ability_row(k, changes.ability[k]) for k in learners],
         [states.ability_versions.get(k) for k in learners],
         processor=processor,
     )
     review_keys = sorted(changes.reviews)
-    await REVIEW_VIEW.write(
+    await _write(
         conn,
-        [
-            (
-                *key,
-                r.algorithm,
-                json.dumps(r.state, sort_keys=True),
-                r.due_at,
-                r.reviews,
-                r.last_event_id,
-                r.last_reviewed_at,
-            )
-            for key, r in ((k, changes.reviews[k]) for k in review_keys)
-        ],
+        REVIEW_VIEW,
+        [review_row(k, changes.reviews[k]) for k in review_keys],
         [states.review_versions.get(k) for k in review_keys],
         processor=processor,
     )
 
 
-def _float_array_literal(values: np.ndarray[Any, np.dtype[np.float64]]) -> str:
-    # repr() of a Python float is the shortest text that reads back to the same double,
-    # so the stored posterior is bit-identical to the computed one.
-    return "{" + ",".join(map(repr, values.tolist())) + "}"
+async def _write(
+    conn: Connection,
+    view: VersionedView,
+    rows: Sequence[tuple[Any, ...]],
+    expected_versions: Sequence[int | None],
+    *,
+    processor: str,
+) -> None:
+    """Write ``rows`` at their read versions; StaleWrite (logged, counted) if any moved."""
+    stale = await view.write(conn, rows, expected_versions)
+    if stale:
+        metrics.STALE_WRITES.labels(processor, view.table).inc()
+        message = (
+            f"{view.table}: {stale} of {len(rows)} rows changed since this "
+            "batch read them (another writer); rolling back to retry from a fresh read"
+        )
+        log.error(message, extra={"processor": processor, "view": view.table})
+        raise StaleWrite(message)

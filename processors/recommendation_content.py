@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from learnstream.views import concept_graph as graph_view
 from scheduler.gaps import ConceptGraph
 from scheduler.recommend import DEFAULT_MINUTES, ContentItem
 
@@ -40,13 +41,6 @@ _PUBLISHED_CONTENT = """
     LEFT JOIN irt_item_parameters AS p ON p.tenant_id = pc.tenant_id AND p.item_id = pc.item_id
     WHERE pc.tenant_id = $1
     ORDER BY pc.item_id
-"""
-_GRAPH_VERSIONS = """
-    SELECT tenant_id, version FROM concept_graph_versions WHERE tenant_id = ANY($1::text[])
-"""
-_GRAPH_EDGES = """
-    SELECT skill_id, prerequisite_id FROM skill_prerequisites WHERE tenant_id = $1
-    ORDER BY skill_id, prerequisite_id
 """
 
 
@@ -96,9 +90,7 @@ class ContentCache:
             r["tenant_id"]: (r["items"], r["items_at"], r["calibrated"], r["calibrated_at"])
             for r in await conn.fetch(_CONTENT_FINGERPRINTS, tenants)
         }
-        versions = {
-            r["tenant_id"]: int(r["version"]) for r in await conn.fetch(_GRAPH_VERSIONS, tenants)
-        }
+        versions = await graph_view.graph_versions(conn, tenants)
         content: dict[str, TenantContent] = {}
         for tenant in tenants:
             fingerprint = fingerprints.get(tenant, ())
@@ -107,12 +99,10 @@ class ContentCache:
             if cached is None or cached[0] != fingerprint or now - cached[1] > self._ttl_s:
                 rows = await conn.fetch(_PUBLISHED_CONTENT, tenant)
                 self._catalogs[tenant] = (fingerprint, now, tuple(content_item(r) for r in rows))
-            version = versions.get(tenant, 0)
+            version = versions[tenant]
             graph = self._graphs.get(tenant)
             if graph is None or graph[0] != version:
-                requires: dict[str, list[str]] = {}
-                for r in await conn.fetch(_GRAPH_EDGES, tenant):
-                    requires.setdefault(r["skill_id"], []).append(r["prerequisite_id"])
+                requires = await graph_view.load_requires(conn, tenant)
                 self._graphs[tenant] = (version, requires, ConceptGraph(requires, version))
             _, requires, concept_graph = self._graphs[tenant]
             content[tenant] = TenantContent(self._catalogs[tenant][2], requires, concept_graph)

@@ -24,12 +24,12 @@ callers of the same tenant (403).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from api.exceptions import ForbiddenError
 from api.services import audit, mfa
 from api.services.principals import Principal, PrincipalKind, Role
 from learnstream.apikeys import Scope
+from learnstream.db import Queryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +128,7 @@ def holds_role(principal: Principal, *roles: Role) -> bool:
     return role_refusal(principal, frozenset(roles)) is None
 
 
-async def ensure_allowed(db: Any, principal: Principal, policy: Policy) -> None:
+async def ensure_allowed(db: Queryable, principal: Principal, policy: Policy) -> None:
     """Return if ``policy`` admits ``principal``; else audit and raise ForbiddenError (403)."""
     why = refusal(principal, policy)
     if why is not None:
@@ -155,7 +155,7 @@ def may_read_learner(principal: Principal, learner_id: str, *, teaches_learner: 
     return holds_role(principal, Role.TEACHER) and teaches_learner
 
 
-async def ensure_can_read_learner(db: Any, principal: Principal, learner_id: str) -> None:
+async def ensure_can_read_learner(db: Queryable, principal: Principal, learner_id: str) -> None:
     """Return if allowed; otherwise audit the denial and raise ForbiddenError (403)."""
     teaches = False
     if holds_role(principal, Role.TEACHER) and principal.subject_id != learner_id:
@@ -174,7 +174,9 @@ async def ensure_can_read_learner(db: Any, principal: Principal, learner_id: str
         )
 
 
-async def teaches_learner(db: Any, *, tenant_id: str, teacher_id: str, learner_id: str) -> bool:
+async def teaches_learner(
+    db: Queryable, *, tenant_id: str, teacher_id: str, learner_id: str
+) -> bool:
     """True if ``learner_id`` is enrolled in a class that ``teacher_id`` teaches."""
     found = await db.fetchval(
         """
@@ -203,7 +205,7 @@ def may_manage_learner(principal: Principal, learner_id: str) -> bool:
     return holds_role(principal, Role.ADMIN)
 
 
-async def ensure_can_manage_learner(db: Any, principal: Principal, learner_id: str) -> None:
+async def ensure_can_manage_learner(db: Queryable, principal: Principal, learner_id: str) -> None:
     """Return if allowed; else audit the denial and raise ForbiddenError (403)."""
     if not may_manage_learner(principal, learner_id):
         await deny(db, principal, target_id=learner_id, what="manage learner")
@@ -226,7 +228,7 @@ def may_act_for_learner(principal: Principal, learner_id: str) -> bool:
     return may_manage_learner(principal, learner_id)
 
 
-async def ensure_can_act_for_learner(db: Any, principal: Principal, learner_id: str) -> None:
+async def ensure_can_act_for_learner(db: Queryable, principal: Principal, learner_id: str) -> None:
     """Return if allowed; else audit the denial and raise ForbiddenError (403)."""
     if not may_act_for_learner(principal, learner_id):
         await deny(db, principal, target_id=learner_id, what="act for learner")
@@ -274,7 +276,7 @@ def is_content_staff(principal: Principal) -> bool:
 # --- audit ------------------------------------------------------------------------------
 
 
-async def deny(db: Any, principal: Principal, *, target_id: str | None, what: str) -> None:
+async def deny(db: Queryable, principal: Principal, *, target_id: str | None, what: str) -> None:
     """Audit an access denial for ``principal``."""
     kind = "client_app" if principal.kind is PrincipalKind.CLIENT_APP else "user"
     await audit.record(

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from api.exceptions import InvalidInputError
 from api.services import tokens
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 
 
 class TokenPurpose(StrEnum):
@@ -25,7 +25,7 @@ class TokenPurpose(StrEnum):
 
 
 async def issue_account_token(
-    db: Any, *, user_id: str, purpose: TokenPurpose, ttl_s: int, now: datetime
+    db: Queryable, *, user_id: str, purpose: TokenPurpose, ttl_s: int, now: datetime
 ) -> str:
     """A new single-use token for ``purpose``, valid ``ttl_s`` seconds; earlier ones expire."""
     plaintext, digest = tokens.new_opaque_token(tokens.ACCOUNT_TOKEN_PREFIX)
@@ -55,7 +55,7 @@ async def issue_account_token(
 
 
 async def consume_account_token(
-    db: Any, *, token: str, purpose: TokenPurpose, now: datetime
+    db: Queryable, *, token: str, purpose: TokenPurpose, now: datetime
 ) -> str:
     """Mark the token used and return its user id; InvalidInputError if unknown/used/expired.
 
@@ -76,7 +76,7 @@ async def consume_account_token(
     return str(user_id)
 
 
-async def revoke_all_refresh_tokens(db: Any, *, user_id: str, now: datetime) -> None:
+async def revoke_all_refresh_tokens(db: Queryable, *, user_id: str, now: datetime) -> None:
     """Revoke every refresh token of the user; pair with ``token_versions.bump`` to end
     their access tokens too."""
     await db.execute(

@@ -33,6 +33,7 @@ from api.services.account_tokens import (
 from api.services.identifiers import is_uuid
 from api.services.principals import Role
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 # Re-exported: callers and tests reach the token helpers through this module too.
@@ -93,7 +94,7 @@ def email_fingerprint(address: str) -> str:
 
 
 async def create_tenant(
-    db: Any, *, tenant_id: str, name: str, allow_self_registration: bool = True
+    db: Queryable, *, tenant_id: str, name: str, allow_self_registration: bool = True
 ) -> None:
     """Create a tenant; ConflictError if the id is taken."""
     try:
@@ -112,7 +113,7 @@ async def create_tenant(
 # --- users ---------------------------------------------------------------------------
 
 
-async def get_user(db: Any, *, tenant_id: str, user_id: str) -> User | None:
+async def get_user(db: Queryable, *, tenant_id: str, user_id: str) -> User | None:
     """The user ``user_id`` of ``tenant_id``, or None (also for a malformed id)."""
     if not is_uuid(user_id):
         return None
@@ -124,7 +125,7 @@ async def get_user(db: Any, *, tenant_id: str, user_id: str) -> User | None:
     return user_from_row(row) if row else None
 
 
-async def require_user(db: Any, *, tenant_id: str, user_id: str) -> User:
+async def require_user(db: Queryable, *, tenant_id: str, user_id: str) -> User:
     """Like get_user, but NotFoundError (404 naming ``path.user_id``) when absent."""
     user = await get_user(db, tenant_id=tenant_id, user_id=user_id)
     if user is None:
@@ -135,7 +136,12 @@ async def require_user(db: Any, *, tenant_id: str, user_id: str) -> User:
 
 
 async def list_users(
-    db: Any, *, tenant_id: str, role: Role | None = None, after_id: str | None = None, limit: int
+    db: Queryable,
+    *,
+    tenant_id: str,
+    role: Role | None = None,
+    after_id: str | None = None,
+    limit: int,
 ) -> list[User]:
     """Users of ``tenant_id`` ordered by id, ``limit`` from after ``after_id`` (cursor)."""
     rows = await db.fetch(
@@ -155,7 +161,7 @@ async def list_users(
 
 
 async def create_user(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     *,
     tenant_id: str,
@@ -216,7 +222,7 @@ async def create_user(
 
 
 async def register(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     sender: email.EmailSender,
     *,
@@ -317,7 +323,7 @@ async def register(
 
 
 async def resend_verification(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     sender: email.EmailSender,
     *,
@@ -357,7 +363,7 @@ async def resend_verification(
     await email.off_request_path(sender, mail_token)
 
 
-async def verify_email(db: Any, *, token: str, now: datetime) -> str:
+async def verify_email(db: Queryable, *, token: str, now: datetime) -> str:
     """Spend a verification token; returns the user id. InvalidInputError if not spendable."""
     async with transaction(db) as conn:
         user_id = await consume_account_token(
@@ -386,7 +392,7 @@ async def verify_email(db: Any, *, token: str, now: datetime) -> str:
 
 
 async def set_roles(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -425,7 +431,7 @@ async def set_roles(
 # --- single-use tokens -------------------------------------------------------------------
 
 
-async def check_password(db: Any, settings: Settings, *, user_id: str, password: str) -> bool:
+async def check_password(db: Queryable, settings: Settings, *, user_id: str, password: str) -> bool:
     """True if ``password`` is the user's current one (re-authentication for risky changes)."""
     password_hash = await db.fetchval("SELECT password_hash FROM users WHERE id = $1", user_id)
     return await passwords.verify_password(

@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from api.metrics import AUDIT_ROWS_SUPPRESSED, SECURITY_EVENTS
+from learnstream.db import Queryable
 
 
 class Action(StrEnum):
@@ -81,7 +82,7 @@ class AuditEntry:
 
 
 async def record(
-    db: Any,
+    db: Queryable,
     *,
     tenant_id: str | None,
     actor: tuple[str, str | None] | None,
@@ -125,7 +126,7 @@ class Throttle:
 
 
 async def record_throttled(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     throttle: Throttle,
     *,
@@ -185,7 +186,7 @@ async def record_throttled(
 
 
 async def recent(
-    db: Any, *, tenant_id: str, limit: int = 100, before_id: int | None = None
+    db: Queryable, *, tenant_id: str, limit: int = 100, before_id: int | None = None
 ) -> list[AuditEntry]:
     """The newest events of ``tenant_id``, newest first; ``before_id`` is the page cursor."""
     rows = await db.fetch(

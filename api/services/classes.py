@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 import asyncpg
 
@@ -23,6 +22,7 @@ from api.services.identifiers import is_uuid
 from api.services.mastery import SkillMastery, skill_mastery_from_row
 from api.services.principals import Principal, Role
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 
 
 class MemberRole(StrEnum):
@@ -58,7 +58,7 @@ def membership_problem(member_role: MemberRole, user_roles: frozenset[Role]) -> 
     return None
 
 
-async def create_class(db: Any, principal: Principal, *, name: str) -> SchoolClass:
+async def create_class(db: Queryable, principal: Principal, *, name: str) -> SchoolClass:
     """A new class; its creator teaches it when they hold the teacher role."""
     class_id = str(uuid.uuid4())
     async with transaction(db) as conn:
@@ -84,7 +84,7 @@ async def create_class(db: Any, principal: Principal, *, name: str) -> SchoolCla
     return found
 
 
-async def get_class(db: Any, *, tenant_id: str, class_id: str) -> SchoolClass | None:
+async def get_class(db: Queryable, *, tenant_id: str, class_id: str) -> SchoolClass | None:
     """The class with its members, or None (also for a malformed id or another tenant)."""
     if not is_uuid(class_id):
         return None
@@ -116,7 +116,7 @@ async def get_class(db: Any, *, tenant_id: str, class_id: str) -> SchoolClass | 
     )
 
 
-async def classes_of(db: Any, principal: Principal) -> list[SchoolClass]:
+async def classes_of(db: Queryable, principal: Principal) -> list[SchoolClass]:
     """Classes the caller sees: all of the tenant for admins, else those they belong to.
 
     Members are listed only to those who may manage the class.
@@ -152,7 +152,9 @@ async def classes_of(db: Any, principal: Principal) -> list[SchoolClass]:
     return found
 
 
-async def require_managed_class(db: Any, principal: Principal, *, class_id: str) -> SchoolClass:
+async def require_managed_class(
+    db: Queryable, principal: Principal, *, class_id: str
+) -> SchoolClass:
     """The class if the caller may manage it; 404 if absent in the tenant, 403 if not theirs."""
     found = await get_class(db, tenant_id=principal.tenant_id, class_id=class_id)
     if found is None:
@@ -173,7 +175,7 @@ async def require_managed_class(db: Any, principal: Principal, *, class_id: str)
     return found
 
 
-async def _require_membership_changer(db: Any, principal: Principal, class_id: str) -> None:
+async def _require_membership_changer(db: Queryable, principal: Principal, class_id: str) -> None:
     await require_managed_class(db, principal, class_id=class_id)
     if not access.may_change_class_membership(principal):
         await access.deny(db, principal, target_id=class_id, what="change class membership")
@@ -185,7 +187,7 @@ async def _require_membership_changer(db: Any, principal: Principal, class_id: s
 
 
 async def _audit_membership(
-    db: Any,
+    db: Queryable,
     principal: Principal,
     action: audit.Action,
     *,
@@ -207,7 +209,7 @@ async def _audit_membership(
 
 
 async def add_member(
-    db: Any,
+    db: Queryable,
     principal: Principal,
     *,
     class_id: str,
@@ -265,7 +267,7 @@ async def add_member(
 
 
 async def remove_member(
-    db: Any, principal: Principal, *, class_id: str, user_id: str, ip: str | None = None
+    db: Queryable, principal: Principal, *, class_id: str, user_id: str, ip: str | None = None
 ) -> None:
     """Take ``user_id`` out of the class; 404 if they were not in it; admins only, audited."""
     await _require_membership_changer(db, principal, class_id)
@@ -291,7 +293,7 @@ async def remove_member(
 
 
 async def class_mastery(
-    db: Any, principal: Principal, *, class_id: str
+    db: Queryable, principal: Principal, *, class_id: str
 ) -> dict[str, list[SkillMastery]]:
     """Per learner of the class (by account id), their skills' mastery: the heat map's cells.
 

@@ -29,6 +29,7 @@ from api.services import skills as skill_service
 from api.services.content import ContentKind
 from api.services.principals import Principal
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 
 MAX_IMPORT_ROWS = 5_000
 # JSON (the document, or a JSON cell of a CSV) may nest arrays and objects this deep;
@@ -248,7 +249,7 @@ def validate_rows(raw_rows: list[dict[str, Any]]) -> tuple[list[ImportRow], list
 
 
 async def import_items(
-    db: Any,
+    db: Queryable,
     principal: Principal,
     rows: list[ImportRow],
     *,
@@ -280,7 +281,7 @@ async def import_items(
     return report
 
 
-async def _current_versions(conn: Any, tenant_id: str, item_ids: list[str]) -> dict[str, Any]:
+async def _current_versions(conn: Queryable, tenant_id: str, item_ids: list[str]) -> dict[str, Any]:
     """The current version (kind, title, skill_ids, payload) of each existing item among
     ``item_ids``, by item id; ids with no item are absent."""
     return {
@@ -341,7 +342,7 @@ def _plan(
 
 
 async def _apply(
-    conn: Any,
+    conn: Queryable,
     principal: Principal,
     plan: list[tuple[str, ImportRow]],
     report: ImportReport,

@@ -24,12 +24,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlencode
 
 from redis.asyncio import Redis
 
 from api.services import rate_limits
+from learnstream.db import Queryable
 from learnstream.exceptions import ServiceUnavailableError
 from learnstream.settings import Settings
 
@@ -112,7 +113,7 @@ class LimitedMailer:
         await self.outbox.enqueue(self.outbox.pool, email)
         await self.outbox.dispatch()
 
-    async def queue(self, conn: Any, email: OutgoingEmail) -> None:
+    async def queue(self, conn: Queryable, email: OutgoingEmail) -> None:
         """Queue ``email`` in ``conn``'s transaction unless capped; dispatch after commit."""
         if await self.within_limits(email):
             await self.outbox.enqueue(conn, email)
@@ -168,7 +169,7 @@ class LimitedMailer:
             log.exception("account mail job failed")
 
 
-async def queue(sender: EmailSender, conn: Any, email: OutgoingEmail) -> None:
+async def queue(sender: EmailSender, conn: Queryable, email: OutgoingEmail) -> None:
     """Queue ``email`` in ``conn``'s transaction (the outbox); call :func:`dispatch` after
     the commit. A bare transport (scripts, unit tests) is not transactional: it sends now."""
     if isinstance(sender, LimitedMailer):

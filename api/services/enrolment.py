@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -29,6 +28,7 @@ from api.services.account_tokens import (
 )
 from api.services.principals import Role
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 
@@ -52,7 +52,7 @@ class Enrolled:
 
 
 async def issue_link(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     *,
     tenant_id: str,
@@ -81,7 +81,7 @@ async def issue_link(
 
 
 async def complete(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from api.exceptions import ConflictError, InvalidInputError, NotFoundError
+from learnstream.db import Queryable
 from scheduler.experiments import (
     DEFAULT_ALPHA,
     DEFAULT_TAU,
@@ -109,7 +110,7 @@ def _experiment(row: Any) -> Experiment:
 
 
 async def create(
-    db: Any,
+    db: Queryable,
     *,
     tenant_id: str,
     created_by: str,
@@ -158,7 +159,7 @@ async def create(
     return _experiment(row)
 
 
-async def list_all(db: Any, *, tenant_id: str) -> list[Experiment]:
+async def list_all(db: Queryable, *, tenant_id: str) -> list[Experiment]:
     """The tenant's experiments, newest first."""
     rows = await db.fetch(
         "SELECT * FROM experiments WHERE tenant_id = $1 ORDER BY created_at DESC, experiment_id",
@@ -178,7 +179,7 @@ def _uuid(experiment_id: str) -> uuid.UUID:
         ) from None
 
 
-async def get(db: Any, *, tenant_id: str, experiment_id: str) -> Experiment:
+async def get(db: Queryable, *, tenant_id: str, experiment_id: str) -> Experiment:
     """The experiment; NotFoundError (``path.experiment_id``) if the tenant has none such."""
     row = await db.fetchrow(
         "SELECT * FROM experiments WHERE tenant_id = $1 AND experiment_id = $2",
@@ -194,7 +195,7 @@ async def get(db: Any, *, tenant_id: str, experiment_id: str) -> Experiment:
     return _experiment(row)
 
 
-async def start(db: Any, *, tenant_id: str, experiment_id: str, now: datetime) -> Experiment:
+async def start(db: Queryable, *, tenant_id: str, experiment_id: str, now: datetime) -> Experiment:
     """draft -> running; ConflictError if it is not a draft or another of its target runs."""
     found = await get(db, tenant_id=tenant_id, experiment_id=experiment_id)
     if found.status is not Status.DRAFT:
@@ -227,7 +228,7 @@ async def start(db: Any, *, tenant_id: str, experiment_id: str, now: datetime) -
     return _experiment(row)
 
 
-async def stop(db: Any, *, tenant_id: str, experiment_id: str, now: datetime) -> Experiment:
+async def stop(db: Queryable, *, tenant_id: str, experiment_id: str, now: datetime) -> Experiment:
     """running -> stopped (learners go back to the default); ConflictError otherwise."""
     row = await db.fetchrow(
         """
@@ -249,7 +250,7 @@ async def stop(db: Any, *, tenant_id: str, experiment_id: str, now: datetime) ->
     return _experiment(row)
 
 
-async def results(db: Any, *, tenant_id: str, experiment_id: str) -> Results:
+async def results(db: Queryable, *, tenant_id: str, experiment_id: str) -> Results:
     """The latest look (what the analytics processor stored), read out per arm."""
     found = await get(db, tenant_id=tenant_id, experiment_id=experiment_id)
     rows = {
@@ -326,7 +327,7 @@ def _rates(row: Any, group: str, experiment_id: str | None, variant: str | None)
 
 
 async def recommendation_analytics(
-    db: Any, *, tenant_id: str, since: datetime | None
+    db: Queryable, *, tenant_id: str, since: datetime | None
 ) -> tuple[list[OutcomeRates], list[OutcomeRates]]:
     """Outcome rates per session strategy, and per experiment variant (exposed learners'
     recommendations after their first exposure), for items first recommended at or

@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from api.exceptions import NotFoundError
 from api.services.events import EventPublisher
+from learnstream.db import Queryable
 from learnstream.events.v1 import activity_pb2
 from learnstream.kafka import Stream
 
@@ -66,7 +66,7 @@ def activity_event(
 
 
 async def record(
-    db: Any,
+    db: Queryable,
     publisher: EventPublisher,
     *,
     tenant_id: str,

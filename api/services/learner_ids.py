@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
 
 from api.exceptions import ConflictError, InvalidInputError, NotFoundError
 from api.services import audit
 from api.services.identifiers import is_uuid
+from learnstream.db import Queryable
 
 # Printable ids without spaces, as client apps use them (e.g. "stu-42", "70363", an email
 # hash). Same bound as the column's check.
@@ -38,7 +38,7 @@ def learner_id_refusal(learner_id: str) -> str | None:
     return None
 
 
-async def learner_id_of(db: Any, *, tenant_id: str, user_id: str) -> str | None:
+async def learner_id_of(db: Queryable, *, tenant_id: str, user_id: str) -> str | None:
     """The learner id of account ``user_id`` in ``tenant_id``; None if no such account."""
     if not is_uuid(user_id):
         return None
@@ -50,7 +50,7 @@ async def learner_id_of(db: Any, *, tenant_id: str, user_id: str) -> str | None:
     return found
 
 
-async def require_learner_id(db: Any, *, tenant_id: str, user_id: str) -> str:
+async def require_learner_id(db: Queryable, *, tenant_id: str, user_id: str) -> str:
     """Like :func:`learner_id_of`, but NotFoundError (404 on ``path.user_id``) if absent."""
     found = await learner_id_of(db, tenant_id=tenant_id, user_id=user_id)
     if found is None:
@@ -62,7 +62,9 @@ async def require_learner_id(db: Any, *, tenant_id: str, user_id: str) -> str:
     return found
 
 
-async def learner_ids_of(db: Any, *, tenant_id: str, user_ids: Sequence[str]) -> dict[str, str]:
+async def learner_ids_of(
+    db: Queryable, *, tenant_id: str, user_ids: Sequence[str]
+) -> dict[str, str]:
     """Account id -> learner id for the accounts of ``user_ids`` that exist in the tenant."""
     wanted = [u for u in user_ids if is_uuid(u)]
     if not wanted:
@@ -79,7 +81,7 @@ async def learner_ids_of(db: Any, *, tenant_id: str, user_ids: Sequence[str]) ->
 
 
 async def set_learner_id(
-    db: Any, *, tenant_id: str, user_id: str, learner_id: str | None, admin_id: str
+    db: Queryable, *, tenant_id: str, user_id: str, learner_id: str | None, admin_id: str
 ) -> str:
     """Set (or with None, reset to the account id) the learner id; returns the effective id.
 

@@ -12,6 +12,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from learnstream.db import Queryable
+from learnstream.views import mastery as mastery_view
+
 # Lower bounds (inclusive) of each label, on p_mastery in [0, 1].
 FAMILIAR_AT = 0.40
 PROFICIENT_AT = 0.70
@@ -62,36 +65,27 @@ class SkillMastery:
     updated_at: datetime
 
 
-async def learner_mastery(db: Any, *, tenant_id: str, user_id: str) -> list[SkillMastery]:
+async def learner_mastery(db: Queryable, *, tenant_id: str, user_id: str) -> list[SkillMastery]:
     """Every skill of one learner of ``tenant_id``, ordered by skill_id; empty if none.
 
     ``db`` is an asyncpg pool or connection. The tenant filter is part of the
     primary key, so another tenant's learner with the same user_id never shows.
     """
-    rows = await db.fetch(
-        """
-        SELECT skill_id, p_mastery, attempts, correct, last_attempt_at, updated_at
-        FROM skill_mastery WHERE tenant_id = $1 AND user_id = $2
-        ORDER BY skill_id
-        """,
-        tenant_id,
-        user_id,
-    )
+    rows = await mastery_view.learner_rows(db, tenant_id=tenant_id, user_id=user_id)
     return [skill_mastery_from_row(row) for row in rows]
 
 
-async def learner_known(db: Any, *, tenant_id: str, user_id: str) -> bool:
+async def learner_known(db: Queryable, *, tenant_id: str, user_id: str) -> bool:
     """True if ``user_id`` is an account of ``tenant_id`` or has mastery rows there.
 
     Client apps name learners by their own ids, which need not be accounts; a
     learner with neither is unknown (404), which is also what another tenant's
     learner looks like.
     """
+    if await mastery_view.has_mastery(db, tenant_id=tenant_id, user_id=user_id):
+        return True
     found = await db.fetchval(
-        """
-        SELECT EXISTS (SELECT 1 FROM skill_mastery WHERE tenant_id = $1 AND user_id = $2)
-            OR EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND id::text = $2)
-        """,
+        "SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND id::text = $2)",
         tenant_id,
         user_id,
     )

@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
 
 import pyotp
 import segno
@@ -42,6 +41,7 @@ from api.exceptions import InvalidInputError, NotAuthenticatedError, NotFoundErr
 from api.services import audit, token_versions
 from api.services.principals import Role
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 from learnstream.exceptions import ConfigurationError
 from learnstream.installation_secrets import installation_secret
 from learnstream.settings import Settings, parse_aes_keys
@@ -203,7 +203,7 @@ def open_sealed(stored: str, *, user_id: str, ring: Keyring) -> Opened:
     return Opened(plain.decode(), stale=kid != ring.current_id)
 
 
-async def reseal_all(db: Any, settings: Settings, *, decrypt: bool = False) -> int:
+async def reseal_all(db: Queryable, settings: Settings, *, decrypt: bool = False) -> int:
     """Re-encrypt every TOTP secret not under the current key; returns how many changed.
 
     Safe to run from several processes at once: each row is replaced only if it still
@@ -270,7 +270,7 @@ def _refuse_without_mfa_session(mfa_enabled: bool, session_mfa_verified: bool) -
 
 
 async def begin_enrolment(
-    db: Any,
+    db: Queryable,
     *,
     user_id: str,
     issuer: str,
@@ -298,7 +298,7 @@ async def begin_enrolment(
 
 
 async def confirm_enrolment(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -373,7 +373,7 @@ async def confirm_enrolment(
 
 
 async def regenerate_backup_codes(
-    db: Any, *, tenant_id: str, user_id: str, ip: str | None
+    db: Queryable, *, tenant_id: str, user_id: str, ip: str | None
 ) -> list[str]:
     """New backup codes; every earlier one stops working."""
     async with transaction(db) as conn:
@@ -395,7 +395,9 @@ async def regenerate_backup_codes(
     return codes
 
 
-async def disable(db: Any, *, tenant_id: str, user_id: str, actor_id: str, ip: str | None) -> None:
+async def disable(
+    db: Queryable, *, tenant_id: str, user_id: str, actor_id: str, ip: str | None
+) -> None:
     """Turn MFA off and drop the backup codes (the caller checked password or admin rights)."""
     async with transaction(db) as conn:
         await conn.execute(
@@ -417,7 +419,7 @@ async def disable(db: Any, *, tenant_id: str, user_id: str, actor_id: str, ip: s
         )
 
 
-async def spend_backup_code(db: Any, *, user_id: str, code: str, now: datetime) -> bool:
+async def spend_backup_code(db: Queryable, *, user_id: str, code: str, now: datetime) -> bool:
     """True if ``code`` was an unused backup code of the user; it is used up now."""
     spent = await db.fetchval(
         """
@@ -431,7 +433,7 @@ async def spend_backup_code(db: Any, *, user_id: str, code: str, now: datetime) 
     return spent is not None
 
 
-async def _replace_backup_codes(conn: Any, *, user_id: str) -> list[str]:
+async def _replace_backup_codes(conn: Queryable, *, user_id: str) -> list[str]:
     codes = new_backup_codes()
     await conn.execute("DELETE FROM mfa_backup_codes WHERE user_id = $1", user_id)
     await conn.executemany(

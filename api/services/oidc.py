@@ -39,6 +39,7 @@ from redis.asyncio import Redis
 from api.exceptions import ConflictError, InvalidInputError, NotAuthenticatedError, NotFoundError
 from api.services import audit, mfa, sessions
 from learnstream import redis_keys
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 LOGIN_TTL_S = 600  # seconds a browser has to come back from the provider
@@ -76,7 +77,7 @@ def _seal_label(tenant_id: str, provider_id: str) -> str:
 
 
 async def add_provider(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     *,
     provider: IdentityProvider,
@@ -122,7 +123,7 @@ async def add_provider(
     )
 
 
-async def remove_provider(db: Any, *, tenant_id: str, provider_id: str) -> None:
+async def remove_provider(db: Queryable, *, tenant_id: str, provider_id: str) -> None:
     status: str = await db.execute(
         "DELETE FROM identity_providers WHERE tenant_id = $1 AND provider_id = $2",
         tenant_id,
@@ -132,7 +133,7 @@ async def remove_provider(db: Any, *, tenant_id: str, provider_id: str) -> None:
         raise NotFoundError("no such identity provider", field="path.provider_id")
 
 
-async def list_providers(db: Any, *, tenant_id: str) -> list[IdentityProvider]:
+async def list_providers(db: Queryable, *, tenant_id: str) -> list[IdentityProvider]:
     rows = await db.fetch(
         "SELECT tenant_id, provider_id, display_name, issuer, client_id, link_by_email "
         "FROM identity_providers WHERE tenant_id = $1 ORDER BY display_name",
@@ -141,7 +142,7 @@ async def list_providers(db: Any, *, tenant_id: str) -> list[IdentityProvider]:
     return [IdentityProvider(**dict(r)) for r in rows]
 
 
-async def _provider_row(db: Any, tenant_id: str, provider_id: str) -> Any:
+async def _provider_row(db: Queryable, tenant_id: str, provider_id: str) -> Any:
     row = await db.fetchrow(
         "SELECT * FROM identity_providers WHERE tenant_id = $1 AND provider_id = $2",
         tenant_id,
@@ -169,7 +170,7 @@ def callback_url(settings: Settings) -> str:
 
 
 async def start(
-    db: Any, redis: Redis, settings: Settings, *, tenant_id: str, provider_id: str
+    db: Queryable, redis: Redis, settings: Settings, *, tenant_id: str, provider_id: str
 ) -> str:
     """The authorization URL to send the browser to (state, nonce and PKCE kept in Redis)."""
     row = await _provider_row(db, tenant_id, provider_id)
@@ -207,7 +208,7 @@ async def start(
 
 
 async def finish(
-    db: Any, redis: Redis, settings: Settings, *, state: str, code: str, ip: str | None
+    db: Queryable, redis: Redis, settings: Settings, *, state: str, code: str, ip: str | None
 ) -> str:
     """Validate the provider's answer and link the identity; a one-time sign-in code.
 
@@ -316,7 +317,7 @@ def validate_id_token(
     return claims
 
 
-async def _linked_user(db: Any, row: Any, claims: dict[str, Any], *, ip: str | None) -> str:
+async def _linked_user(db: Queryable, row: Any, claims: dict[str, Any], *, ip: str | None) -> str:
     """The account of the identity; linked now by verified e-mail when the tenant allows it."""
     tenant_id, issuer, subject = row["tenant_id"], row["issuer"], str(claims["sub"])
     found = await db.fetchval(
@@ -362,7 +363,13 @@ async def _linked_user(db: Any, row: Any, claims: dict[str, Any], *, ip: str | N
 
 
 async def exchange(
-    db: Any, redis: Redis, settings: Settings, *, sign_in_code: str, ip: str | None, now: datetime
+    db: Queryable,
+    redis: Redis,
+    settings: Settings,
+    *,
+    sign_in_code: str,
+    ip: str | None,
+    now: datetime,
 ) -> sessions.TokenPair | sessions.MfaChallenge:
     """Tokens for a one-time sign-in code (or an MFA challenge); 401 if unknown or used."""
     key = redis_keys.redis_key(settings.redis_namespace, _CODE_KIND, sign_in_code)

@@ -43,6 +43,7 @@ from api.exceptions import NotFoundError
 from api.pagination import encode_cursor
 from api.services import audit
 from api.services.principals import Principal
+from learnstream.db import Queryable
 from learnstream.kafka import admin_client, consumer_config
 from learnstream.settings import Settings
 
@@ -181,7 +182,7 @@ _ALERT = _ALERT_ROWS + " AND f.subject_kind = $2 AND f.subject_id = $3"
 
 
 async def fraud_alerts(
-    db: Any,
+    db: Queryable,
     *,
     tenant_id: str,
     status: AlertStatus,
@@ -195,7 +196,7 @@ async def fraud_alerts(
 
 
 async def review_alert(
-    db: Any,
+    db: Queryable,
     principal: Principal,
     *,
     subject_kind: SubjectKind,
@@ -390,7 +391,7 @@ def _end_offsets(
     return ends
 
 
-async def pipeline_health(db: Any, settings: Settings, *, now: datetime) -> PipelineHealth:
+async def pipeline_health(db: Queryable, settings: Settings, *, now: datetime) -> PipelineHealth:
     """Consumer lag per processor of this deployment, and what the workers' gauges say."""
     rows = await db.fetch(
         """

@@ -29,6 +29,7 @@ from typing import Any
 
 from api.services.dev_mailbox import MailboxFolder
 from api.services.email import EmailSender, OutgoingEmail, SmtpEmailSender
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,9 @@ class Outbox:
         self._lock = asyncio.Lock()  # one pass at a time in this process
         self._purged_at = float("-inf")  # time.monotonic() of the last purge
 
-    async def enqueue(self, db: Any, mail: OutgoingEmail, *, now: datetime | None = None) -> int:
+    async def enqueue(
+        self, db: Queryable, mail: OutgoingEmail, *, now: datetime | None = None
+    ) -> int:
         """Write ``mail`` in ``db``'s transaction (a pool: a transaction of its own); its id."""
         now = now or datetime.now(UTC)
         outbox_id: int = await db.fetchval(

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+
 from api.exceptions import NotFoundError
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 if TYPE_CHECKING:
@@ -82,7 +85,9 @@ def _prediction(row: Any) -> SkillPrediction:
     )
 
 
-async def learner_predictions(db: Any, *, tenant_id: str, user_id: str) -> list[SkillPrediction]:
+async def learner_predictions(
+    db: Queryable, *, tenant_id: str, user_id: str
+) -> list[SkillPrediction]:
     """Every skill's prediction for the learner of ``tenant_id``, ordered by skill_id.
 
     404 (NotFoundError naming the learner) when the tenant holds none for them.
@@ -101,7 +106,7 @@ async def learner_predictions(db: Any, *, tenant_id: str, user_id: str) -> list[
 
 
 async def skill_prediction(
-    db: Any, *, tenant_id: str, user_id: str, skill_id: str
+    db: Queryable, *, tenant_id: str, user_id: str, skill_id: str
 ) -> SkillPrediction:
     """One skill's prediction; 404 naming the learner and skill when absent."""
     row = await db.fetchrow(
@@ -164,7 +169,7 @@ class ChampionTracer:
 
 
 async def explain(
-    db: Any,
+    db: asyncpg.Pool,
     champion: ChampionTracer,
     *,
     tenant_id: str,

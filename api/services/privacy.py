@@ -48,6 +48,7 @@ from api.services.principals import Principal
 from api.services.rate_limits import WINDOW_S
 from api.services.transactions import transaction
 from learnstream import lake, redis_keys
+from learnstream.db import Queryable
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.privacy import lock_learners
 from learnstream.settings import Settings
@@ -107,12 +108,12 @@ def _row(record: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dict(record).items() if k not in SECRET_COLUMNS}
 
 
-async def learner_tables(db: Any) -> list[str]:
+async def learner_tables(db: Queryable) -> list[str]:
     """Tables holding learner data by the tenant_id + user_id convention."""
     return [r["table_name"] for r in await db.fetch(_LEARNER_TABLES)]
 
 
-async def _account(db: Any, tenant_id: str, subject_id: str) -> Any:
+async def _account(db: Queryable, tenant_id: str, subject_id: str) -> Any:
     if not is_uuid(subject_id):
         return None
     return await db.fetchrow(
@@ -120,7 +121,7 @@ async def _account(db: Any, tenant_id: str, subject_id: str) -> Any:
     )
 
 
-async def _ensure_known(db: Any, tenant_id: str, subject_id: str, tables: list[str]) -> Any:
+async def _ensure_known(db: Queryable, tenant_id: str, subject_id: str, tables: list[str]) -> Any:
     account = await _account(db, tenant_id, subject_id)
     if account is not None:
         return account
@@ -146,7 +147,7 @@ def _filed_under(subject_id: str, account: Any) -> list[str]:
 
 
 async def export_learner(
-    db: Any,
+    db: Queryable,
     principal: Principal,
     *,
     subject_id: str,
@@ -191,7 +192,7 @@ async def export_learner(
     return exported
 
 
-async def _account_copies(db: Any, user_id: str) -> dict[str, list[Any]]:
+async def _account_copies(db: Queryable, user_id: str) -> dict[str, list[Any]]:
     """What the account holds besides its ``users`` row: ``roles``, ``linked_identities``
     and ``sessions`` (refresh tokens, without their digests, oldest first)."""
     return {
@@ -219,7 +220,7 @@ async def _account_copies(db: Any, user_id: str) -> dict[str, list[Any]]:
 
 
 async def _table_copies(
-    db: Any, tenant_id: str, tables: list[str], filed_under: list[str]
+    db: Queryable, tenant_id: str, tables: list[str], filed_under: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """Every row of ``tables`` filed under one of the ids, by table (empty ones included)."""
     copies: dict[str, list[dict[str, Any]]] = {}
@@ -245,7 +246,7 @@ async def _lake_copies(
     ]
 
 
-async def _security_events(db: Any, tenant_id: str, subject_id: str) -> list[dict[str, Any]]:
+async def _security_events(db: Queryable, tenant_id: str, subject_id: str) -> list[dict[str, Any]]:
     """Audit rows where the subject acted or was acted on, oldest first."""
     return [
         _row(r)
@@ -310,7 +311,7 @@ def _json_or_text(raw: bytes | str | None) -> Any:
 
 
 async def erase_learner(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -408,7 +409,7 @@ async def _publish_erasures(
     return await publisher.publish_records(records)
 
 
-async def learners_past_retention(db: Any, *, tenant_id: str, now: datetime) -> list[str]:
+async def learners_past_retention(db: Queryable, *, tenant_id: str, now: datetime) -> list[str]:
     """Accounts of ``tenant_id`` inactive longer than its ``retention_days`` (none if unset).
 
     Inactive: no sign-in (refresh token issued), profile change or mastery update

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time
 from enum import StrEnum
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from api.exceptions import ConflictError, InvalidInputError, NotFoundError
 from api.services.content import ContentKind
 from api.services.identifiers import is_uuid
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 
 
 class Channel(StrEnum):
@@ -121,7 +121,7 @@ class Onboarding:
 DEFAULT_PREFERENCES = Preferences(20, (), (Channel.IN_APP,), None, None)
 
 
-async def _require_account(db: Any, tenant_id: str, user_id: str) -> str:
+async def _require_account(db: Queryable, tenant_id: str, user_id: str) -> str:
     name = (
         await db.fetchval(
             "SELECT display_name FROM users WHERE tenant_id = $1 AND id = $2", tenant_id, user_id
@@ -136,7 +136,7 @@ async def _require_account(db: Any, tenant_id: str, user_id: str) -> str:
     return str(name)
 
 
-async def get_profile(db: Any, *, tenant_id: str, user_id: str) -> Profile:
+async def get_profile(db: Queryable, *, tenant_id: str, user_id: str) -> Profile:
     """The learner's profile; defaults until they saved one."""
     display_name = await _require_account(db, tenant_id, user_id)
     row = await db.fetchrow(
@@ -162,7 +162,7 @@ async def get_profile(db: Any, *, tenant_id: str, user_id: str) -> Profile:
 
 
 async def save_profile(
-    db: Any,
+    db: Queryable,
     *,
     tenant_id: str,
     user_id: str,
@@ -225,7 +225,13 @@ async def save_profile(
 
 
 async def _mark(
-    conn: Any, tenant_id: str, user_id: str, step: OnboardingStep, *, skipped: bool, now: datetime
+    conn: Queryable,
+    tenant_id: str,
+    user_id: str,
+    step: OnboardingStep,
+    *,
+    skipped: bool,
+    now: datetime,
 ) -> None:
     await conn.execute(
         """
@@ -240,7 +246,7 @@ async def _mark(
     )
 
 
-async def get_onboarding(db: Any, *, tenant_id: str, user_id: str) -> Onboarding:
+async def get_onboarding(db: Queryable, *, tenant_id: str, user_id: str) -> Onboarding:
     """Where the learner stands in onboarding."""
     await _require_account(db, tenant_id, user_id)
     rows = {
@@ -264,7 +270,13 @@ async def get_onboarding(db: Any, *, tenant_id: str, user_id: str) -> Onboarding
 
 
 async def complete_step(
-    db: Any, *, tenant_id: str, user_id: str, step: OnboardingStep, skipped: bool, now: datetime
+    db: Queryable,
+    *,
+    tenant_id: str,
+    user_id: str,
+    step: OnboardingStep,
+    skipped: bool,
+    now: datetime,
 ) -> Onboarding:
     """Mark ``step`` done (or skipped); ConflictError naming what must come first."""
     async with transaction(db) as conn:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from api.exceptions import ConflictError, NotFoundError
 from api.services import accounts, audit, enrolment
@@ -19,6 +18,7 @@ from api.services.principals import Role
 from api.services.transactions import transaction
 from learnstream import apikeys
 from learnstream.apikeys import Scope
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 CLI_ACTOR = ("system", "cli")
@@ -54,7 +54,7 @@ class ApiKeyOutcome:
     note: str = ""
 
 
-async def _require_tenant(db: Any, tenant_id: str) -> None:
+async def _require_tenant(db: Queryable, tenant_id: str) -> None:
     if not await db.fetchval("SELECT 1 FROM tenants WHERE tenant_id = $1", tenant_id):
         raise NotFoundError(
             f"no tenant {tenant_id!r}: create it first (learnstream tenant create {tenant_id})",
@@ -64,7 +64,7 @@ async def _require_tenant(db: Any, tenant_id: str) -> None:
 
 
 async def ensure_tenant(
-    db: Any, *, tenant_id: str, name: str, allow_self_registration: bool
+    db: Queryable, *, tenant_id: str, name: str, allow_self_registration: bool
 ) -> TenantOutcome:
     """Create ``tenant_id`` unless it exists."""
     try:
@@ -87,7 +87,7 @@ async def ensure_tenant(
 
 
 async def ensure_user(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     *,
     tenant_id: str,
@@ -163,7 +163,7 @@ async def ensure_user(
 
 
 async def ensure_api_key(
-    db: Any, *, tenant_id: str, app_name: str, scopes: Iterable[Scope]
+    db: Queryable, *, tenant_id: str, app_name: str, scopes: Iterable[Scope]
 ) -> ApiKeyOutcome:
     """A live key named ``app_name`` in ``tenant_id``: made now, or the one found.
 

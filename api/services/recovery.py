@@ -8,7 +8,6 @@ requests and not others, so the answer takes as long either way.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -23,11 +22,12 @@ from api.services.account_tokens import (
 )
 from api.services.accounts import email_fingerprint, require_user
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 
 async def request_password_reset(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     sender: email.EmailSender,
     *,
@@ -80,7 +80,7 @@ async def request_password_reset(
 
 
 async def reset_password(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -144,7 +144,7 @@ async def reset_password(
 
 
 async def unlock_with_token(
-    db: Any, redis: Redis, settings: Settings, *, token: str, ip: str | None, now: datetime
+    db: Queryable, redis: Redis, settings: Settings, *, token: str, ip: str | None, now: datetime
 ) -> str:
     """Spend the unlock token mailed at lockout; returns the user id."""
     async with transaction(db) as conn:
@@ -157,7 +157,7 @@ async def unlock_with_token(
 
 
 async def unlock_by_admin(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -173,7 +173,7 @@ async def unlock_by_admin(
 
 
 async def record_login_failure(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     sender: email.EmailSender,
     *,
@@ -246,7 +246,7 @@ async def record_login_failure(
 
 
 async def _unlock(
-    db: Any, *, user_id: str, actor: tuple[str, str], ip: str | None, now: datetime
+    db: Queryable, *, user_id: str, actor: tuple[str, str], ip: str | None, now: datetime
 ) -> None:
     tenant_id = await db.fetchval(
         """

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -19,6 +18,7 @@ from api.services import audit, privacy
 from api.services.events import EventPublisher
 from api.services.principals import Principal
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 # Shortest and longest retention an admin may set, in days: under a month would erase
@@ -29,13 +29,15 @@ MAX_RETENTION_DAYS = 3650
 RETENTION_ACTOR = ("system", "retention")
 
 
-async def get_retention_days(db: Any, *, tenant_id: str) -> int | None:
+async def get_retention_days(db: Queryable, *, tenant_id: str) -> int | None:
     """The tenant's retention in days, or None when data is kept forever."""
     days = await db.fetchval("SELECT retention_days FROM tenants WHERE tenant_id = $1", tenant_id)
     return None if days is None else int(days)
 
 
-async def set_retention_days(db: Any, principal: Principal, *, days: int | None) -> int | None:
+async def set_retention_days(
+    db: Queryable, principal: Principal, *, days: int | None
+) -> int | None:
     """Set (or with None clear) the caller's tenant retention, in days; audited.
 
     ``days`` must lie in [MIN_RETENTION_DAYS, MAX_RETENTION_DAYS]; the route validates it,
@@ -66,7 +68,7 @@ async def set_retention_days(db: Any, principal: Principal, *, days: int | None)
     return days
 
 
-async def _without_staff(db: Any, user_ids: list[str]) -> list[str]:
+async def _without_staff(db: Queryable, user_ids: list[str]) -> list[str]:
     """``user_ids`` less accounts holding any role but learner: retention is about
     learners' data, and erasing an idle admin could lock a tenant out of its settings."""
     staff = {
@@ -90,7 +92,7 @@ class RetentionRun:
 
 
 async def apply_retention(
-    db: Any, redis: Redis, settings: Settings, *, now: datetime, dry_run: bool
+    db: Queryable, redis: Redis, settings: Settings, *, now: datetime, dry_run: bool
 ) -> RetentionRun:
     """Erase, in every tenant with a retention set, the learner accounts inactive past it.
 
@@ -108,7 +110,7 @@ async def apply_retention(
 
 
 async def _erase_due(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     run: RetentionRun,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -34,6 +33,7 @@ from api.services.accounts import email_fingerprint
 from api.services.principals import Role
 from api.services.recovery import record_login_failure
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 
@@ -90,7 +90,7 @@ _BAD_CREDENTIALS = "email or password is wrong"
 
 
 async def login(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     sender: email.EmailSender,
@@ -197,7 +197,7 @@ async def login(
 
 
 async def complete_mfa_login(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     sender: email.EmailSender,
@@ -275,7 +275,7 @@ async def complete_mfa_login(
 
 
 async def refresh(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -359,7 +359,7 @@ async def refresh(
 
 
 async def logout(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -396,7 +396,7 @@ async def logout(
 
 
 async def sign_in_verified_identity(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     *,
     tenant_id: str,
@@ -428,7 +428,7 @@ async def sign_in_verified_identity(
 
 
 async def _signed_in(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     *,
     user_id: str,
@@ -462,7 +462,7 @@ async def _signed_in(
 
 
 async def _issue_pair(
-    conn: Any,
+    conn: Queryable,
     settings: Settings,
     *,
     user_id: str,

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
 from api.exceptions import ConflictError, InvalidInputError, NotFoundError
 from api.services.transactions import transaction
+from learnstream.db import Queryable
+from learnstream.views import concept_graph
 from scheduler.exceptions import PrerequisiteCycleError
 from scheduler.path import find_cycle, topological_order
 
@@ -49,23 +50,12 @@ def cycle_after_edit(
     return find_cycle(graph)
 
 
-async def _lock_graph(conn: Any, tenant_id: str) -> None:
+async def _lock_graph(conn: Queryable, tenant_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('skills:' || $1))", tenant_id)
 
 
-async def _edges(conn: Any, tenant_id: str) -> dict[str, list[str]]:
-    rows = await conn.fetch(
-        "SELECT skill_id, prerequisite_id FROM skill_prerequisites WHERE tenant_id = $1",
-        tenant_id,
-    )
-    requires: dict[str, list[str]] = {}
-    for row in rows:
-        requires.setdefault(row["skill_id"], []).append(row["prerequisite_id"])
-    return requires
-
-
 async def _check_prerequisites(
-    conn: Any, tenant_id: str, skill_id: str, prerequisites: list[str]
+    conn: Queryable, tenant_id: str, skill_id: str, prerequisites: list[str]
 ) -> None:
     if skill_id in prerequisites:
         raise InvalidInputError(
@@ -89,7 +79,9 @@ async def _check_prerequisites(
             reason=f"unknown skills: {', '.join(unknown)}",
         )
     cycle = cycle_after_edit(
-        await _edges(conn, tenant_id), skill_id=skill_id, prerequisites=prerequisites
+        await concept_graph.load_requires(conn, tenant_id),
+        skill_id=skill_id,
+        prerequisites=prerequisites,
     )
     if cycle is not None:
         path = " -> ".join(cycle)
@@ -101,7 +93,7 @@ async def _check_prerequisites(
 
 
 async def _write_prerequisites(
-    conn: Any, tenant_id: str, skill_id: str, prerequisites: list[str]
+    conn: Queryable, tenant_id: str, skill_id: str, prerequisites: list[str]
 ) -> None:
     await conn.execute(
         "DELETE FROM skill_prerequisites WHERE tenant_id = $1 AND skill_id = $2",
@@ -118,7 +110,7 @@ async def _write_prerequisites(
 
 
 async def create_skill(
-    db: Any,
+    db: Queryable,
     *,
     tenant_id: str,
     skill_id: str,
@@ -153,7 +145,7 @@ async def create_skill(
 
 
 async def update_skill(
-    db: Any,
+    db: Queryable,
     *,
     tenant_id: str,
     skill_id: str,
@@ -183,7 +175,7 @@ async def update_skill(
         return await require_skill(conn, tenant_id=tenant_id, skill_id=skill_id)
 
 
-async def delete_skill(db: Any, *, tenant_id: str, skill_id: str) -> None:
+async def delete_skill(db: Queryable, *, tenant_id: str, skill_id: str) -> None:
     """Delete a skill no other skill requires and no current content version is tagged with."""
     async with transaction(db) as conn:
         await _lock_graph(conn, tenant_id)
@@ -225,13 +217,13 @@ async def delete_skill(db: Any, *, tenant_id: str, skill_id: str) -> None:
             raise _not_found(skill_id)
 
 
-async def get_skill(db: Any, *, tenant_id: str, skill_id: str) -> Skill | None:
+async def get_skill(db: Queryable, *, tenant_id: str, skill_id: str) -> Skill | None:
     """One skill with its prerequisites, or None."""
     found = await list_skills(db, tenant_id=tenant_id, skill_ids=[skill_id])
     return found[0] if found else None
 
 
-async def require_skill(db: Any, *, tenant_id: str, skill_id: str) -> Skill:
+async def require_skill(db: Queryable, *, tenant_id: str, skill_id: str) -> Skill:
     """Like get_skill, NotFoundError naming ``path.skill_id`` when absent."""
     found = await get_skill(db, tenant_id=tenant_id, skill_id=skill_id)
     if found is None:
@@ -240,7 +232,7 @@ async def require_skill(db: Any, *, tenant_id: str, skill_id: str) -> Skill:
 
 
 async def list_skills(
-    db: Any, *, tenant_id: str, skill_ids: list[str] | None = None
+    db: Queryable, *, tenant_id: str, skill_ids: list[str] | None = None
 ) -> list[Skill]:
     """Skills of the tenant (or just ``skill_ids``), ordered by id."""
     rows = await db.fetch(
@@ -269,7 +261,7 @@ async def list_skills(
     ]
 
 
-async def learning_order(db: Any, *, tenant_id: str) -> list[str]:
+async def learning_order(db: Queryable, *, tenant_id: str) -> list[str]:
     """Every skill of the tenant, prerequisites first (ties by id)."""
     skills = await list_skills(db, tenant_id=tenant_id)
     try:
@@ -280,7 +272,9 @@ async def learning_order(db: Any, *, tenant_id: str) -> list[str]:
         raise ConflictError(str(exc), field="skills", reason="stored graph has a cycle") from exc
 
 
-async def unknown_skill_ids(db: Any, *, tenant_id: str, skill_ids: Iterable[str]) -> list[str]:
+async def unknown_skill_ids(
+    db: Queryable, *, tenant_id: str, skill_ids: Iterable[str]
+) -> list[str]:
     """Those of ``skill_ids`` the tenant has no skill for, sorted."""
     wanted = sorted(set(skill_ids))
     if not wanted:

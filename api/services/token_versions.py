@@ -30,11 +30,11 @@ for at most ``CACHE_TTL_S``. Any code that changes ``users.status`` must bump to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 
 from api.services.identifiers import is_uuid
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 # How long a cached version lives without a bump (s): bounds the damage of a lost write.
@@ -63,7 +63,7 @@ class Bumped:
 
 
 async def current(
-    db: Any, redis: Redis, settings: Settings, *, tenant_id: str, user_id: str
+    db: Queryable, redis: Redis, settings: Settings, *, tenant_id: str, user_id: str
 ) -> int:
     """The version an access token of ``user_id`` in ``tenant_id`` must carry to be valid.
 
@@ -87,7 +87,7 @@ async def current(
     return int(found)
 
 
-async def bump(conn: Any, *, user_id: str) -> Bumped | None:
+async def bump(conn: Queryable, *, user_id: str) -> Bumped | None:
     """Raise the user's version inside the caller's transaction (None: no such user).
 
     Call ``announce`` with the result after the transaction commits.
@@ -111,7 +111,9 @@ async def announce(redis: Redis, settings: Settings, bumped: Bumped | None) -> N
         await _raise(redis, key, bumped.version, ttl_s=CACHE_TTL_S)
 
 
-async def end_all_sessions_now(db: Any, redis: Redis, settings: Settings, *, user_id: str) -> None:
+async def end_all_sessions_now(
+    db: Queryable, redis: Redis, settings: Settings, *, user_id: str
+) -> None:
     """``bump`` in its own statement and ``announce``: every access token of the user dies."""
     await announce(redis, settings, await bump(db, user_id=user_id))
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import cast
 
 import asyncpg
 
+from learnstream.db import Connection, Queryable
+
 
 @asynccontextmanager
-async def transaction(db: Any) -> AsyncIterator[Any]:
+async def transaction(db: Queryable) -> AsyncIterator[Connection]:
     """Yield a connection inside a transaction; a pool lends one, a connection nests (savepoint)."""
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn, conn.transaction():
             yield conn
     else:
-        async with db.transaction():
-            yield db
+        connection = cast(Connection, db)  # not a pool: a connection or a pool's proxy
+        async with connection.transaction():
+            yield connection

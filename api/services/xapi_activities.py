@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from api.exceptions import InvalidInputError
+from learnstream.db import Queryable
 
 UNMAPPED_POLICIES = ("store", "refuse")
 
@@ -27,7 +27,7 @@ class ActivityMapping:
     updated_at: datetime | None = None
 
 
-async def list_mappings(db: Any, *, tenant_id: str) -> list[ActivityMapping]:
+async def list_mappings(db: Queryable, *, tenant_id: str) -> list[ActivityMapping]:
     """Every mapping of ``tenant_id``, by activity id."""
     rows = await db.fetch(
         "SELECT activity_id, item_id, item_version, skill_ids, updated_at FROM xapi_activities "
@@ -47,7 +47,7 @@ async def list_mappings(db: Any, *, tenant_id: str) -> list[ActivityMapping]:
 
 
 async def put_mappings(
-    db: Any, *, tenant_id: str, mappings: Sequence[ActivityMapping], now: datetime
+    db: Queryable, *, tenant_id: str, mappings: Sequence[ActivityMapping], now: datetime
 ) -> None:
     """Create or replace ``mappings``; 422 naming a skill the tenant does not have."""
     wanted = sorted({s for m in mappings for s in m.skill_ids})
@@ -82,7 +82,7 @@ async def put_mappings(
     )
 
 
-async def delete_mapping(db: Any, *, tenant_id: str, activity_id: str) -> bool:
+async def delete_mapping(db: Queryable, *, tenant_id: str, activity_id: str) -> bool:
     """Remove one mapping; False if there was none."""
     status: str = await db.execute(
         "DELETE FROM xapi_activities WHERE tenant_id = $1 AND activity_id = $2",
@@ -92,7 +92,7 @@ async def delete_mapping(db: Any, *, tenant_id: str, activity_id: str) -> bool:
     return status != "DELETE 0"
 
 
-async def unmapped_policy(db: Any, *, tenant_id: str) -> str:
+async def unmapped_policy(db: Queryable, *, tenant_id: str) -> str:
     """``store`` or ``refuse``: what ingest does with statements it maps to no attempt."""
     value: str | None = await db.fetchval(
         "SELECT unmapped FROM xapi_settings WHERE tenant_id = $1", tenant_id
@@ -100,7 +100,7 @@ async def unmapped_policy(db: Any, *, tenant_id: str) -> str:
     return value or "store"
 
 
-async def set_unmapped_policy(db: Any, *, tenant_id: str, policy: str, now: datetime) -> None:
+async def set_unmapped_policy(db: Queryable, *, tenant_id: str, policy: str, now: datetime) -> None:
     if policy not in UNMAPPED_POLICIES:
         raise InvalidInputError(
             f"unmapped is one of {', '.join(UNMAPPED_POLICIES)}",

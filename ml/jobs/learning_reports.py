@@ -46,6 +46,7 @@ import pyarrow.compute as pc
 
 from learnstream import lake
 from learnstream.settings import Settings
+from learnstream.views import calibration
 from ml.jobs.common import (
     REPORTS_FOLDER,
     Interval,
@@ -274,15 +275,7 @@ def effectiveness_table(
 
 
 async def _bkt_parameters(connection: asyncpg.Connection) -> dict[tuple[str, str], bkt.BKTParams]:
-    rows = await connection.fetch(
-        "SELECT tenant_id, skill_id, prior, learn, guess, slip, forget FROM bkt_parameters"
-    )
-    return {
-        (r["tenant_id"], r["skill_id"]): bkt.BKTParams(
-            r["prior"], r["learn"], r["guess"], r["slip"], r["forget"]
-        )
-        for r in rows
-    }
+    return await calibration.load_all_bkt(connection)
 
 
 def write_effectiveness_report(

@@ -29,9 +29,10 @@ from api.services.content.kinds import ContentKind, ContentStatus, searchable_te
 from api.services.content.workflow import TRANSITIONS, S, status_after_edit, transition_refusal
 from api.services.principals import Principal
 from api.services.transactions import transaction
+from learnstream.db import Queryable
 
 
-async def _check_skills(db: Any, tenant_id: str, skill_ids: list[str], field: str) -> None:
+async def _check_skills(db: Queryable, tenant_id: str, skill_ids: list[str], field: str) -> None:
     unknown = await skill_service.unknown_skill_ids(db, tenant_id=tenant_id, skill_ids=skill_ids)
     if unknown:
         raise InvalidInputError(
@@ -42,7 +43,7 @@ async def _check_skills(db: Any, tenant_id: str, skill_ids: list[str], field: st
 
 
 async def _append_version(
-    conn: Any,
+    conn: Queryable,
     *,
     tenant_id: str,
     item_id: str,
@@ -77,7 +78,7 @@ async def _append_version(
 
 
 async def create_item(
-    db: Any,
+    db: Queryable,
     principal: Principal,
     *,
     item_id: str | None,
@@ -128,7 +129,7 @@ async def create_item(
 
 
 async def edit_item(
-    db: Any,
+    db: Queryable,
     principal: Principal,
     *,
     item_id: str,
@@ -169,7 +170,7 @@ async def edit_item(
 
 
 async def rollback_item(
-    db: Any, principal: Principal, *, item_id: str, to_version: int, now: datetime
+    db: Queryable, principal: Principal, *, item_id: str, to_version: int, now: datetime
 ) -> ContentItem:
     """Append a new version equal to ``to_version`` (history is kept, nothing is deleted)."""
     async with transaction(db) as conn:
@@ -202,7 +203,7 @@ async def rollback_item(
         return await get_item(conn, principal, item_id=item_id)
 
 
-async def _lock_item(conn: Any, tenant_id: str, item_id: str) -> Any:
+async def _lock_item(conn: Queryable, tenant_id: str, item_id: str) -> Any:
     row = await conn.fetchrow(
         """
         SELECT item_id, kind, status, current_version FROM content_items
@@ -217,7 +218,7 @@ async def _lock_item(conn: Any, tenant_id: str, item_id: str) -> Any:
 
 
 async def _write_next_version(
-    conn: Any,
+    conn: Queryable,
     principal: Principal,
     row: Any,
     *,
@@ -262,7 +263,7 @@ async def _write_next_version(
 
 
 async def transition_item(
-    db: Any,
+    db: Queryable,
     principal: Principal,
     *,
     item_id: str,
@@ -314,7 +315,7 @@ async def transition_item(
 
 
 async def _record_transition(
-    conn: Any,
+    conn: Queryable,
     principal: Principal,
     item_id: str,
     version: int,

@@ -18,6 +18,7 @@ from api.exceptions import (
 from api.services import access
 from api.services.content.kinds import ContentKind, ContentStatus
 from api.services.principals import Principal
+from learnstream.db import Queryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ _ITEM_SELECT = """
 _LIVE = "($2 OR (i.published_version IS NOT NULL AND i.status <> 'archived'))"
 
 
-async def get_item(db: Any, principal: Principal, *, item_id: str) -> ContentItem:
+async def get_item(db: Queryable, principal: Principal, *, item_id: str) -> ContentItem:
     """The item as the caller may see it; NotFoundError otherwise (drafts hide from learners).
 
     Non-staff get :func:`learner_facing` items: no answers, no staff ids.
@@ -139,7 +140,7 @@ async def get_item(db: Any, principal: Principal, *, item_id: str) -> ContentIte
     return _as_seen_by(staff, item_from_row(row))
 
 
-async def versions(db: Any, principal: Principal, *, item_id: str) -> list[ContentVersion]:
+async def versions(db: Queryable, principal: Principal, *, item_id: str) -> list[ContentVersion]:
     """Every version of an item, oldest first (staff only: drafts are in there)."""
     await get_item(db, principal, item_id=item_id)
     rows = await db.fetch(
@@ -153,7 +154,7 @@ async def versions(db: Any, principal: Principal, *, item_id: str) -> list[Conte
     return [version_from_row(r) for r in rows]
 
 
-async def transitions(db: Any, principal: Principal, *, item_id: str) -> list[Transition]:
+async def transitions(db: Queryable, principal: Principal, *, item_id: str) -> list[Transition]:
     """The item's workflow history, oldest first."""
     await get_item(db, principal, item_id=item_id)
     rows = await db.fetch(
@@ -189,7 +190,7 @@ class SearchQuery:
     limit: int = 50
 
 
-async def search(db: Any, principal: Principal, query: SearchQuery) -> list[ContentItem]:
+async def search(db: Queryable, principal: Principal, query: SearchQuery) -> list[ContentItem]:
     """Items matching every given filter, best text match first (then by id).
 
     Staff search current versions in any status; everyone else searches the live

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from api.services import learner_ids
 from api.services.classes import ClassMember, MemberRole, SchoolClass
@@ -25,6 +24,7 @@ from api.services.dashboards.rules import (
     risk_reasons,
 )
 from api.services.mastery import SkillMastery, skill_mastery_from_row
+from learnstream.db import Queryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,9 @@ class _ClassRows:
     overdue: dict[str, int]
 
 
-async def class_overview(db: Any, school_class: SchoolClass, *, now: datetime) -> ClassOverview:
+async def class_overview(
+    db: Queryable, school_class: SchoolClass, *, now: datetime
+) -> ClassOverview:
     """Heat map, per-skill summary, learners at risk and common gaps of a class.
 
     The caller checked that the principal manages ``school_class``.
@@ -116,7 +118,9 @@ async def class_overview(db: Any, school_class: SchoolClass, *, now: datetime) -
     )
 
 
-async def _class_rows(db: Any, tenant_id: str, ids: Sequence[str], *, now: datetime) -> _ClassRows:
+async def _class_rows(
+    db: Queryable, tenant_id: str, ids: Sequence[str], *, now: datetime
+) -> _ClassRows:
     rows = await db.fetch(
         """
         SELECT user_id, skill_id, p_mastery, attempts, correct, last_attempt_at, updated_at

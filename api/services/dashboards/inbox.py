@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from api.exceptions import NotFoundError
 from api.services.dashboards.rules import MAX_LISTED
 from api.services.identifiers import is_uuid
+from learnstream.db import Queryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,9 @@ _RECOMMENDATIONS = """
 """
 
 
-async def recommendations_part(db: Any, *, tenant_id: str, learner_id: str) -> Recommendations:
+async def recommendations_part(
+    db: Queryable, *, tenant_id: str, learner_id: str
+) -> Recommendations:
     """Ranked recommendations with reasons, from the ``recommendations`` view."""
     rows = await db.fetch(_RECOMMENDATIONS, tenant_id, learner_id, MAX_LISTED)
     return Recommendations(
@@ -121,7 +123,9 @@ _INBOX = """
 """
 
 
-async def notifications_part(db: Any, *, tenant_id: str, learner_id: str, now: datetime) -> Inbox:
+async def notifications_part(
+    db: Queryable, *, tenant_id: str, learner_id: str, now: datetime
+) -> Inbox:
     """The inbox: notifications delivered by ``now`` (quiet hours respected), newest first.
 
     Of the review digests only the newest is listed: it supersedes the earlier ones.
@@ -147,7 +151,7 @@ async def notifications_part(db: Any, *, tenant_id: str, learner_id: str, now: d
 
 
 async def mark_notification_read(
-    db: Any, *, tenant_id: str, learner_id: str, notification_id: str, now: datetime
+    db: Queryable, *, tenant_id: str, learner_id: str, notification_id: str, now: datetime
 ) -> datetime:
     """Mark one of the learner's notifications read (idempotent); returns ``read_at``.
 

@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from api.services import learner_ids, placement
@@ -44,6 +43,7 @@ from api.services.dashboards.rules import (
     streak,
 )
 from api.services.mastery import MasteryLabel, SkillMastery, learner_mastery
+from learnstream.db import Queryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +140,13 @@ class LearnerDashboard:
     feedback: list[FeedbackGiven]
 
 
-async def skill_names(db: Any, tenant_id: str) -> dict[str, str]:
+async def skill_names(db: Queryable, tenant_id: str) -> dict[str, str]:
     """Skill id -> display name in ``tenant_id``."""
     rows = await db.fetch("SELECT skill_id, name FROM skills WHERE tenant_id = $1", tenant_id)
     return {r["skill_id"]: r["name"] for r in rows}
 
 
-async def _timezone(db: Any, tenant_id: str, user_id: str) -> str:
+async def _timezone(db: Queryable, tenant_id: str, user_id: str) -> str:
     found = await db.fetchval(
         "SELECT timezone FROM learner_profiles WHERE tenant_id = $1 AND user_id = $2",
         tenant_id,
@@ -172,7 +172,7 @@ def _with_names(rows: Sequence[SkillMastery], names: Mapping[str, str]) -> list[
 
 
 async def open_gaps(
-    db: Any, *, tenant_id: str, learner_id: str, names: Mapping[str, str]
+    db: Queryable, *, tenant_id: str, learner_id: str, names: Mapping[str, str]
 ) -> list[Gap]:
     """The learner's open gaps, most severe first."""
     rows = await db.fetch(
@@ -201,7 +201,9 @@ async def open_gaps(
     ]
 
 
-async def due_reviews(db: Any, *, tenant_id: str, learner_id: str, now: datetime) -> DueReviews:
+async def due_reviews(
+    db: Queryable, *, tenant_id: str, learner_id: str, now: datetime
+) -> DueReviews:
     """Reviews due by ``now`` (oldest first, with titles) and the count due within a day."""
     counts = await db.fetchrow(
         """
@@ -235,7 +237,7 @@ async def due_reviews(db: Any, *, tenant_id: str, learner_id: str, now: datetime
 
 
 async def trend(
-    db: Any, *, tenant_id: str, learner_id: str, timezone: str, days: int, today: date
+    db: Queryable, *, tenant_id: str, learner_id: str, timezone: str, days: int, today: date
 ) -> Trend:
     """Daily answers and accuracy over ``days`` days ending on the latest active day."""
     latest = await db.fetchval(
@@ -283,7 +285,7 @@ async def trend(
     return Trend(timezone, first, last, fill_days(per_day, first=first, last=last))
 
 
-async def _active_days(db: Any, tenant_id: str, learner_id: str, timezone: str) -> list[date]:
+async def _active_days(db: Queryable, tenant_id: str, learner_id: str, timezone: str) -> list[date]:
     rows = await db.fetch(
         """
         SELECT DISTINCT (occurred_at AT TIME ZONE $3)::date AS day
@@ -297,7 +299,7 @@ async def _active_days(db: Any, tenant_id: str, learner_id: str, timezone: str) 
 
 
 async def _answer_milestone_times(
-    db: Any, tenant_id: str, learner_id: str
+    db: Queryable, tenant_id: str, learner_id: str
 ) -> tuple[int, dict[int, datetime]]:
     total = await db.fetchval(
         "SELECT count(*) FROM attempts WHERE tenant_id = $1 AND user_id = $2",
@@ -318,7 +320,7 @@ async def _answer_milestone_times(
     return int(total), {int(r["n"]): r["occurred_at"] for r in rows}
 
 
-async def _ability(db: Any, tenant_id: str, learner_id: str) -> Ability | None:
+async def _ability(db: Queryable, tenant_id: str, learner_id: str) -> Ability | None:
     row = await db.fetchrow(
         "SELECT ability, ability_se, n_responses FROM learner_ability "
         "WHERE tenant_id = $1 AND user_id = $2",
@@ -329,7 +331,7 @@ async def _ability(db: Any, tenant_id: str, learner_id: str) -> Ability | None:
 
 
 async def _class_mean_scores(
-    db: Any, tenant_id: str, learner_ids_: Sequence[str]
+    db: Queryable, tenant_id: str, learner_ids_: Sequence[str]
 ) -> dict[str, float]:
     """Learner id -> mean p_mastery over practised skills, for learners with evidence."""
     rows = await db.fetch(
@@ -345,7 +347,7 @@ async def _class_mean_scores(
 
 
 async def standings(
-    db: Any, *, tenant_id: str, user_id: str, learner_id: str, min_class_size: int
+    db: Queryable, *, tenant_id: str, user_id: str, learner_id: str, min_class_size: int
 ) -> list[Standing]:
     """The learner's standing in each class they are enrolled in as a learner."""
     classes = await db.fetch(
@@ -382,7 +384,7 @@ async def standings(
     return found
 
 
-async def recent_feedback(db: Any, *, tenant_id: str, user_id: str) -> list[FeedbackGiven]:
+async def recent_feedback(db: Queryable, *, tenant_id: str, user_id: str) -> list[FeedbackGiven]:
     """The learner's latest feedback on recommendations, newest first."""
     rows = await db.fetch(
         """
@@ -397,7 +399,7 @@ async def recent_feedback(db: Any, *, tenant_id: str, user_id: str) -> list[Feed
 
 
 async def learner_dashboard(
-    db: Any,
+    db: Queryable,
     *,
     tenant_id: str,
     user_id: str,

@@ -9,16 +9,18 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from joserfc.jwk import RSAKey
 
 from api.services import mfa
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 RETIRED_KEYS_PUBLISHED_S = 24 * 3600
 _SEAL_LABEL = "lti-tool-key"
 
 
-async def rotate(db: Any, settings: Settings, *, now: datetime) -> str:
+async def rotate(db: asyncpg.Pool, settings: Settings, *, now: datetime) -> str:
     """Make a new signing key and retire the current one; the new key id."""
     key = RSAKey.generate_key(
         2048, parameters={"kid": str(uuid.uuid4()), "alg": "RS256", "use": "sig"}
@@ -40,7 +42,7 @@ async def rotate(db: Any, settings: Settings, *, now: datetime) -> str:
     return kid
 
 
-async def signing_key(db: Any, settings: Settings, *, now: datetime) -> RSAKey:
+async def signing_key(db: Queryable, settings: Settings, *, now: datetime) -> RSAKey:
     """The current signing key (made on first use)."""
     row = await db.fetchrow(
         "SELECT private_jwk FROM lti_tool_keys WHERE retired_at IS NULL "
@@ -53,7 +55,7 @@ async def signing_key(db: Any, settings: Settings, *, now: datetime) -> RSAKey:
     return RSAKey.import_key(json.loads(opened.secret))
 
 
-async def jwks(db: Any, settings: Settings, *, now: datetime) -> dict[str, Any]:
+async def jwks(db: Queryable, settings: Settings, *, now: datetime) -> dict[str, Any]:
     """The tool's public key set (RFC 7517), current key first."""
     await signing_key(db, settings, now=now)  # a set is never empty
     rows = await db.fetch(

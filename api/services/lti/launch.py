@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import asyncpg
 import httpx
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
@@ -36,6 +37,7 @@ from api.services import accounts
 from api.services.lti.platforms import JWKS_CACHE, Platform, find, get
 from api.services.principals import Role
 from learnstream import redis_keys
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
@@ -79,7 +81,7 @@ def launch_url(settings: Settings) -> str:
 
 
 async def login_redirect(
-    db: Any,
+    db: Queryable,
     redis: Redis,
     settings: Settings,
     *,
@@ -130,7 +132,13 @@ class Launch:
 
 
 async def validate(
-    db: Any, redis: Redis, settings: Settings, *, id_token: str, state: str, now: int | None = None
+    db: Queryable,
+    redis: Redis,
+    settings: Settings,
+    *,
+    id_token: str,
+    state: str,
+    now: int | None = None,
 ) -> Launch:
     """The launch of ``id_token`` posted with ``state``; LaunchRefused naming the failed check."""
     raw = await redis.getdel(redis_keys.redis_key(settings.redis_namespace, "lti-state", state))
@@ -195,7 +203,7 @@ def identity_provider(platform: Platform) -> str:
     return f"lti:{platform.issuer}"
 
 
-async def provision(db: Any, settings: Settings, launch: Launch) -> tuple[str, str | None]:
+async def provision(db: Queryable, settings: Settings, launch: Launch) -> tuple[str, str | None]:
     """The account of the launching user (made on first launch, no password) and the class
     of the launch's course (made on first launch); (user id, class id or None)."""
     platform, claims = launch.platform, launch.claims
@@ -233,7 +241,7 @@ async def provision(db: Any, settings: Settings, launch: Launch) -> tuple[str, s
 
 
 async def ensure_user(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     platform: Platform,
     *,
@@ -293,7 +301,7 @@ async def ensure_user(
 
 
 async def ensure_class(
-    db: Any,
+    db: asyncpg.Pool,
     platform: Platform,
     *,
     context_id: str,

@@ -16,6 +16,7 @@ import httpx
 from joserfc.jwk import KeySet
 
 from api.exceptions import ConflictError, NotFoundError
+from learnstream.db import Queryable
 
 JWKS_TTL_S = 300.0
 JWKS_REFETCH_S = 10.0
@@ -41,7 +42,7 @@ def _platform(row: Any) -> Platform:
     return Platform(**values)
 
 
-async def register(db: Any, platform: Platform) -> None:
+async def register(db: Queryable, platform: Platform) -> None:
     """Add ``platform`` to its tenant; 409 if the id or (issuer, client_id) is taken."""
     status: str = await db.execute(
         """
@@ -66,14 +67,14 @@ async def register(db: Any, platform: Platform) -> None:
         )
 
 
-async def list_platforms(db: Any, *, tenant_id: str) -> list[Platform]:
+async def list_platforms(db: Queryable, *, tenant_id: str) -> list[Platform]:
     rows = await db.fetch(
         "SELECT * FROM lti_platforms WHERE tenant_id = $1 ORDER BY platform_id", tenant_id
     )
     return [_platform(r) for r in rows]
 
 
-async def remove(db: Any, *, tenant_id: str, platform_id: str) -> None:
+async def remove(db: Queryable, *, tenant_id: str, platform_id: str) -> None:
     status: str = await db.execute(
         "DELETE FROM lti_platforms WHERE tenant_id = $1 AND platform_id = $2",
         tenant_id,
@@ -83,7 +84,7 @@ async def remove(db: Any, *, tenant_id: str, platform_id: str) -> None:
         raise NotFoundError("no such platform", field="path.platform_id")
 
 
-async def find(db: Any, *, issuer: str, client_id: str | None) -> Platform | None:
+async def find(db: Queryable, *, issuer: str, client_id: str | None) -> Platform | None:
     """The platform of ``issuer`` (and ``client_id``; when absent, the issuer's only one)."""
     if client_id:
         row = await db.fetchrow(
@@ -94,7 +95,7 @@ async def find(db: Any, *, issuer: str, client_id: str | None) -> Platform | Non
     return _platform(rows[0]) if len(rows) == 1 else None
 
 
-async def get(db: Any, *, tenant_id: str, platform_id: str) -> Platform:
+async def get(db: Queryable, *, tenant_id: str, platform_id: str) -> Platform:
     row = await db.fetchrow(
         "SELECT * FROM lti_platforms WHERE tenant_id = $1 AND platform_id = $2",
         tenant_id,

@@ -30,6 +30,7 @@ from api.services.lti.launch import (
 )
 from api.services.lti.platforms import Platform, get
 from api.services.principals import Role
+from learnstream.db import Queryable
 from learnstream.settings import Settings
 
 AGS_LINEITEM_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"
@@ -41,13 +42,13 @@ _HTTP_TIMEOUT_S = 10.0
 _JWT_TTL_S = 300
 
 
-async def _signed(db: Any, settings: Settings, claims: dict[str, Any]) -> str:
+async def _signed(db: Queryable, settings: Settings, claims: dict[str, Any]) -> str:
     key = await keys.signing_key(db, settings, now=datetime.now(UTC))
     return jwt.encode({"alg": "RS256", "kid": str(key.kid), "typ": "JWT"}, claims, key)
 
 
 async def deep_linking_response(
-    db: Any,
+    db: Queryable,
     settings: Settings,
     platform: Platform,
     *,
@@ -93,7 +94,11 @@ async def deep_linking_response(
 
 
 async def access_token(
-    db: Any, settings: Settings, platform: Platform, client: httpx.AsyncClient, scopes: list[str]
+    db: Queryable,
+    settings: Settings,
+    platform: Platform,
+    client: httpx.AsyncClient,
+    scopes: list[str],
 ) -> str:
     """A bearer token for ``scopes`` from the platform (client credentials + JWT assertion)."""
     now = int(time.time())
@@ -149,7 +154,7 @@ async def _call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any)
     raise ServiceDownError(f"the platform did not answer {method} {url} ({failure})")
 
 
-async def _context(db: Any, *, tenant_id: str, class_id: str) -> Any:
+async def _context(db: Queryable, *, tenant_id: str, class_id: str) -> Any:
     row = await db.fetchrow(
         "SELECT * FROM lti_contexts WHERE tenant_id = $1 AND class_id::text = $2",
         tenant_id,
@@ -161,7 +166,7 @@ async def _context(db: Any, *, tenant_id: str, class_id: str) -> Any:
 
 
 async def publish_mastery(
-    db: Any, settings: Settings, *, tenant_id: str, class_id: str, skill_id: str
+    db: Queryable, settings: Settings, *, tenant_id: str, class_id: str, skill_id: str
 ) -> int:
     """Post each learner's mastery of ``skill_id`` (p in [0, 1]) to the course gradebook.
 
@@ -219,7 +224,7 @@ async def publish_mastery(
 
 
 async def _line_item(
-    db: Any, client: httpx.AsyncClient, auth: dict[str, str], context: Any, *, skill_id: str
+    db: Queryable, client: httpx.AsyncClient, auth: dict[str, str], context: Any, *, skill_id: str
 ) -> str:
     """The line item URL of (course, skill): stored, else found by resource_id, else made."""
     stored: str | None = await db.fetchval(
@@ -269,7 +274,7 @@ async def _line_item(
     return url
 
 
-async def sync_roster(db: Any, settings: Settings, *, tenant_id: str, class_id: str) -> int:
+async def sync_roster(db: Queryable, settings: Settings, *, tenant_id: str, class_id: str) -> int:
     """Provision every active member of the course (NRPS) into the class; members the
     platform no longer lists as active leave the class. Returns the active members."""
     context = await _context(db, tenant_id=tenant_id, class_id=class_id)

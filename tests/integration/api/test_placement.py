@@ -23,11 +23,12 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from api.services import placement
+from api.services import placement, placement_cat
 from api.services.principals import Role
 from learnstream.events.v1 import placement_pb2
 from learnstream.kafka import EVENT_TYPE_HEADER, Stream
 from learnstream.settings import Settings
+from learnstream.views.ability import DEFAULT_PRIOR
 from scheduler import cat, irt
 from tests.integration.api.conftest import SignedIn, sign_in
 from tests.integration.api.seeding import calibrate, ensure_skill, publish_question
@@ -43,7 +44,7 @@ def difficulty(skill: str, k: int) -> float:
 
 
 @pytest.fixture
-async def bank(db_pool: asyncpg.Pool, tenants: tuple[str, str]) -> list[placement.BankItem]:
+async def bank(db_pool: asyncpg.Pool, tenants: tuple[str, str]) -> list[placement_cat.BankItem]:
     """24 calibrated published questions in acme (8 per skill), one uncalibrated, one draft."""
     items = []
     for skill in SKILLS:
@@ -61,7 +62,7 @@ async def bank(db_pool: asyncpg.Pool, tenants: tuple[str, str]) -> list[placemen
             )
             a, b = 1.0 + 0.1 * (k % 3), difficulty(skill, k)
             await calibrate(db_pool, tenant_id="acme", item_id=item_id, a=a, b=b)
-            items.append(placement.BankItem(item_id, skill, a, b, 0.0))
+            items.append(placement_cat.BankItem(item_id, skill, a, b, 0.0))
     # Published but not calibrated: never asked.
     await publish_question(
         db_pool,
@@ -88,7 +89,7 @@ async def learner(
     )
 
 
-def knows(theta: float, items: dict[str, placement.BankItem]) -> Callable[[str], bool]:
+def knows(theta: float, items: dict[str, placement_cat.BankItem]) -> Callable[[str], bool]:
     """A learner of ability ``theta`` who gets exactly the items easier than theta right."""
     return lambda item_id: items[item_id].b < theta
 
@@ -116,13 +117,13 @@ async def take_test(
 
 
 def expected_result(
-    bank: list[placement.BankItem], given: list[tuple[str, bool]], settings: Settings
+    bank: list[placement_cat.BankItem], given: list[tuple[str, bool]], settings: Settings
 ) -> cat.CatResult:
     index = {item.item_id: i for i, item in enumerate(bank)}
-    state = cat.start(placement.placement_config(bank, settings))
+    state = cat.start(placement_cat.placement_config(bank, settings))
     for item_id, correct in given:
         state = cat.record_answer(state, index[item_id], correct)
-    return cat.result(state, placement.cat_bank(bank))
+    return cat.result(state, placement_cat.cat_bank(bank))
 
 
 async def test_full_placement_seeds_state_and_publishes_the_event(
@@ -130,7 +131,7 @@ async def test_full_placement_seeds_state_and_publishes_the_event(
     db_pool: asyncpg.Pool,
     api_settings: Settings,
     topics: Settings,
-    bank: list[placement.BankItem],
+    bank: list[placement_cat.BankItem],
 ) -> None:
     ann = await learner(api_client, db_pool, api_settings)
     by_id = {item.item_id: item for item in bank}
@@ -226,7 +227,7 @@ async def test_out_of_turn_off_choice_and_foreign_answers_are_refused(
     api_client: httpx.AsyncClient,
     db_pool: asyncpg.Pool,
     api_settings: Settings,
-    bank: list[placement.BankItem],
+    bank: list[placement_cat.BankItem],
 ) -> None:
     ann = await learner(api_client, db_pool, api_settings, "ann")
     bob = await learner(api_client, db_pool, api_settings, "bob")
@@ -281,7 +282,7 @@ async def test_seeds_combine_with_stored_ability_and_keep_practised_skills(
     db_pool: asyncpg.Pool,
     api_settings: Settings,
     topics: Settings,
-    bank: list[placement.BankItem],
+    bank: list[placement_cat.BankItem],
 ) -> None:
     admin = await sign_in(api_client, db_pool, api_settings, tenant_id="acme", roles={Role.ADMIN})
     ann = await learner(api_client, db_pool, api_settings)
@@ -291,7 +292,7 @@ async def test_seeds_combine_with_stored_ability_and_keep_practised_skills(
     assert mapped.status_code == 200, mapped.text
     assert mapped.json()["learner_id"] == "stu-42"
     # Earlier practice under the app's id: two answers on calibrated items, one skill row.
-    before = irt.initial_posterior(placement.DEFAULT_PRIOR)
+    before = irt.initial_posterior(DEFAULT_PRIOR)
     for item, score in ((bank[0], 1.0), (bank[5], 0.0)):
         before = irt.update_posterior(before, item.a, item.b, item.c, score)
     stored = irt.summarize(before)
@@ -368,7 +369,7 @@ async def test_tenant_without_calibrated_questions_gets_409(
     api_client: httpx.AsyncClient,
     db_pool: asyncpg.Pool,
     api_settings: Settings,
-    bank: list[placement.BankItem],
+    bank: list[placement_cat.BankItem],
 ) -> None:
     other = await sign_in(
         api_client, db_pool, api_settings, tenant_id="globex", roles={Role.LEARNER}

@@ -23,9 +23,9 @@ import pytest
 
 from learnstream.kafka import Stream
 from learnstream.settings import Settings
+from learnstream.views.calibration import ItemParams
 from processors.events import Attempt, LearnerKey
 from processors.learner_state import (
-    ItemParams,
     LearnerParameters,
     LearnerStates,
     learner_changes,

@@ -17,11 +17,11 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
+from learnstream.views.calibration import ItemParams
 from processors.base import is_transient
 from processors.events import Attempt
 from processors.exceptions import StaleWrite
 from processors.learner_state import (
-    ItemParams,
     LearnerParameters,
     learner_changes,
     load_states,

@@ -3,6 +3,7 @@ the Redis key builder, and the topics' explicit configuration."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from learnstream import privacy, redis_keys
@@ -17,13 +18,27 @@ class FakeTombstones:
         self.erased = erased
         self.queries = 0
 
-    async def fetch(self, _query: str, tenants: list[str], subjects: list[str]) -> list[Any]:
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        tenants, subjects = args
         self.queries += 1
         return [
             {"tenant_id": t, "subject_id": s}
             for t, s in zip(tenants, subjects, strict=True)
             if (t, s) in self.erased
         ]
+
+    # The rest of learnstream.db.Queryable: the tombstone lookup never uses it.
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
+        raise NotImplementedError
+
+    async def execute(self, query: str, *args: Any) -> str:
+        raise NotImplementedError
+
+    async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None:
+        raise NotImplementedError
 
 
 def test_learner_of_key_splits_at_the_first_colon_only() -> None:

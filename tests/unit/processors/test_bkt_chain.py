@@ -10,7 +10,8 @@ import pytest
 
 from learnstream.events.v1 import derived_pb2, envelope_pb2
 from learnstream.kafka import learner_key
-from processors.bkt_chain import MasteryKey, MasteryState, chain_updates, clamp_probability
+from learnstream.views.mastery import MasteryKey, MasteryState
+from processors.bkt_chain import chain_updates, clamp_probability
 from processors.events import Attempt, mastery_updated
 from processors.offsets import derived_event_id
 from scheduler.bkt import DEFAULT_PARAMS, BKTParams, update

@@ -9,17 +9,13 @@ import pytest
 
 from learnstream.events.v1 import attempt_pb2, envelope_pb2, session_pb2
 from learnstream.kafka import learner_key
+from learnstream.views.fraud import signal_record
 from processors.events import decode_session
 from processors.exceptions import PoisonEvent
-from processors.fraud import (
-    LearnerHistory,
-    SignalRow,
-    SubjectKey,
-    decode_scored_attempt,
-    signal_record,
-)
+from processors.fraud import decode_scored_attempt
 from processors.offsets import SourceRecord
 from scheduler.fraud import FraudEvidence, FraudSignalKind
+from scheduler.fraud_batch import LearnerHistory, SignalRow, SubjectKey
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 

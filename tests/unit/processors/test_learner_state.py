@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
 
 import numpy as np
 import pytest
 
-from processors.bkt_chain import MasteryKey, clamp_probability
+from learnstream.db import Connection
+from learnstream.views.ability import AbilityState
+from learnstream.views.calibration import ItemParams
+from learnstream.views.mastery import MasteryKey
+from learnstream.views.reviews import ReviewKey
+from processors.bkt_chain import clamp_probability
 from processors.events import Attempt, LearnerKey
 from processors.learner_state import (
-    AbilityState,
-    ItemParams,
     LearnerParameters,
     LearnerStates,
-    ReviewKey,
     TenantCache,
     learner_changes,
     month_of,
@@ -274,9 +277,10 @@ async def test_tenant_cache_reloads_only_expired_tenants() -> None:
         return {t: len(loads) for t in tenants if t != "absent"}
 
     cache = TenantCache(load, lambda: -1, ttl_s=10.0, clock=lambda: now[0])
-    assert await cache.get(None, ["a", "absent"]) == {"a": 1, "absent": -1}
+    no_connection = cast(Connection, None)  # the fake load never uses it
+    assert await cache.get(no_connection, ["a", "absent"]) == {"a": 1, "absent": -1}
     now[0] = 5.0
-    assert await cache.get(None, ["a", "b"]) == {"a": 1, "b": 2}
+    assert await cache.get(no_connection, ["a", "b"]) == {"a": 1, "b": 2}
     now[0] = 12.0
-    assert await cache.get(None, ["a", "b"]) == {"a": 3, "b": 2}
+    assert await cache.get(no_connection, ["a", "b"]) == {"a": 3, "b": 2}
     assert loads == [["a", "absent"], ["b"], ["a"]]

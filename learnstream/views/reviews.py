@@ -1,0 +1,108 @@
+"""``review_schedule``: each learner's spaced-repetition state and due time per item.
+
+Written by the learner-state processor (one review per attempt, :mod:`scheduler.srs`);
+read by recommendations, notifications, the dashboards and the hot cache. ``state``
+is the scheduler's state dict as JSONB (its shape is the algorithm's). Rows carry a
+``version`` (:mod:`.versioned`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from learnstream.db import Queryable
+from learnstream.views.versioned import VersionedView
+
+
+class ReviewKey(NamedTuple):
+    """One learner's one item."""
+
+    tenant_id: str
+    user_id: str
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewState:
+    """One row of ``review_schedule``."""
+
+    algorithm: str  # "fsrs" or "sm2"
+    state: dict[str, Any]  # the scheduler's state dict (JSONB)
+    due_at: datetime  # UTC
+    reviews: int
+    last_event_id: str
+    last_reviewed_at: datetime  # UTC
+
+
+REVIEW_VIEW = VersionedView(
+    "review_schedule",
+    keys=(("tenant_id", "text"), ("user_id", "text"), ("item_id", "text")),
+    values=(
+        ("algorithm", "text"),
+        ("state", "jsonb"),
+        ("due_at", "timestamptz"),
+        ("reviews", "int"),
+        ("last_event_id", "uuid"),
+        ("last_reviewed_at", "timestamptz"),
+    ),
+)
+
+_LOCK_REVIEWS = """
+    SELECT r.tenant_id, r.user_id, r.item_id, r.algorithm, r.state, r.due_at, r.reviews,
+           r.last_event_id, r.last_reviewed_at, r.version
+    FROM review_schedule AS r
+    JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, user_id, item_id)
+      USING (tenant_id, user_id, item_id)
+    ORDER BY r.tenant_id, r.user_id, r.item_id
+    FOR UPDATE OF r
+"""
+
+
+async def lock_reviews(
+    conn: Queryable, keys: Sequence[ReviewKey]
+) -> tuple[dict[ReviewKey, ReviewState], dict[ReviewKey, int]]:
+    """Read (``FOR UPDATE``) the stored rows of ``keys``; their states and versions."""
+    states: dict[ReviewKey, ReviewState] = {}
+    versions: dict[ReviewKey, int] = {}
+    wanted = sorted(set(keys))
+    for row in await conn.fetch(_LOCK_REVIEWS, *zip(*wanted, strict=True)) if wanted else []:
+        key = ReviewKey(row["tenant_id"], row["user_id"], row["item_id"])
+        states[key] = ReviewState(
+            algorithm=row["algorithm"],
+            state=json.loads(row["state"]),
+            due_at=row["due_at"],
+            reviews=row["reviews"],
+            last_event_id=str(row["last_event_id"]),
+            last_reviewed_at=row["last_reviewed_at"],
+        )
+        versions[key] = int(row["version"])
+    return states, versions
+
+
+def review_row(key: ReviewKey, state: ReviewState) -> tuple[object, ...]:
+    """``state`` as the key and value columns of :data:`REVIEW_VIEW` (state as JSON text)."""
+    return (
+        *key,
+        state.algorithm,
+        json.dumps(state.state, sort_keys=True),
+        state.due_at,
+        state.reviews,
+        state.last_event_id,
+        state.last_reviewed_at,
+    )
+
+
+_TENANT_SCHEDULERS = """
+    SELECT tenant_id, scheduler FROM tenant_settings WHERE tenant_id = ANY($1::text[])
+"""
+
+
+async def load_schedulers(conn: Queryable, tenants: Sequence[str]) -> dict[str, str]:
+    """The spaced-repetition algorithm (``fsrs`` or ``sm2``) ``tenant_settings`` names per
+    tenant; tenants without a row are absent (the default applies)."""
+    rows = await conn.fetch(_TENANT_SCHEDULERS, list(tenants))
+    return {row["tenant_id"]: row["scheduler"] for row in rows}
