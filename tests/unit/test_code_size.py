@@ -35,9 +35,6 @@ ALLOWED_MODULES: dict[str, str] = {}
 
 # "path::qualified.name" -> area expected to shorten it (or give a "Long because" reason).
 ALLOWED_FUNCTIONS: dict[str, str] = {
-    "api/services/accounts.py::register": "follow-up: api services",
-    "api/services/sessions.py::login": "follow-up: api services",
-    "api/services/sessions.py::refresh": "follow-up: api services",
     "ml/__main__.py::main": "ml: CLI commands",
     "ml/jobs/dkt_retrain.py::register_candidate": "ml: jobs",
     "ml/jobs/lake_maintenance.py::check_quality": "ml: jobs",
