@@ -248,20 +248,8 @@ async def register(
         "SELECT allow_self_registration FROM tenants WHERE tenant_id = $1", tenant_id
     )
     if not allowed:
-        # The same argon2 work create_user would do; the result is thrown away.
-        await passwords.hash_password(password, profile=settings.password_hash_profile)
-        await audit.record(
-            db,
-            tenant_id=None,
-            actor=None,
-            action=audit.Action.REGISTER,
-            outcome=audit.Outcome.FAILURE,
-            ip=ip,
-            details={
-                "reason": "unknown tenant or registration closed",
-                "tenant": tenant_id[:100],
-                "email_fp": email_fingerprint(email_address),
-            },
+        await _refuse_registration(
+            db, settings, tenant_id=tenant_id, email_address=email_address, password=password, ip=ip
         )
         return None
     password_hash = await passwords.hash_password(password, profile=settings.password_hash_profile)
@@ -269,57 +257,136 @@ async def register(
         # The account, its token, the audit row and the mail commit together: no account
         # without its verification mail queued, no mail about an account that is not there.
         async with transaction(db) as conn:
-            user = await create_user(
+            user = await _create_learner(
                 conn,
                 settings,
+                sender,
                 tenant_id=tenant_id,
                 email_address=email_address,
                 password=password,
                 password_hash=password_hash,
                 display_name=display_name,
-                now=now,
-            )
-            token = await issue_account_token(
-                conn,
-                user_id=user.id,
-                purpose=TokenPurpose.VERIFY_EMAIL,
-                ttl_s=settings.email_verification_ttl_s,
-                now=now,
-            )
-            await audit.record(
-                conn,
-                tenant_id=tenant_id,
-                actor=("user", user.id),
-                action=audit.Action.REGISTER,
-                outcome=audit.Outcome.SUCCESS,
-                target_id=user.id,
                 ip=ip,
+                now=now,
             )
-            mail = email.verification_email(user.email, token, settings, account_id=user.id)
-            await email.queue(sender, conn, mail)
     except ConflictError:
-        await audit.record(
-            db,
-            tenant_id=tenant_id,
-            actor=None,
-            action=audit.Action.REGISTER,
-            outcome=audit.Outcome.FAILURE,
-            ip=ip,
-            details={"reason": "email taken", "email_fp": email_fingerprint(email_address)},
-        )
-        holder = await db.fetchval(
-            "SELECT id FROM users WHERE tenant_id = $1 AND lower(email) = lower($2)",
-            tenant_id,
-            email_address.strip(),
-        )
-        await sender.send(
-            email.already_registered_email(
-                email_address, settings, account_id=str(holder) if holder else None
-            )
+        await _answer_taken_address(
+            db, settings, sender, tenant_id=tenant_id, email_address=email_address, ip=ip
         )
         return None
     await email.dispatch(sender)
     return user.id
+
+
+async def _refuse_registration(
+    db: Queryable,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    email_address: str,
+    password: str,
+    ip: str | None,
+) -> None:
+    """:func:`register`'s answer to an unknown tenant or closed registration.
+
+    Hashes ``password`` as :func:`create_user` would (the result is thrown away, so the
+    answer takes as long) and records the failure, without the tenant as audit tenant.
+    """
+    await passwords.hash_password(password, profile=settings.password_hash_profile)
+    await audit.record(
+        db,
+        tenant_id=None,
+        actor=None,
+        action=audit.Action.REGISTER,
+        outcome=audit.Outcome.FAILURE,
+        ip=ip,
+        details={
+            "reason": "unknown tenant or registration closed",
+            "tenant": tenant_id[:100],
+            "email_fp": email_fingerprint(email_address),
+        },
+    )
+
+
+async def _create_learner(
+    conn: Queryable,
+    settings: Settings,
+    sender: email.EmailSender,
+    *,
+    tenant_id: str,
+    email_address: str,
+    password: str,
+    password_hash: str,
+    display_name: str,
+    ip: str | None,
+    now: datetime,
+) -> User:
+    """:func:`register`'s writes inside its transaction ``conn``: the user, its
+    verification token, the audit row and the queued verification mail.
+
+    Raises :class:`ConflictError` (from :func:`create_user`) when the address is taken.
+    """
+    user = await create_user(
+        conn,
+        settings,
+        tenant_id=tenant_id,
+        email_address=email_address,
+        password=password,
+        password_hash=password_hash,
+        display_name=display_name,
+        now=now,
+    )
+    token = await issue_account_token(
+        conn,
+        user_id=user.id,
+        purpose=TokenPurpose.VERIFY_EMAIL,
+        ttl_s=settings.email_verification_ttl_s,
+        now=now,
+    )
+    await audit.record(
+        conn,
+        tenant_id=tenant_id,
+        actor=("user", user.id),
+        action=audit.Action.REGISTER,
+        outcome=audit.Outcome.SUCCESS,
+        target_id=user.id,
+        ip=ip,
+    )
+    mail = email.verification_email(user.email, token, settings, account_id=user.id)
+    await email.queue(sender, conn, mail)
+    return user
+
+
+async def _answer_taken_address(
+    db: Queryable,
+    settings: Settings,
+    sender: email.EmailSender,
+    *,
+    tenant_id: str,
+    email_address: str,
+    ip: str | None,
+) -> None:
+    """:func:`register`'s answer when ``email_address`` already has an account in the
+    tenant: records the failure and mails the holder "you already have an account"."""
+    await audit.record(
+        db,
+        tenant_id=tenant_id,
+        actor=None,
+        action=audit.Action.REGISTER,
+        outcome=audit.Outcome.FAILURE,
+        ip=ip,
+        details={"reason": "email taken", "email_fp": email_fingerprint(email_address)},
+    )
+    holder = await db.fetchval(
+        "SELECT id FROM users WHERE tenant_id = $1 AND lower(email) = lower($2)",
+        tenant_id,
+        email_address.strip(),
+    )
+    await sender.send(
+        email.already_registered_email(
+            email_address, settings, account_id=str(holder) if holder else None
+        )
+    )
 
 
 async def resend_verification(

@@ -24,10 +24,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 
-from api.exceptions import ForbiddenError, NotAuthenticatedError
+from api.exceptions import ForbiddenError, LockedError, NotAuthenticatedError
 from api.services import audit, email, lockout, mfa, passwords, token_versions, tokens
 from api.services.accounts import email_fingerprint
 from api.services.principals import Role
@@ -112,27 +113,14 @@ async def login(
         email_address.strip(),
     )
     if row is None:
-        # An unknown address is gated and answered like an account (401s, then 423),
-        # and spends the same time as a real check, so nothing reveals who has one.
-        attempt = await lockout.admit(
+        raise await _unknown_email_failure(
+            db,
             redis,
             settings,
-            key=lockout.unknown_key(settings, tenant_id=tenant_id, email_address=email_address),
-        )
-        await passwords.verify_password(None, password, profile=settings.password_hash_profile)
-        await audit.record(
-            db,
             tenant_id=tenant_id,
-            actor=None,
-            action=audit.Action.LOGIN,
-            outcome=audit.Outcome.FAILURE,
+            email_address=email_address,
+            password=password,
             ip=ip,
-            details={"reason": "unknown email", "email_fp": email_fingerprint(email_address)},
-        )
-        if attempt.last:
-            raise lockout.locked_error(settings, retry_after_s=settings.login_lockout_s)
-        raise NotAuthenticatedError(
-            _BAD_CREDENTIALS, field="body.password", reason=_BAD_CREDENTIALS
         )
     user_id = str(row["id"])
     attempt = await lockout.admit(redis, settings, key=lockout.user_key(settings, user_id=user_id))
@@ -154,13 +142,68 @@ async def login(
         raise NotAuthenticatedError(
             _BAD_CREDENTIALS, field="body.password", reason=_BAD_CREDENTIALS
         )
+    await _require_sign_in_allowed(redis, row, attempt)
+    if passwords.needs_rehash(row["password_hash"], profile=settings.password_hash_profile):
+        new_hash = await passwords.hash_password(password, profile=settings.password_hash_profile)
+        await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, new_hash)
+    if row["mfa_enabled_at"] is not None:
+        return await _challenge_mfa(
+            db, settings, user_id=user_id, tenant_id=tenant_id, ip=ip, now=now
+        )
+    pair = await _signed_in(
+        db, settings, user_id=user_id, tenant_id=tenant_id, mfa_verified=False, ip=ip, now=now
+    )
+    await lockout.reset(redis, settings, user_id=user_id)
+    return pair
+
+
+async def _unknown_email_failure(
+    db: Queryable,
+    redis: Redis,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    email_address: str,
+    password: str,
+    ip: str | None,
+) -> LockedError | NotAuthenticatedError:
+    """:func:`login`'s answer to an address with no account in the tenant, to raise.
+
+    The address is gated and answered like an account (401s, then 423), and the
+    password check spends the same time as a real one, so nothing reveals who has one.
+    """
+    attempt = await lockout.admit(
+        redis,
+        settings,
+        key=lockout.unknown_key(settings, tenant_id=tenant_id, email_address=email_address),
+    )
+    await passwords.verify_password(None, password, profile=settings.password_hash_profile)
+    await audit.record(
+        db,
+        tenant_id=tenant_id,
+        actor=None,
+        action=audit.Action.LOGIN,
+        outcome=audit.Outcome.FAILURE,
+        ip=ip,
+        details={"reason": "unknown email", "email_fp": email_fingerprint(email_address)},
+    )
+    if attempt.last:
+        return lockout.locked_error(settings, retry_after_s=settings.login_lockout_s)
+    return NotAuthenticatedError(_BAD_CREDENTIALS, field="body.password", reason=_BAD_CREDENTIALS)
+
+
+async def _require_sign_in_allowed(redis: Redis, row: Any, attempt: lockout.Attempt) -> None:
+    """After the right password: raise :class:`ForbiddenError` for a disabled or
+    unverified account (``row`` from :func:`login`'s user query).
+
+    A right password that signs nothing in yet (MFA pending, disabled, unverified) gives
+    the lockout slot back; the failure count stays until a whole sign-in succeeds.
+    """
     if (
         row["mfa_enabled_at"] is not None
         or row["status"] != "active"
         or row["email_verified_at"] is None
     ):
-        # Right password but no sign-in yet: the slot goes back, and the count stays
-        # until a whole sign-in succeeds (MFA step included).
         await lockout.release(redis, attempt)
     if row["status"] != "active":
         raise ForbiddenError("this account is disabled", field="body.email", reason="disabled")
@@ -170,30 +213,32 @@ async def login(
             field="body.email",
             reason="email not verified",
         )
-    if passwords.needs_rehash(row["password_hash"], profile=settings.password_hash_profile):
-        new_hash = await passwords.hash_password(password, profile=settings.password_hash_profile)
-        await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, new_hash)
-    if row["mfa_enabled_at"] is not None:
-        await audit.record(
-            db,
-            tenant_id=tenant_id,
-            actor=("user", user_id),
-            action=audit.Action.MFA_CHALLENGE,
-            outcome=audit.Outcome.SUCCESS,
-            target_id=user_id,
-            ip=ip,
-            details={"step": "password accepted"},
-        )
-        return MfaChallenge(
-            tokens.issue_mfa_challenge(
-                user_id=user_id, tenant_id=tenant_id, settings=settings, now=now
-            )
-        )
-    pair = await _signed_in(
-        db, settings, user_id=user_id, tenant_id=tenant_id, mfa_verified=False, ip=ip, now=now
+
+
+async def _challenge_mfa(
+    db: Queryable,
+    settings: Settings,
+    *,
+    user_id: str,
+    tenant_id: str,
+    ip: str | None,
+    now: datetime,
+) -> MfaChallenge:
+    """:func:`login`'s answer for a TOTP-enrolled user whose password was right: an
+    audit row and the challenge token for :func:`complete_mfa_login`."""
+    await audit.record(
+        db,
+        tenant_id=tenant_id,
+        actor=("user", user_id),
+        action=audit.Action.MFA_CHALLENGE,
+        outcome=audit.Outcome.SUCCESS,
+        target_id=user_id,
+        ip=ip,
+        details={"step": "password accepted"},
     )
-    await lockout.reset(redis, settings, user_id=user_id)
-    return pair
+    return MfaChallenge(
+        tokens.issue_mfa_challenge(user_id=user_id, tenant_id=tenant_id, settings=settings, now=now)
+    )
 
 
 async def complete_mfa_login(
@@ -291,52 +336,11 @@ async def refresh(
     bumped: token_versions.Bumped | None = None
     digest = tokens.token_sha256(refresh_token)
     async with transaction(db) as conn:
-        # Lock order everywhere: the user row, then refresh tokens (as password reset,
-        # sign-out and MFA enrolment), so a refresh racing them cannot deadlock.
-        owner = await conn.fetchval(
-            "SELECT user_id FROM refresh_tokens WHERE token_sha256 = $1", digest
-        )
-        if owner is not None:
-            await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", owner)
-        row = await conn.fetchrow(
-            """
-            SELECT t.id, t.family_id, t.user_id, t.mfa_verified, t.expires_at, t.rotated_at,
-                   t.revoked_at, u.tenant_id, u.status, u.locked_until
-            FROM refresh_tokens t JOIN users u ON u.id = t.user_id
-            WHERE t.token_sha256 = $1 FOR UPDATE OF t
-            """,
-            digest,
-        )
+        row = await _lock_refresh_token(conn, digest)
         if row is not None and row["rotated_at"] is not None and row["revoked_at"] is None:
-            # A spent token came back: someone holds a copy. Kill the whole family.
-            await conn.execute(
-                """
-                UPDATE refresh_tokens SET revoked_at = $2
-                WHERE family_id = $1 AND revoked_at IS NULL
-                """,
-                row["family_id"],
-                now,
-            )
-            # The copy may have been refreshed already: its access tokens die too.
-            bumped = await token_versions.bump(conn, user_id=str(row["user_id"]))
-            await audit.record(
-                conn,
-                tenant_id=row["tenant_id"],
-                actor=("user", str(row["user_id"])),
-                action=audit.Action.REFRESH_TOKEN_REUSED,
-                outcome=audit.Outcome.DENIED,
-                target_id=str(row["user_id"]),
-                ip=ip,
-                details={"family_id": str(row["family_id"])},
-            )
+            bumped = await _revoke_reused_family(conn, row, ip=ip, now=now)
             reused = (row["tenant_id"], str(row["user_id"]))
-        elif (
-            row is not None
-            and row["revoked_at"] is None
-            and row["expires_at"] > now
-            and row["status"] == "active"
-            and not is_locked(row["locked_until"], now=now)
-        ):
+        elif row is not None and _may_rotate(row, now=now):
             await conn.execute(
                 "UPDATE refresh_tokens SET rotated_at = $2 WHERE id = $1", row["id"], now
             )
@@ -356,6 +360,69 @@ async def refresh(
         else "refresh token is unknown, expired or revoked"
     )
     raise NotAuthenticatedError(detail, field="body.refresh_token", reason=detail)
+
+
+async def _lock_refresh_token(conn: Queryable, digest: bytes) -> Any:
+    """The refresh token with SHA-256 ``digest`` joined with its user, row-locked in
+    :func:`refresh`'s transaction ``conn``; None if unknown.
+
+    Lock order everywhere: the user row, then refresh tokens (as password reset,
+    sign-out and MFA enrolment), so a refresh racing them cannot deadlock.
+    """
+    owner = await conn.fetchval(
+        "SELECT user_id FROM refresh_tokens WHERE token_sha256 = $1", digest
+    )
+    if owner is not None:
+        await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", owner)
+    return await conn.fetchrow(
+        """
+        SELECT t.id, t.family_id, t.user_id, t.mfa_verified, t.expires_at, t.rotated_at,
+               t.revoked_at, u.tenant_id, u.status, u.locked_until
+        FROM refresh_tokens t JOIN users u ON u.id = t.user_id
+        WHERE t.token_sha256 = $1 FOR UPDATE OF t
+        """,
+        digest,
+    )
+
+
+async def _revoke_reused_family(
+    conn: Queryable, row: Any, *, ip: str | None, now: datetime
+) -> token_versions.Bumped | None:
+    """A spent refresh token (``row`` from :func:`_lock_refresh_token`) came back:
+    someone holds a copy. Revoke its whole family, raise the user's token version (the
+    copy may have been refreshed already, so its access tokens die too) and audit it;
+    the bump, for :func:`token_versions.announce` after commit."""
+    await conn.execute(
+        """
+        UPDATE refresh_tokens SET revoked_at = $2
+        WHERE family_id = $1 AND revoked_at IS NULL
+        """,
+        row["family_id"],
+        now,
+    )
+    bumped = await token_versions.bump(conn, user_id=str(row["user_id"]))
+    await audit.record(
+        conn,
+        tenant_id=row["tenant_id"],
+        actor=("user", str(row["user_id"])),
+        action=audit.Action.REFRESH_TOKEN_REUSED,
+        outcome=audit.Outcome.DENIED,
+        target_id=str(row["user_id"]),
+        ip=ip,
+        details={"family_id": str(row["family_id"])},
+    )
+    return bumped
+
+
+def _may_rotate(row: Any, *, now: datetime) -> bool:
+    """Whether refresh token ``row`` (from :func:`_lock_refresh_token`, not a reused
+    one) may be spent at ``now``: not revoked nor expired, its user active and unlocked."""
+    return bool(
+        row["revoked_at"] is None
+        and row["expires_at"] > now
+        and row["status"] == "active"
+        and not is_locked(row["locked_until"], now=now)
+    )
 
 
 async def logout(

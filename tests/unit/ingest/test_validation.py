@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 
 from ingest import validation
+from ingest.identifiers import FREE_TEXT_FIELDS, IDENTIFIER_FIELDS, IdentifierField
 from ingest.validation import (
     EVENT_KINDS,
-    FREE_TEXT_FIELDS,
-    IDENTIFIER_FIELDS,
     MAX_SKILL_IDS,
-    IdentifierField,
     Limits,
     Violation,
     envelope_of,
@@ -477,6 +475,11 @@ def _put_identifier(event: ingest_pb2.LearningEvent, pattern: str, value: str) -
         setattr(message, last, value + base)
         concrete.append(last)
     return ".".join(concrete)
+
+
+def test_identifiers_cover_exactly_the_event_kinds() -> None:
+    # ingest.identifiers takes the kinds from the LearningEvent oneof; validation names them.
+    assert tuple(IDENTIFIER_FIELDS) == EVENT_KINDS
 
 
 def test_identifiers_come_from_every_string_field_but_free_text() -> None:
