@@ -40,13 +40,6 @@ ALLOWED_FUNCTIONS: dict[str, str] = {
     "api/services/accounts.py::register": "follow-up: api services",
     "api/services/sessions.py::login": "follow-up: api services",
     "api/services/sessions.py::refresh": "follow-up: api services",
-    "ml/__main__.py::main": "ml: CLI commands",
-    "ml/jobs/dkt_retrain.py::register_candidate": "ml: jobs",
-    "ml/jobs/lake_maintenance.py::check_quality": "ml: jobs",
-    "ml/pipeline.py::run_training": "ml: pipeline",
-    "ml/train.py::train": "ml: training loop",
-    "processors/notifications.py::_step_notices": "arch-proc: notifications",
-    "processors/recommendations.py::chain_recommendations": "arch-proc: recommendations",
 }
 
 
