@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,11 @@ import torch
 
 from learnstream import lake
 from learnstream.logging import configure_logging
-from learnstream.settings import get_settings
+from learnstream.settings import Settings, get_settings
 from ml.datasets import build_lake_from_dataset
 from ml.exceptions import MLError
 from ml.models import MODELS, ModelConfig
-from ml.pipeline import FILES_DATASET, LAKE_DATASET, DataChoice, run_training
+from ml.pipeline import FILES_DATASET, LAKE_DATASET, DataChoice, TrainingOutcome, run_training
 from ml.predict import predict_answers, write_predictions
 from ml.registry import HISTORY_TAG, ModelRegistry, load_model
 from ml.sources import (
@@ -238,117 +239,143 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_training_outcome(outcome: TrainingOutcome, settings: Settings) -> None:
+    """The test scores of the model next to BKT, per history group, and the registry decision."""
+    print(
+        f"best epoch {outcome.best_epoch}; test answers scored {outcome.model_report.overall.count}"
+    )
+    print(f"{'':10s} {'AUC':>7s} {'ACC':>7s} {'RMSE':>7s} {'logloss':>8s}")
+    for label, scores in (
+        ("model", outcome.model_report.overall),
+        ("bkt", outcome.bkt_report.overall),
+    ):
+        print(
+            f"{label:10s} {scores.auc:7.4f} {scores.accuracy:7.4f} {scores.rmse:7.4f} "
+            f"{scores.log_loss:8.4f}"
+        )
+    for group, scores in outcome.model_report.by_history.items():
+        bkt_scores = outcome.bkt_report.by_history[group]
+        print(
+            f"  {group:16s} n={scores.count:7d} model AUC {scores.auc:.4f}  "
+            f"bkt AUC {bkt_scores.auc:.4f}"
+        )
+    if outcome.decision is not None:
+        d = outcome.decision
+        print(f"registered {settings.ml_model_name} version {d.version} as {d.alias}: {d.reason}")
+
+
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    torch.set_num_threads(args.threads)
+    outcome = run_training(
+        settings,
+        _data_choice(args),
+        ModelConfig(
+            kind=args.model,
+            num_skills=1,  # set from the data
+            embedding_dim=args.embedding,
+            hidden_dim=args.hidden,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            dropout=args.dropout,
+        ),
+        TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            window_length=args.window,
+            seed=args.seed,
+            patience=args.patience,
+        ),
+        device=torch.device(args.device),
+        validation_fraction=args.validation_fraction,
+        register=not args.no_register,
+        on_epoch=_print_epoch,
+        save_to=args.save,
+    )
+    _print_training_outcome(outcome, settings)
+    return 0
+
+
+def _rollback(args: argparse.Namespace, settings: Settings) -> int:
+    name = args.name or settings.ml_model_name
+    restored = ModelRegistry(settings).rollback(name)
+    print(f"{name}: champion is now version {restored}")
+    return 0
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    name = args.name or settings.ml_model_name
+    registry = ModelRegistry(settings)
+    if registry.version_by_alias(name, "champion") is None and not list(
+        registry.client.search_registered_models(f"name='{name}'")
+    ):
+        print(f"no registered model {name!r} in {registry.uri}")
+        return 1
+    model = registry.client.get_registered_model(name)
+    aliases = {v: k for k, v in model.aliases.items()}
+    for version in registry.client.search_model_versions(f"name='{name}'"):
+        print(
+            f"version {version.version:>3}  AUC {version.tags.get('eval_auc', '?'):>8.8}  "
+            f"set {version.tags.get('eval_fingerprint', '?')}  "
+            f"{aliases.get(version.version, '')}"
+        )
+    print(f"earlier champions: {model.tags.get(HISTORY_TAG, '') or 'none'}")
+    return 0
+
+
+def _shadow_report(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from ml.prediction_state import shadow_report
+
+    print(asyncio.run(shadow_report(settings)))
+    return 0
+
+
+def _build_lake(args: argparse.Namespace, settings: Settings) -> int:
+    raw = raw_benchmark_sequences(args.dataset, settings.dataset_dir)
+    if args.max_learners is not None:
+        raw = raw[: args.max_learners]
+    written = build_lake_from_dataset(
+        raw,
+        lake.default_root(settings),
+        tenant_id=args.tenant,
+        topic=settings.topic("attempts"),
+        start=datetime.fromisoformat(args.start).astimezone(UTC),
+    )
+    print(f"wrote {written} attempts of {len(raw)} learners to {lake.default_root(settings)}")
+    return 0
+
+
+def _run_predict(args: argparse.Namespace, settings: Settings) -> int:
+    torch.set_num_threads(args.threads)
+    return _predict(args)
+
+
+# Subcommand -> handler(args, settings) returning the exit status.
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "train": _train,
+    "tune": lambda args, _settings: _tune(args),
+    "report": lambda args, _settings: _report(args),
+    "predict": _run_predict,
+    "rollback": _rollback,
+    "show": _show,
+    "shadow-report": _shadow_report,
+    "build-lake": _build_lake,
+}
+
+
 def main(argv: list[str]) -> int:
+    """Run one subcommand; 0 on success, 1 on an :class:`MLError` (logged and printed)."""
     args = _parser().parse_args(argv)
     settings = get_settings()
     configure_logging("WARNING", json_lines=False)
     try:
-        if args.command == "train":
-            torch.set_num_threads(args.threads)
-            outcome = run_training(
-                settings,
-                _data_choice(args),
-                ModelConfig(
-                    kind=args.model,
-                    num_skills=1,  # set from the data
-                    embedding_dim=args.embedding,
-                    hidden_dim=args.hidden,
-                    num_layers=args.layers,
-                    num_heads=args.heads,
-                    dropout=args.dropout,
-                ),
-                TrainConfig(
-                    epochs=args.epochs,
-                    batch_size=args.batch_size,
-                    learning_rate=args.learning_rate,
-                    window_length=args.window,
-                    seed=args.seed,
-                    patience=args.patience,
-                ),
-                device=torch.device(args.device),
-                validation_fraction=args.validation_fraction,
-                register=not args.no_register,
-                on_epoch=_print_epoch,
-                save_to=args.save,
-            )
-            print(
-                f"best epoch {outcome.best_epoch}; "
-                f"test answers scored {outcome.model_report.overall.count}"
-            )
-            print(f"{'':10s} {'AUC':>7s} {'ACC':>7s} {'RMSE':>7s} {'logloss':>8s}")
-            for label, scores in (
-                ("model", outcome.model_report.overall),
-                ("bkt", outcome.bkt_report.overall),
-            ):
-                print(
-                    f"{label:10s} {scores.auc:7.4f} {scores.accuracy:7.4f} {scores.rmse:7.4f} "
-                    f"{scores.log_loss:8.4f}"
-                )
-            for group, scores in outcome.model_report.by_history.items():
-                bkt_scores = outcome.bkt_report.by_history[group]
-                print(
-                    f"  {group:16s} n={scores.count:7d} model AUC {scores.auc:.4f}  "
-                    f"bkt AUC {bkt_scores.auc:.4f}"
-                )
-            if outcome.decision is not None:
-                d = outcome.decision
-                print(
-                    f"registered {settings.ml_model_name} version {d.version} "
-                    f"as {d.alias}: {d.reason}"
-                )
-        elif args.command == "tune":
-            return _tune(args)
-        elif args.command == "report":
-            return _report(args)
-        elif args.command == "predict":
-            torch.set_num_threads(args.threads)
-            return _predict(args)
-        elif args.command == "rollback":
-            name = args.name or settings.ml_model_name
-            restored = ModelRegistry(settings).rollback(name)
-            print(f"{name}: champion is now version {restored}")
-        elif args.command == "show":
-            name = args.name or settings.ml_model_name
-            registry = ModelRegistry(settings)
-            if registry.version_by_alias(name, "champion") is None and not list(
-                registry.client.search_registered_models(f"name='{name}'")
-            ):
-                print(f"no registered model {name!r} in {registry.uri}")
-                return 1
-            model = registry.client.get_registered_model(name)
-            aliases = {v: k for k, v in model.aliases.items()}
-            for version in registry.client.search_model_versions(f"name='{name}'"):
-                print(
-                    f"version {version.version:>3}  AUC {version.tags.get('eval_auc', '?'):>8.8}  "
-                    f"set {version.tags.get('eval_fingerprint', '?')}  "
-                    f"{aliases.get(version.version, '')}"
-                )
-            print(f"earlier champions: {model.tags.get(HISTORY_TAG, '') or 'none'}")
-        elif args.command == "shadow-report":
-            import asyncio
-
-            from ml.prediction_state import shadow_report
-
-            print(asyncio.run(shadow_report(settings)))
-        elif args.command == "build-lake":
-            raw = raw_benchmark_sequences(args.dataset, settings.dataset_dir)
-            if args.max_learners is not None:
-                raw = raw[: args.max_learners]
-            written = build_lake_from_dataset(
-                raw,
-                lake.default_root(settings),
-                tenant_id=args.tenant,
-                topic=settings.topic("attempts"),
-                start=datetime.fromisoformat(args.start).astimezone(UTC),
-            )
-            print(
-                f"wrote {written} attempts of {len(raw)} learners to {lake.default_root(settings)}"
-            )
+        return _COMMANDS[args.command](args, settings)
     except MLError as error:
         logging.getLogger("ml").error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from learnstream import lake
 from learnstream.settings import Settings
 from ml.datasets import (
     KTData,
+    Window,
     cut_windows,
     data_fingerprint,
     load_lake,
@@ -156,6 +157,150 @@ def checkpoint_folder(
     return settings.data_dir / "ml" / "checkpoints" / f"{choice.label}-{model_config.kind}-{digest}"
 
 
+@dataclass(frozen=True, slots=True)
+class _PreparedData:
+    """The split cut into windows, and the model configuration sized to its vocabulary."""
+
+    train_data: KTData  # fit + validation learners (the vocabulary's source)
+    test_data: KTData
+    fit_windows: list[Window]
+    validation_windows: list[Window]
+    test_windows: list[Window]
+    model_config: ModelConfig
+    fingerprint: str  # of the test windows
+
+
+def _prepare_data(
+    settings: Settings,
+    choice: DataChoice,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    validation_fraction: float,
+) -> _PreparedData:
+    """Load the split, draw validation learners from train if needed, cut windows."""
+    train_data, validation_data, test_data = load_split(settings, choice, config.seed)
+    fit_data = train_data
+    if validation_data is None and validation_fraction > 0:
+        fit_data, validation_data = split_by_learner(
+            train_data, validation_fraction, np.random.default_rng(config.seed)
+        )
+    sized_config = ModelConfig(
+        **{
+            **model_config.to_dict(),
+            "num_skills": train_data.num_skills,
+            "num_items": train_data.num_items,
+            "max_length": config.window_length,
+        }
+    )
+    fit_windows = cut_windows(fit_data.sequences, config.window_length)
+    validation_windows = (
+        cut_windows(validation_data.sequences, config.window_length) if validation_data else []
+    )
+    test_windows = cut_windows(test_data.sequences, config.window_length)
+    fingerprint = data_fingerprint(test_data, config.window_length)
+    return _PreparedData(
+        train_data,
+        test_data,
+        fit_windows,
+        validation_windows,
+        test_windows,
+        sized_config,
+        fingerprint,
+    )
+
+
+def _epoch_metrics(history: list[EpochLog]) -> list[dict[str, float]]:
+    """Per-epoch MLflow metrics, leaving out the non-finite ones (e.g. no validation)."""
+    return [
+        {
+            k: v
+            for k, v in {
+                "train_loss": e.train_loss,
+                "train_auc": e.train_auc,
+                "validation_auc": e.validation_auc,
+                "validation_loss": e.validation_loss,
+                "epoch_seconds": e.seconds,
+            }.items()
+            if np.isfinite(v)
+        }
+        for e in history
+    ]
+
+
+def _log_run(
+    registry: ModelRegistry,
+    choice: DataChoice,
+    data: _PreparedData,
+    config: TrainConfig,
+    validation_fraction: float,
+    outcome: TrainingOutcome,
+) -> str:
+    """Log the training run (params, metrics, epochs, model folder) to MLflow; its run id."""
+    with tempfile.TemporaryDirectory() as scratch:
+        model_folder = Path(scratch) / "model"
+        save_model(
+            outcome.model,
+            data.train_data.skill_vocabulary,
+            config.window_length,
+            model_folder,
+            data.train_data.item_vocabulary,
+        )
+        return registry.log_training_run(
+            experiment=f"kt-{choice.label}",
+            run_name=f"{data.model_config.kind}-{choice.label}",
+            params={
+                "dataset": choice.label,
+                **{f"model_{k}": v for k, v in data.model_config.to_dict().items()},
+                **{f"train_{k}": v for k, v in config.to_dict().items()},
+                "validation_fraction": validation_fraction,
+                "best_epoch": outcome.best_epoch,
+            },
+            metrics={
+                **outcome.model_report.flat_metrics("test"),
+                **outcome.bkt_report.flat_metrics("bkt_test"),
+            },
+            epoch_metrics=_epoch_metrics(outcome.history),
+            snapshot={
+                "train": data.train_data.sources,
+                "test": data.test_data.sources,
+            },
+            fingerprint=data.fingerprint,
+            model_folder=model_folder,
+        )
+
+
+def _register_and_promote(
+    settings: Settings,
+    choice: DataChoice,
+    data: _PreparedData,
+    config: TrainConfig,
+    validation_fraction: float,
+    outcome: TrainingOutcome,
+    device: torch.device,
+) -> None:
+    """Log the run, register a version and promote it; fills the outcome's registry fields."""
+    registry = ModelRegistry(settings)
+    outcome.run_id = _log_run(registry, choice, data, config, validation_fraction, outcome)
+    name = settings.ml_model_name
+    outcome.version = registry.register(
+        name, outcome.run_id, auc=outcome.model_report.overall.auc, fingerprint=data.fingerprint
+    )
+    train_data = data.train_data
+
+    def rescore(champion: LoadedModel) -> float | None:
+        # A champion with another skill vocabulary cannot read this data: not comparable.
+        if champion.skill_vocabulary != train_data.skill_vocabulary:
+            return None
+        if champion.model.config.num_items not in (1, train_data.num_items):
+            return None
+        predicted = predict_model(champion.model, data.test_windows, device=device)
+        return score(predicted.outcomes, predicted.p_correct).auc
+
+    outcome.decision = registry.promote(
+        name, outcome.version, rescore_champion=rescore, device=device
+    )
+
+
 def run_training(
     settings: Settings,
     choice: DataChoice,
@@ -176,37 +321,18 @@ def run_training(
     are only used for the final scores and promotion. ``save_to`` also writes the
     model folder there (for ``python -m ml predict``).
     """
-    train_data, validation_data, test_data = load_split(settings, choice, config.seed)
-    fit_data = train_data
-    if validation_data is None and validation_fraction > 0:
-        fit_data, validation_data = split_by_learner(
-            train_data, validation_fraction, np.random.default_rng(config.seed)
-        )
-    model_config = ModelConfig(
-        **{
-            **model_config.to_dict(),
-            "num_skills": train_data.num_skills,
-            "num_items": train_data.num_items,
-            "max_length": config.window_length,
-        }
-    )
-    fit_windows = cut_windows(fit_data.sequences, config.window_length)
-    validation_windows = (
-        cut_windows(validation_data.sequences, config.window_length) if validation_data else []
-    )
-    test_windows = cut_windows(test_data.sequences, config.window_length)
-    fingerprint = data_fingerprint(test_data, config.window_length)
-
+    data = _prepare_data(settings, choice, model_config, config, validation_fraction)
+    train_data = data.train_data
     result = train(
-        fit_windows,
-        validation_windows,
-        model_config,
+        data.fit_windows,
+        data.validation_windows,
+        data.model_config,
         config,
         device=device,
-        checkpoint_dir=checkpoint_folder(settings, choice, model_config, config),
+        checkpoint_dir=checkpoint_folder(settings, choice, data.model_config, config),
         on_epoch=on_epoch,
     )
-    test_predictions = predict_model(result.model, test_windows, device=device)
+    test_predictions = predict_model(result.model, data.test_windows, device=device)
     model_report = report(test_predictions)
     if save_to is not None:
         save_model(
@@ -217,88 +343,25 @@ def run_training(
             train_data.item_vocabulary,
         )
     bkt_params = fit_bkt(
-        fit_windows,
+        data.fit_windows,
         train_data.num_skills,
         np.random.default_rng(config.seed),
         restarts=bkt_restarts,
     )
-    bkt_report = report(predict_bkt(test_windows, bkt_params))
+    bkt_report = report(predict_bkt(data.test_windows, bkt_params))
     outcome = TrainingOutcome(
         model_report,
         bkt_report,
         result.history,
         result.best_epoch,
         test_predictions,
-        fingerprint,
+        data.fingerprint,
         train_data.num_answers,
-        test_data.num_answers,
+        data.test_data.num_answers,
         result.model,
         train_data.skill_vocabulary,
         bkt_params,
     )
-    if not register:
-        return outcome
-
-    registry = ModelRegistry(settings)
-    with tempfile.TemporaryDirectory() as scratch:
-        model_folder = Path(scratch) / "model"
-        save_model(
-            result.model,
-            train_data.skill_vocabulary,
-            config.window_length,
-            model_folder,
-            train_data.item_vocabulary,
-        )
-        outcome.run_id = registry.log_training_run(
-            experiment=f"kt-{choice.label}",
-            run_name=f"{model_config.kind}-{choice.label}",
-            params={
-                "dataset": choice.label,
-                **{f"model_{k}": v for k, v in model_config.to_dict().items()},
-                **{f"train_{k}": v for k, v in config.to_dict().items()},
-                "validation_fraction": validation_fraction,
-                "best_epoch": result.best_epoch,
-            },
-            metrics={
-                **model_report.flat_metrics("test"),
-                **bkt_report.flat_metrics("bkt_test"),
-            },
-            epoch_metrics=[
-                {
-                    k: v
-                    for k, v in {
-                        "train_loss": e.train_loss,
-                        "train_auc": e.train_auc,
-                        "validation_auc": e.validation_auc,
-                        "validation_loss": e.validation_loss,
-                        "epoch_seconds": e.seconds,
-                    }.items()
-                    if np.isfinite(v)
-                }
-                for e in result.history
-            ],
-            snapshot={
-                "train": train_data.sources,
-                "test": test_data.sources,
-            },
-            fingerprint=fingerprint,
-            model_folder=model_folder,
-        )
-    name = settings.ml_model_name
-    outcome.version = registry.register(
-        name, outcome.run_id, auc=model_report.overall.auc, fingerprint=fingerprint
-    )
-
-    def rescore(champion: LoadedModel) -> float | None:
-        # A champion with another skill vocabulary cannot read this data: not comparable.
-        if champion.skill_vocabulary != train_data.skill_vocabulary:
-            return None
-        if champion.model.config.num_items not in (1, train_data.num_items):
-            return None
-        predicted = predict_model(champion.model, test_windows, device=device)
-        return score(predicted.outcomes, predicted.p_correct).auc
-
-    outcome.decision = registry.promote(
-        name, outcome.version, rescore_champion=rescore, device=device
-    )
+    if register:
+        _register_and_promote(settings, choice, data, config, validation_fraction, outcome, device)
     return outcome

@@ -94,6 +94,152 @@ def _check_compatible(saved: dict[str, Any], model: ModelConfig, train: TrainCon
         )
 
 
+@dataclass(slots=True)
+class _Progress:
+    """Where a run stands: epochs done, history and the best validation AUC so far."""
+
+    history: list[EpochLog] = field(default_factory=list)
+    best_auc: float = -1.0
+    best_epoch: int = 0
+    start_epoch: int = 0
+
+
+def _resume(
+    last_path: Path,
+    model: KnowledgeTracer,
+    optimizer: torch.optim.Optimizer,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    device: torch.device,
+) -> _Progress:
+    """Restore model, optimizer, torch RNG and progress from ``last.pt`` if there is one."""
+    if not last_path.exists():
+        return _Progress()
+    saved = torch.load(last_path, map_location=device, weights_only=True)
+    _check_compatible(saved, model_config, config)
+    model.load_state_dict(saved["model_state"])
+    optimizer.load_state_dict(saved["optimizer_state"])
+    torch.set_rng_state(saved["torch_rng_state"].cpu())
+    progress = _Progress(
+        history=[EpochLog(**entry) for entry in saved["history"]],
+        best_auc=saved["best_auc"],
+        best_epoch=saved["best_epoch"],
+        start_epoch=saved["epoch"],
+    )
+    log.info("resuming %s after epoch %d", last_path.parent, progress.start_epoch)
+    return progress
+
+
+def _train_epoch(
+    model: KnowledgeTracer,
+    optimizer: torch.optim.Optimizer,
+    train_windows: Sequence[Window],
+    config: TrainConfig,
+    device: torch.device,
+    epoch: int,
+) -> tuple[float, float]:
+    """One pass over the shuffled training windows: (mean BCE per target in nats, train AUC)."""
+    loss_function = nn.BCEWithLogitsLoss(reduction="sum")
+    model.train()
+    rng = np.random.default_rng([config.seed, epoch])
+    total_loss = 0.0
+    total_targets = 0
+    outcomes: list[np.ndarray[Any, Any]] = []
+    probabilities: list[np.ndarray[Any, Any]] = []
+    for batch in iterate_batches(train_windows, config.batch_size, device, rng):
+        targets = batch.target_mask
+        count = int(targets.sum())
+        if count == 0:
+            continue
+        logits = model(batch.skills, batch.correct, batch.items)
+        answers = batch.correct[targets]
+        loss = loss_function(logits[targets], answers)
+        objective = loss / count
+        extra = model.regularization()
+        if extra is not None:
+            objective = objective + extra
+        optimizer.zero_grad()
+        objective.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
+        optimizer.step()
+        total_loss += float(loss.detach())
+        total_targets += count
+        outcomes.append(answers.detach().cpu().numpy())
+        probabilities.append(torch.sigmoid(logits[targets]).detach().cpu().numpy())
+    train_auc = (
+        score(np.concatenate(outcomes), np.concatenate(probabilities)).auc
+        if outcomes
+        else float("nan")
+    )
+    return total_loss / max(total_targets, 1), train_auc
+
+
+def _validate(
+    model: KnowledgeTracer, validation_windows: Sequence[Window], device: torch.device
+) -> tuple[float, float]:
+    """(AUC, log-loss) on the validation windows; NaN for both when there are none."""
+    if not validation_windows:
+        return float("nan"), float("nan")
+    predicted = predict_model(model, validation_windows, device=device)
+    validation = score(predicted.outcomes, predicted.p_correct)
+    return validation.auc, validation.log_loss
+
+
+def _log_epoch(entry: EpochLog, epochs: int) -> None:
+    log.info(
+        "epoch %d/%d loss %.4f train AUC %.4f validation AUC %.4f (%.1f s)",
+        entry.epoch,
+        epochs,
+        entry.train_loss,
+        entry.train_auc,
+        entry.validation_auc,
+        entry.seconds,
+    )
+
+
+def _save_checkpoints(
+    model: KnowledgeTracer,
+    optimizer: torch.optim.Optimizer,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    progress: _Progress,
+    *,
+    epoch: int,
+    improved: bool,
+    checkpoint_dir: Path,
+) -> None:
+    """Write ``best.pt`` when the epoch improved, then always ``last.pt`` (atomically)."""
+    if improved:
+        _save_atomically(
+            {"model_config": model_config.to_dict(), "model_state": model.state_dict()},
+            checkpoint_dir / BEST_CHECKPOINT,
+        )
+    _save_atomically(
+        {
+            "model_config": model_config.to_dict(),
+            "train_config": config.to_dict(),
+            "epoch": epoch,
+            "model_state": model.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "torch_rng_state": torch.get_rng_state(),
+            "history": [asdict(h) for h in progress.history],
+            "best_auc": progress.best_auc,
+            "best_epoch": progress.best_epoch,
+        },
+        checkpoint_dir / LAST_CHECKPOINT,
+    )
+
+
+def _should_stop(
+    config: TrainConfig, progress: _Progress, epoch: int, has_validation: bool
+) -> bool:
+    """Early stopping: ``patience`` epochs passed without a better validation AUC."""
+    if config.patience and has_validation and epoch - progress.best_epoch > config.patience:
+        log.info("early stop: no better validation AUC since epoch %d", progress.best_epoch)
+        return True
+    return False
+
+
 def train(
     train_windows: Sequence[Window],
     validation_windows: Sequence[Window],
@@ -117,104 +263,40 @@ def train(
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    history: list[EpochLog] = []
-    best_auc = -1.0
-    best_epoch = 0
-    start_epoch = 0
-    last_path = checkpoint_dir / LAST_CHECKPOINT
-    if last_path.exists():
-        saved = torch.load(last_path, map_location=device, weights_only=True)
-        _check_compatible(saved, model_config, config)
-        model.load_state_dict(saved["model_state"])
-        optimizer.load_state_dict(saved["optimizer_state"])
-        torch.set_rng_state(saved["torch_rng_state"].cpu())
-        history = [EpochLog(**entry) for entry in saved["history"]]
-        best_auc, best_epoch, start_epoch = saved["best_auc"], saved["best_epoch"], saved["epoch"]
-        log.info("resuming %s after epoch %d", checkpoint_dir, start_epoch)
-
-    loss_function = nn.BCEWithLogitsLoss(reduction="sum")
-    for epoch in range(start_epoch + 1, config.epochs + 1):
-        if config.patience and validation_windows and epoch - best_epoch > config.patience:
-            log.info("early stop: no better validation AUC since epoch %d", best_epoch)
+    progress = _resume(
+        checkpoint_dir / LAST_CHECKPOINT, model, optimizer, model_config, config, device
+    )
+    for epoch in range(progress.start_epoch + 1, config.epochs + 1):
+        if _should_stop(config, progress, epoch, bool(validation_windows)):
             break
         started = time.perf_counter()
-        model.train()
-        rng = np.random.default_rng([config.seed, epoch])
-        total_loss = 0.0
-        total_targets = 0
-        outcomes: list[np.ndarray[Any, Any]] = []
-        probabilities: list[np.ndarray[Any, Any]] = []
-        for batch in iterate_batches(train_windows, config.batch_size, device, rng):
-            targets = batch.target_mask
-            count = int(targets.sum())
-            if count == 0:
-                continue
-            logits = model(batch.skills, batch.correct, batch.items)
-            answers = batch.correct[targets]
-            loss = loss_function(logits[targets], answers)
-            objective = loss / count
-            extra = model.regularization()
-            if extra is not None:
-                objective = objective + extra
-            optimizer.zero_grad()
-            objective.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
-            optimizer.step()
-            total_loss += float(loss.detach())
-            total_targets += count
-            outcomes.append(answers.detach().cpu().numpy())
-            probabilities.append(torch.sigmoid(logits[targets]).detach().cpu().numpy())
-        train_auc = (
-            score(np.concatenate(outcomes), np.concatenate(probabilities)).auc
-            if outcomes
-            else float("nan")
-        )
-        validation_auc = validation_loss = float("nan")
-        if validation_windows:
-            predicted = predict_model(model, validation_windows, device=device)
-            validation = score(predicted.outcomes, predicted.p_correct)
-            validation_auc, validation_loss = validation.auc, validation.log_loss
+        train_loss, train_auc = _train_epoch(model, optimizer, train_windows, config, device, epoch)
+        validation_auc, validation_loss = _validate(model, validation_windows, device)
         entry = EpochLog(
             epoch=epoch,
-            train_loss=total_loss / max(total_targets, 1),
+            train_loss=train_loss,
             train_auc=train_auc,
             validation_auc=validation_auc,
             seconds=time.perf_counter() - started,
             validation_loss=validation_loss,
         )
-        history.append(entry)
-        log.info(
-            "epoch %d/%d loss %.4f train AUC %.4f validation AUC %.4f (%.1f s)",
-            epoch,
-            config.epochs,
-            entry.train_loss,
-            entry.train_auc,
-            entry.validation_auc,
-            entry.seconds,
-        )
+        progress.history.append(entry)
+        _log_epoch(entry, config.epochs)
         if on_epoch is not None:
             on_epoch(entry)
         # Without validation data every epoch is "best", i.e. the last one wins.
-        improved = not validation_windows or validation_auc > best_auc
+        improved = not validation_windows or validation_auc > progress.best_auc
         if improved:
-            best_auc, best_epoch = validation_auc, epoch
-            _save_atomically(
-                {"model_config": model_config.to_dict(), "model_state": model.state_dict()},
-                checkpoint_dir / BEST_CHECKPOINT,
-            )
-        _save_atomically(
-            {
-                "model_config": model_config.to_dict(),
-                "train_config": config.to_dict(),
-                "epoch": epoch,
-                "model_state": model.state_dict(),
-                "optimizer_state": optimizer.state_dict(),
-                "torch_rng_state": torch.get_rng_state(),
-                "history": [asdict(h) for h in history],
-                "best_auc": best_auc,
-                "best_epoch": best_epoch,
-            },
-            last_path,
+            progress.best_auc, progress.best_epoch = validation_auc, epoch
+        _save_checkpoints(
+            model,
+            optimizer,
+            model_config,
+            config,
+            progress,
+            epoch=epoch,
+            improved=improved,
+            checkpoint_dir=checkpoint_dir,
         )
 
     best_path = checkpoint_dir / BEST_CHECKPOINT
@@ -223,4 +305,4 @@ def train(
             torch.load(best_path, map_location=device, weights_only=True)["model_state"]
         )
     model.eval()
-    return TrainResult(model, history, best_epoch, start_epoch)
+    return TrainResult(model, progress.history, progress.best_epoch, progress.start_epoch)

@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -60,7 +60,13 @@ from learnstream.events.v1 import envelope_pb2, notification_pb2
 from learnstream.kafka import AsyncProducer, OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
 from processors.base import Decoded, Flow
-from processors.events import PROCESSORS_SOURCE, LearnerKey, MasteryStep, decode_mastery_step
+from processors.events import (
+    PROCESSORS_SOURCE,
+    LearnerKey,
+    MasteryChange,
+    MasteryStep,
+    decode_mastery_step,
+)
 from processors.exceptions import DeliveryFailed
 from processors.notification_delivery import (
     IN_APP,
@@ -219,6 +225,63 @@ def chain_notifications(
     return notices
 
 
+# notify(kind, notification_id, title, body) of the notice-collecting closure.
+_Notify = Callable[[str, str, str, str], None]
+
+
+def _session_step(step: MasteryStep, row: NotifyRow, config: NotifyConfig, notify: _Notify) -> None:
+    """Close the previous session on a new one (stall rule), then add the event to ``row``."""
+    change = step.change
+    at = change.occurred_at
+    previous_session = None if row.last_event_at is None else row.session_id
+    if starts_new_session(previous_session, row.last_event_at, change.session_id, at):
+        if row.session_end:
+            gain = session_gain(row.session_start, row.session_end)
+            row.stalled_sessions, suggest = advance_stall(row.stalled_sessions, gain, config)
+            if suggest:
+                notify(
+                    "strategy_suggestion",
+                    notice_id(change.event_id, "strategy_suggestion"),
+                    "Try another way to practise",
+                    f"Your mastery has barely moved over your last {config.stall_sessions} "
+                    "sessions. A review session or a lesson on your weakest skill may help.",
+                )
+        row.session_id = change.session_id
+        row.session_start, row.session_end = {}, {}
+    for skill in change.skills:
+        row.session_start.setdefault(skill.skill_id, step.before.get(skill.skill_id, 0.0))
+        row.session_end[skill.skill_id] = skill.p_mastery
+    row.last_event_at = at if row.last_event_at is None else max(row.last_event_at, at)
+    row.last_event_id = change.event_id
+
+
+def _mastery_step(
+    change: MasteryChange, row: NotifyRow, config: NotifyConfig, notify: _Notify
+) -> None:
+    """Milestones: each skill newly mastered, then each mastered-count threshold crossed."""
+    fresh = newly_mastered(
+        row.mastered_skills,
+        {s.skill_id: s.p_mastery for s in change.skills},
+        config.mastered_at,
+    )
+    before = len(row.mastered_skills)
+    row.mastered_skills.update(fresh)
+    for skill_id in fresh:
+        notify(
+            "milestone",
+            notice_id(change.tenant_id, change.user_id, "mastered", skill_id),
+            f"Skill mastered: {skill_id}",
+            f"You have mastered {skill_id}.",
+        )
+    for count in count_milestones(before, len(row.mastered_skills)):
+        notify(
+            "milestone",
+            notice_id(change.tenant_id, change.user_id, "mastered_count", count),
+            f"{count} skills mastered",
+            f"You have now mastered {count} skill{'s' if count > 1 else ''}.",
+        )
+
+
 def _step_notices(
     step: MasteryStep,
     row: NotifyRow,
@@ -226,7 +289,10 @@ def _step_notices(
     prefs: Preferences,
     config: NotifyConfig,
 ) -> list[Notice]:
-    """The notices of one event; updates ``row``."""
+    """The notices of one event; updates ``row``.
+
+    Rules in order: session/stall, streak, mastery milestones, review digest.
+    """
     change = step.change
     at = change.occurred_at
     notices: list[Notice] = []
@@ -249,26 +315,7 @@ def _step_notices(
             )
         )
 
-    previous_session = None if row.last_event_at is None else row.session_id
-    if starts_new_session(previous_session, row.last_event_at, change.session_id, at):
-        if row.session_end:
-            gain = session_gain(row.session_start, row.session_end)
-            row.stalled_sessions, suggest = advance_stall(row.stalled_sessions, gain, config)
-            if suggest:
-                notify(
-                    "strategy_suggestion",
-                    notice_id(change.event_id, "strategy_suggestion"),
-                    "Try another way to practise",
-                    f"Your mastery has barely moved over your last {config.stall_sessions} "
-                    "sessions. A review session or a lesson on your weakest skill may help.",
-                )
-        row.session_id = change.session_id
-        row.session_start, row.session_end = {}, {}
-    for skill in change.skills:
-        row.session_start.setdefault(skill.skill_id, step.before.get(skill.skill_id, 0.0))
-        row.session_end[skill.skill_id] = skill.p_mastery
-    row.last_event_at = at if row.last_event_at is None else max(row.last_event_at, at)
-    row.last_event_id = change.event_id
+    _session_step(step, row, config, notify)
 
     day = at.astimezone(UTC).date()
     row.streak_days, streak_milestone = advance_streak(row.last_active_day, row.streak_days, day)
@@ -281,27 +328,7 @@ def _step_notices(
             f"You have practised {row.streak_days} days in a row. Keep it going.",
         )
 
-    fresh = newly_mastered(
-        row.mastered_skills,
-        {s.skill_id: s.p_mastery for s in change.skills},
-        config.mastered_at,
-    )
-    before = len(row.mastered_skills)
-    row.mastered_skills.update(fresh)
-    for skill_id in fresh:
-        notify(
-            "milestone",
-            notice_id(change.tenant_id, change.user_id, "mastered", skill_id),
-            f"Skill mastered: {skill_id}",
-            f"You have mastered {skill_id}.",
-        )
-    for count in count_milestones(before, len(row.mastered_skills)):
-        notify(
-            "milestone",
-            notice_id(change.tenant_id, change.user_id, "mastered_count", count),
-            f"{count} skills mastered",
-            f"You have now mastered {count} skill{'s' if count > 1 else ''}.",
-        )
+    _mastery_step(change, row, config, notify)
 
     digest = due_digest(due, at, row.last_digest_period, config.digest_period)
     if digest is not None:

@@ -251,6 +251,50 @@ def _bucket(
     return context_bucket(ability, sum(1 for at in due.values() if at <= now))
 
 
+def _open_session(
+    step: MasteryStep,
+    row: LearnerRow | None,
+    mastery: dict[str, SkillEvidence],
+    learner_due: Mapping[str, datetime],
+    state: BatchState,
+    experiments: Mapping[str, RunningExperiment] | None,
+) -> tuple[LearnerRow, BanditState, tuple[RunningExperiment, Variant] | None]:
+    """Reward the closed session's strategy, pick the new one: (row, bandit, exposure).
+
+    Counts the closed session in ``state.sessions``; the bandit returned is not yet stored.
+    """
+    change = step.change
+    key = LearnerKey(change.tenant_id, change.user_id)
+    bandit = state.bandits.get(change.tenant_id, BanditState())
+    exposure: tuple[RunningExperiment, Variant] | None = None
+    if row is not None and row.session_end:
+        gain = session_gain(row.session_start, row.session_end)
+        bandit = record_reward(bandit, row.bucket, row.strategy, gain)
+        bucket_key = (change.tenant_id, row.bucket)
+        state.sessions[bucket_key] = state.sessions.get(bucket_key, 0) + 1
+        state.touched_buckets.add(bucket_key)
+    bucket = _bucket(mastery, learner_due, change.occurred_at)
+    rng = np.random.default_rng(strategy_seed(change.event_id))
+    strategy = choose_strategy(bandit, bucket, rng)
+    experiment = (experiments or {}).get(change.tenant_id)
+    if experiment is not None:
+        variant = assign_variant(
+            experiment.experiment_id, key.tenant_id, key.user_id, experiment.variants
+        )
+        if variant.strategy in _FIXED_STRATEGIES:
+            strategy = SessionStrategy(variant.strategy)
+        exposure = (experiment, variant)
+    new_row = LearnerRow(
+        mastery=mastery,
+        session_id=change.session_id,
+        session_started=change.occurred_at,
+        last_event_at=change.occurred_at,
+        strategy=strategy,
+        bucket=bucket,
+    )
+    return new_row, bandit, exposure
+
+
 def chain_recommendations(
     steps: Sequence[MasteryStep],
     state: BatchState,
@@ -294,30 +338,8 @@ def chain_recommendations(
         if row is None or starts_new_session(
             row.session_id, row.last_event_at, change.session_id, change.occurred_at
         ):
-            if row is not None and row.session_end:
-                gain = session_gain(row.session_start, row.session_end)
-                bandit = record_reward(bandit, row.bucket, row.strategy, gain)
-                bucket_key = (change.tenant_id, row.bucket)
-                state.sessions[bucket_key] = state.sessions.get(bucket_key, 0) + 1
-                state.touched_buckets.add(bucket_key)
-            bucket = _bucket(mastery, learner_due, change.occurred_at)
-            rng = np.random.default_rng(strategy_seed(change.event_id))
-            strategy = choose_strategy(bandit, bucket, rng)
-            experiment = (experiments or {}).get(change.tenant_id)
-            if experiment is not None:
-                variant = assign_variant(
-                    experiment.experiment_id, key.tenant_id, key.user_id, experiment.variants
-                )
-                if variant.strategy in _FIXED_STRATEGIES:
-                    strategy = SessionStrategy(variant.strategy)
-                exposure = (experiment, variant)
-            row = LearnerRow(
-                mastery=mastery,
-                session_id=change.session_id,
-                session_started=change.occurred_at,
-                last_event_at=change.occurred_at,
-                strategy=strategy,
-                bucket=bucket,
+            row, bandit, exposure = _open_session(
+                step, row, mastery, learner_due, state, experiments
             )
         else:
             row = row.copy()

@@ -356,6 +356,58 @@ def _finished_run(registry: ModelRegistry, interval: Interval) -> str | None:
     return str(runs[0].info.run_id) if runs else None
 
 
+def _log_candidate_run(
+    registry: ModelRegistry,
+    folder: Path,
+    interval: Interval,
+    options: RetrainOptions,
+    airflow_run_id: str,
+    files: dict[str, dict[str, Any]],
+) -> str:
+    """Log the candidate's MLflow run from the task files (``snapshot``, ``training``, …)."""
+    snapshot, training, evaluation = files["snapshot"], files["training"], files["evaluation"]
+    parts = [
+        SourcePart(f"{p['event_date']}/{p['tenant_id']}", int(p["rows"]))
+        for p in snapshot["partitions"]
+    ]
+    return registry.log_training_run(
+        experiment=EXPERIMENT,
+        run_name=f"{options.model_kind}-{interval.partition}",
+        params={
+            "dataset": LAKE_DATASET,
+            INTERVAL_PARAM: interval.partition,
+            "airflow_run_id": airflow_run_id,
+            "lake_window_start": snapshot["window"]["start"],
+            "lake_window_end": snapshot["window"]["end"],
+            "lake_snapshot_digest": snapshot["digest"],
+            "excluded_tombstones": (snapshot.get("excluded_tombstones") or {}).get("tombstones", 0),
+            **{f"model_{k}": v for k, v in training["model_config"].items()},
+            **{f"train_{k}": v for k, v in training["train_config"].items()},
+            "validation_fraction": options.validation_fraction,
+            "test_fraction": options.test_fraction,
+            "best_epoch": training["best_epoch"],
+        },
+        metrics={**evaluation["metrics"], **evaluation["bkt_metrics"]},
+        epoch_metrics=[
+            {
+                key: float(entry[field])
+                for key, field in (
+                    ("train_loss", "train_loss"),
+                    ("train_auc", "train_auc"),
+                    ("validation_auc", "validation_auc"),
+                    ("epoch_seconds", "seconds"),
+                )
+                if np.isfinite(entry[field])
+            }
+            for entry in training["history"]
+        ],
+        snapshot={"train": parts, "test": parts},
+        fingerprint=evaluation["fingerprint"],
+        model_folder=folder / CANDIDATE_FOLDER,
+        excluded={"privacy_tombstones": snapshot.get("excluded_tombstones")},
+    )
+
+
 def register_candidate(
     settings: Settings, interval: Interval, options: RetrainOptions, airflow_run_id: str
 ) -> dict[str, Any]:
@@ -365,57 +417,17 @@ def register_candidate(
     register twice. Returns ``{"run_id", "version", "alias", "reason"}``.
     """
     folder = run_folder(settings, interval)
-    snapshot = _read(settings, interval, "snapshot.json")
-    training = _read(settings, interval, "training.json")
-    evaluation = _read(settings, interval, "evaluation.json")
-    comparison = _read(settings, interval, "comparison.json")
+    files = {
+        part: _read(settings, interval, f"{part}.json")
+        for part in ("snapshot", "training", "evaluation", "comparison")
+    }
+    evaluation, comparison = files["evaluation"], files["comparison"]
     registry = ModelRegistry(settings)
     name = settings.ml_model_name
 
     run_id = _finished_run(registry, interval)
     if run_id is None:
-        parts = [
-            SourcePart(f"{p['event_date']}/{p['tenant_id']}", int(p["rows"]))
-            for p in snapshot["partitions"]
-        ]
-        run_id = registry.log_training_run(
-            experiment=EXPERIMENT,
-            run_name=f"{options.model_kind}-{interval.partition}",
-            params={
-                "dataset": LAKE_DATASET,
-                INTERVAL_PARAM: interval.partition,
-                "airflow_run_id": airflow_run_id,
-                "lake_window_start": snapshot["window"]["start"],
-                "lake_window_end": snapshot["window"]["end"],
-                "lake_snapshot_digest": snapshot["digest"],
-                "excluded_tombstones": (snapshot.get("excluded_tombstones") or {}).get(
-                    "tombstones", 0
-                ),
-                **{f"model_{k}": v for k, v in training["model_config"].items()},
-                **{f"train_{k}": v for k, v in training["train_config"].items()},
-                "validation_fraction": options.validation_fraction,
-                "test_fraction": options.test_fraction,
-                "best_epoch": training["best_epoch"],
-            },
-            metrics={**evaluation["metrics"], **evaluation["bkt_metrics"]},
-            epoch_metrics=[
-                {
-                    key: float(entry[field])
-                    for key, field in (
-                        ("train_loss", "train_loss"),
-                        ("train_auc", "train_auc"),
-                        ("validation_auc", "validation_auc"),
-                        ("epoch_seconds", "seconds"),
-                    )
-                    if np.isfinite(entry[field])
-                }
-                for entry in training["history"]
-            ],
-            snapshot={"train": parts, "test": parts},
-            fingerprint=evaluation["fingerprint"],
-            model_folder=folder / CANDIDATE_FOLDER,
-            excluded={"privacy_tombstones": snapshot.get("excluded_tombstones")},
-        )
+        run_id = _log_candidate_run(registry, folder, interval, options, airflow_run_id, files)
     versions = registry.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     if versions:
         version = str(versions[0].version)

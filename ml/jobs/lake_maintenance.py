@@ -220,18 +220,13 @@ def compact_partitions(
     return {"days": [d.isoformat() for d in _dates(settled)], **counts}
 
 
-def check_quality(
-    settings: Settings, interval: Interval, options: MaintenanceOptions = MaintenanceOptions()
-) -> dict[str, Any]:
-    """Check the files and rows of the interval's days; returns the findings.
+def _scan_partitions(
+    root: Path, interval: Interval, options: MaintenanceOptions
+) -> tuple[list[dict[str, Any]], list[str], list[Path]]:
+    """(per-partition file/row counts, files whose schema differs, files with the right one).
 
-    ``errors`` (wrong schema, nulls in required columns, attempts without skills) make
-    the lake untrustworthy: with ``fail_on_errors`` the findings are written to the
-    interval's report and :class:`DataQualityError` (naming them) fails the task.
-    ``warnings`` (duplicates, late or future events, out-of-range values) are only
-    reported.
+    Reads only the Parquet footers; the paths in the schema errors are relative to ``root``.
     """
-    root = lake.default_root(settings)
     partitions: list[dict[str, Any]] = []
     schema_errors: list[str] = []
     good_files: list[Path] = []
@@ -256,12 +251,11 @@ def check_quality(
                 "rows": rows,
             }
         )
+    return partitions, schema_errors, good_files
 
-    table = (
-        pa.concat_tables([pq.read_table(p) for p in good_files]).combine_chunks()
-        if good_files
-        else lake.ATTEMPT_FILE_SCHEMA.empty_table()
-    )
+
+def _row_checks(table: pa.Table, options: MaintenanceOptions) -> dict[str, Any]:
+    """Counts of suspect rows, keyed as in the findings (``nulls`` is per required column)."""
     nulls = {name: table[name].null_count for name in REQUIRED_COLUMNS}
     no_skills = int(pc.sum(pc.equal(pc.list_value_length(table["skill_ids"]), 0)).as_py() or 0)
     counts = pc.value_counts(table["event_id"])
@@ -278,28 +272,7 @@ def check_quality(
         pc.sum(pc.or_(pc.less(table["score"], 0.0), pc.greater(table["score"], 1.0))).as_py() or 0
     )
     negative_time = int(pc.sum(pc.less(table["response_time_ms"], 0)).as_py() or 0)
-
-    errors = [f"schema differs: {path}" for path in schema_errors]
-    errors += [f"{count} nulls in required column {name}" for name, count in nulls.items() if count]
-    if no_skills:
-        errors.append(f"{no_skills} attempts without skill ids")
-    warnings = []
-    if duplicate_rows:
-        warnings.append(f"{duplicate_rows} duplicate rows over {duplicate_ids} event ids")
-    if late:
-        warnings.append(f"{late} events received more than {options.late_after_s} s late")
-    if future:
-        warnings.append(f"{future} events occurred after they were received")
-    if bad_score:
-        warnings.append(f"{bad_score} scores outside [0, 1]")
-    if negative_time:
-        warnings.append(f"{negative_time} negative response times")
-    findings = {
-        "interval": interval.to_dict(),
-        "partitions": partitions,
-        "files": sum(p["files"] for p in partitions),
-        "rows": table.num_rows,
-        "schema_errors": schema_errors,
+    return {
         "nulls": nulls,
         "attempts_without_skills": no_skills,
         "duplicate_event_ids": duplicate_ids,
@@ -309,6 +282,64 @@ def check_quality(
         "future_events": future,
         "scores_out_of_range": bad_score,
         "negative_response_times": negative_time,
+    }
+
+
+def _judge(
+    schema_errors: list[str], checks: dict[str, Any], options: MaintenanceOptions
+) -> tuple[list[str], list[str]]:
+    """(errors, warnings) in words, from the schema errors and the row checks."""
+    errors = [f"schema differs: {path}" for path in schema_errors]
+    errors += [
+        f"{count} nulls in required column {name}"
+        for name, count in checks["nulls"].items()
+        if count
+    ]
+    if no_skills := checks["attempts_without_skills"]:
+        errors.append(f"{no_skills} attempts without skill ids")
+    warnings = []
+    if duplicate_rows := checks["duplicate_rows"]:
+        warnings.append(
+            f"{duplicate_rows} duplicate rows over {checks['duplicate_event_ids']} event ids"
+        )
+    if late := checks["late_events"]:
+        warnings.append(f"{late} events received more than {options.late_after_s} s late")
+    if future := checks["future_events"]:
+        warnings.append(f"{future} events occurred after they were received")
+    if bad_score := checks["scores_out_of_range"]:
+        warnings.append(f"{bad_score} scores outside [0, 1]")
+    if negative_time := checks["negative_response_times"]:
+        warnings.append(f"{negative_time} negative response times")
+    return errors, warnings
+
+
+def check_quality(
+    settings: Settings, interval: Interval, options: MaintenanceOptions = MaintenanceOptions()
+) -> dict[str, Any]:
+    """Check the files and rows of the interval's days; returns the findings.
+
+    ``errors`` (wrong schema, nulls in required columns, attempts without skills) make
+    the lake untrustworthy: with ``fail_on_errors`` the findings are written to the
+    interval's report and :class:`DataQualityError` (naming them) fails the task.
+    ``warnings`` (duplicates, late or future events, out-of-range values) are only
+    reported.
+    """
+    root = lake.default_root(settings)
+    partitions, schema_errors, good_files = _scan_partitions(root, interval, options)
+    table = (
+        pa.concat_tables([pq.read_table(p) for p in good_files]).combine_chunks()
+        if good_files
+        else lake.ATTEMPT_FILE_SCHEMA.empty_table()
+    )
+    checks = _row_checks(table, options)
+    errors, warnings = _judge(schema_errors, checks, options)
+    findings = {
+        "interval": interval.to_dict(),
+        "partitions": partitions,
+        "files": sum(p["files"] for p in partitions),
+        "rows": table.num_rows,
+        "schema_errors": schema_errors,
+        **checks,
         "errors": errors,
         "warnings": warnings,
     }

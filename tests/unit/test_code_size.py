@@ -29,20 +29,12 @@ REASON_PREFIX = "Long because"
 # Directories never walked: tests and benchmarks are exempt; the rest is not project code.
 SKIPPED_DIRS = frozenset({"tests", "bench", "node_modules", "__pycache__", "build", "shared"})
 
-# Known violations, to be removed by the named area; trimmed as the work merges.
+# Known violations, each with the area expected to remove it (empty: none today).
 # Path relative to the repository root -> area expected to remove it.
 ALLOWED_MODULES: dict[str, str] = {}
 
 # "path::qualified.name" -> area expected to shorten it (or give a "Long because" reason).
-ALLOWED_FUNCTIONS: dict[str, str] = {
-    "ml/__main__.py::main": "ml: CLI commands",
-    "ml/jobs/dkt_retrain.py::register_candidate": "ml: jobs",
-    "ml/jobs/lake_maintenance.py::check_quality": "ml: jobs",
-    "ml/pipeline.py::run_training": "ml: pipeline",
-    "ml/train.py::train": "ml: training loop",
-    "processors/notifications.py::_step_notices": "arch-proc: notifications",
-    "processors/recommendations.py::chain_recommendations": "arch-proc: recommendations",
-}
+ALLOWED_FUNCTIONS: dict[str, str] = {}
 
 
 def project_modules() -> Iterator[Path]:
