@@ -289,11 +289,11 @@ async def measure_workers(
     suffix: str,
     profile_s: float | None,
 ) -> tuple[WorkerRun, Settings]:
-    """Phase 1 or 3: ``workers`` mastery workers through ``records`` (warm-up first)."""
+    """Phase 1 or 3: ``workers`` learner_state workers through ``records`` (warm-up first)."""
     settings = namespace(env, suffix)
     topic = settings.topic(Stream.ATTEMPTS)
     ports = [services.free_port() for _ in range(workers)]
-    names = [f"processor-mastery-{suffix}-{n}" for n in range(workers)]
+    names = [f"processor-learner_state-{suffix}-{n}" for n in range(workers)]
     pids = [
         env.start(
             name,

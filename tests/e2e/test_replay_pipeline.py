@@ -38,7 +38,7 @@ async def pipeline(topics: Settings, db_pool: asyncpg.Pool) -> AsyncIterator[Set
     )
     try:
         demo.start_process(settings, "ingest", ["ingest"])
-        demo.start_process(settings, "processor-mastery", ["processors", "mastery"])
+        demo.start_process(settings, "processor-learner_state", ["processors", "learner_state"])
         demo.start_process(settings, "api", ["api"])
         for name, port in (("ingest", settings.ingest_port), ("api", settings.api_port)):
             await demo.wait_ready(
