@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from learnstream.settings import REPO_ROOT, Settings
+from processors.__main__ import PROCESSORS
 
 COMPOSE = REPO_ROOT / "infra" / "compose" / "docker-compose.yml"
 DOCKER_COMPOSE = shutil.which("docker-compose")
@@ -76,7 +77,11 @@ def test_compose_config_is_valid(tmp_path: Path) -> None:
     learnstream = {
         name: spec for name, spec in services.items() if spec["image"].startswith("learnstream:")
     }
-    assert len(learnstream) == 12  # ingest, api, migrate and nine processors
+    # ingest, api, the migration job and one service per registered processor
+    commands = sorted(tuple(spec["command"]) for spec in learnstream.values())
+    assert commands == sorted(
+        [("init",), ("ingest",), ("api",)] + [("processors", name) for name in PROCESSORS]
+    )
     for name, spec in learnstream.items():
         env = {k: str(v) for k, v in spec["environment"].items()}
         settings = _settings_from(env)  # types, ranges and the production validators
