@@ -61,6 +61,8 @@ async def take(settings: Settings, out_dir: Path) -> list[Path]:
                 page = await context.new_page()
                 await sign_in(page, url, settings.demo_tenant, person)
                 await page.wait_for_load_state("networkidle")
+                if person.role == "operator":  # offsets are read from the broker: seconds
+                    await page.wait_for_selector("#pipeline thead", timeout=60_000)
                 await page.wait_for_timeout(1500)  # charts animate in
                 name = person.role if person.role != "learner" else f"learner-{person.learner_id}"
                 path = out_dir / f"{name}.png"

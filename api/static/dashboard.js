@@ -899,7 +899,21 @@
     if (!health) {
       // Offsets cover every tenant: only platform operators may read them.
       $("#pipeline").replaceChildren(
-        el("tbody", {}, el("tr", {}, el("td", { class: "note" }, "pipeline health is shown to platform operators"))),
+        el(
+          "tbody",
+          {},
+          el(
+            "tr",
+            {},
+            el(
+              "td",
+              { class: "note" },
+              new Set(state.me.roles).has("platform_operator")
+                ? "reading the consumer groups' offsets from the broker …"
+                : "pipeline health is shown to platform operators",
+            ),
+          ),
+        ),
       );
       return;
     }
@@ -974,6 +988,8 @@
         state.fraudAlerts = roles.has("operator")
           ? await call("/v1/operator/fraud-alerts?status=open&limit=50")
           : null;
+        // The alerts first: reading every group's offsets from the broker takes seconds.
+        if (state.pipeline === null) renderOperator();
         state.pipeline = roles.has("platform_operator") ? await call("/v1/operator/pipeline") : null;
         renderOperator();
       }
