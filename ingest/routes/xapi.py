@@ -175,7 +175,7 @@ async def _take(
                 FieldProblem(f"statements[{i}]", f"{violation.field}: {violation.reason}")
             )
         keeping.append(Keeping(p, attempt=True))
-        attempts.append(DecodedEvent(event, event_id=p.statement_id))
+        attempts.append(DecodedEvent(event, event_id=p.statement_id, kind="attempt"))
     erased = await ingestor.erased.among(pool, {(tenant_id, p.learner_id) for p in parsed})
     problems += [
         FieldProblem(f"statements[{i}].actor", "erased")
