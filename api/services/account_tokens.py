@@ -6,11 +6,12 @@ unused tokens of the same purpose, so only the newest mailed link works.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from api.exceptions import InvalidInputError
-from api.services import tokens
+from api.services import email, tokens
 from api.services.transactions import transaction
 from learnstream.db import Queryable
 
@@ -93,3 +94,31 @@ def unspendable(purpose: TokenPurpose) -> InvalidInputError:
         field="body.token",
         reason="unknown, used or expired",
     )
+
+
+async def mail_account_token(
+    db: Queryable,
+    sender: email.EmailSender,
+    *,
+    user_id: str,
+    purpose: TokenPurpose,
+    ttl_s: int,
+    now: datetime,
+    compose: Callable[[str], email.OutgoingEmail],
+) -> None:
+    """Issue a ``purpose`` token (``ttl_s`` seconds) and mail ``compose(token)``.
+
+    The token and the outbox row are written in one transaction, so a mail is never
+    queued for a token that was not stored (or the reverse); all of it runs off the
+    request path, so the answer does not reveal whether the account exists.
+    """
+
+    async def issue_and_queue() -> None:
+        async with transaction(db) as conn:
+            token = await issue_account_token(
+                conn, user_id=user_id, purpose=purpose, ttl_s=ttl_s, now=now
+            )
+            await email.queue(sender, conn, compose(token))
+        await email.dispatch(sender)
+
+    await email.off_request_path(sender, issue_and_queue)

@@ -28,6 +28,7 @@ from api.services.account_tokens import (
     TokenPurpose,
     consume_account_token,
     issue_account_token,
+    mail_account_token,
     revoke_all_refresh_tokens,
 )
 from api.services.identifiers import is_uuid
@@ -413,21 +414,17 @@ async def resend_verification(
     if row is None:
         return
     user_id, address = str(row["id"]), str(row["email"])
-
-    async def mail_token() -> None:
-        async with transaction(db) as conn:
-            token = await issue_account_token(
-                conn,
-                user_id=user_id,
-                purpose=TokenPurpose.VERIFY_EMAIL,
-                ttl_s=settings.email_verification_ttl_s,
-                now=now,
-            )
-            mail = email.verification_email(address, token, settings, account_id=user_id)
-            await email.queue(sender, conn, mail)
-        await email.dispatch(sender)
-
-    await email.off_request_path(sender, mail_token)
+    await mail_account_token(
+        db,
+        sender,
+        user_id=user_id,
+        purpose=TokenPurpose.VERIFY_EMAIL,
+        ttl_s=settings.email_verification_ttl_s,
+        now=now,
+        compose=lambda token: email.verification_email(
+            address, token, settings, account_id=user_id
+        ),
+    )
 
 
 async def verify_email(db: Queryable, *, token: str, now: datetime) -> str:

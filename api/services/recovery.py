@@ -16,7 +16,7 @@ from api.services import audit, email, lockout, passwords, token_versions, token
 from api.services.account_tokens import (
     TokenPurpose,
     consume_account_token,
-    issue_account_token,
+    mail_account_token,
     revoke_all_refresh_tokens,
     unspendable,
 )
@@ -62,21 +62,17 @@ async def request_password_reset(
     if row is None:
         return
     user_id, address = str(row["id"]), str(row["email"])
-
-    async def mail_token() -> None:
-        async with transaction(db) as conn:
-            token = await issue_account_token(
-                conn,
-                user_id=user_id,
-                purpose=TokenPurpose.RESET_PASSWORD,
-                ttl_s=settings.password_reset_ttl_s,
-                now=now,
-            )
-            mail = email.password_reset_email(address, token, settings, account_id=user_id)
-            await email.queue(sender, conn, mail)
-        await email.dispatch(sender)
-
-    await email.off_request_path(sender, mail_token)
+    await mail_account_token(
+        db,
+        sender,
+        user_id=user_id,
+        purpose=TokenPurpose.RESET_PASSWORD,
+        ttl_s=settings.password_reset_ttl_s,
+        now=now,
+        compose=lambda token: email.password_reset_email(
+            address, token, settings, account_id=user_id
+        ),
+    )
 
 
 async def reset_password(
@@ -227,21 +223,15 @@ async def record_login_failure(
     if not locks:
         return
     if address is not None:
-
-        async def mail_unlock_link() -> None:
-            async with transaction(db) as conn:
-                token = await issue_account_token(
-                    conn,
-                    user_id=user_id,
-                    purpose=TokenPurpose.UNLOCK,
-                    ttl_s=max(settings.login_lockout_s, 3600),
-                    now=now,
-                )
-                mail = email.unlock_email(address, token, settings, account_id=user_id)
-                await email.queue(sender, conn, mail)
-            await email.dispatch(sender)
-
-        await email.off_request_path(sender, mail_unlock_link)
+        await mail_account_token(
+            db,
+            sender,
+            user_id=user_id,
+            purpose=TokenPurpose.UNLOCK,
+            ttl_s=max(settings.login_lockout_s, 3600),
+            now=now,
+            compose=lambda token: email.unlock_email(address, token, settings, account_id=user_id),
+        )
     raise lockout.locked_error(settings, retry_after_s=settings.login_lockout_s)
 
 
