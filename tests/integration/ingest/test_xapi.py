@@ -301,7 +301,9 @@ async def test_mastery_moves_as_if_the_answers_came_through_v1_events(
         return len(counts) == 4 and all(r["attempts"] == len(outcomes) for r in counts)
 
     worker_settings = topics.model_copy(update={"processor_web_port": free_port()})
-    with running_worker("learner_state", worker_env(worker_settings), tmp_path / "worker.log") as worker:
+    with running_worker(
+        "learner_state", worker_env(worker_settings), tmp_path / "worker.log"
+    ) as worker:
         await wait_for(both_applied, what="every attempt applied", timeout_s=90, worker=worker)
     rows = await db_pool.fetch(
         "SELECT user_id, skill_id, p_mastery, correct FROM skill_mastery WHERE tenant_id = $1",
