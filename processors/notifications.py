@@ -59,6 +59,7 @@ from learnstream import db
 from learnstream.events.v1 import envelope_pb2, notification_pb2
 from learnstream.kafka import AsyncProducer, OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
+from learnstream.views.reviews import due_items
 from processors.base import Decoded, Flow
 from processors.events import (
     PROCESSORS_SOURCE,
@@ -113,12 +114,6 @@ _LOAD_LEARNERS = """
       ON l.tenant_id = wanted.tenant_id AND l.user_id = wanted.user_id
     ORDER BY l.tenant_id, l.user_id
     FOR UPDATE OF l
-"""
-_LOAD_DUE = """
-    SELECT r.tenant_id, r.user_id, r.item_id, r.due_at
-    FROM review_schedule AS r
-    JOIN unnest($1::text[], $2::text[]) AS wanted(tenant_id, user_id)
-      ON r.tenant_id = wanted.tenant_id AND r.user_id = wanted.user_id
 """
 _LOAD_PROFILES = """
     SELECT p.tenant_id, p.user_id::text AS user_id, p.notification_channels,
@@ -417,9 +412,7 @@ class NotificationsProcessor:
             LearnerKey(r["tenant_id"], r["user_id"]): _notify_row(r)
             for r in await conn.fetch(_LOAD_LEARNERS, tenants, users)
         }
-        due: dict[LearnerKey, dict[str, datetime]] = {}
-        for r in await conn.fetch(_LOAD_DUE, tenants, users):
-            due.setdefault(LearnerKey(r["tenant_id"], r["user_id"]), {})[r["item_id"]] = r["due_at"]
+        due = {LearnerKey(*k): items for k, items in (await due_items(conn, learners)).items()}
         preferences = await _load_preferences(conn, tenants, users)
         notices = chain_notifications(steps, rows, due, preferences, self.config)
         await write_notices(conn, self.inbox, notices)
@@ -440,9 +433,7 @@ class NotificationsProcessor:
             return []
         keys = [LearnerKey(r["tenant_id"], r["user_id"]) for r in learners]
         tenants, users = [k.tenant_id for k in keys], [k.user_id for k in keys]
-        due: dict[LearnerKey, dict[str, datetime]] = {}
-        for r in await conn.fetch(_LOAD_DUE, tenants, users):
-            due.setdefault(LearnerKey(r["tenant_id"], r["user_id"]), {})[r["item_id"]] = r["due_at"]
+        due = {LearnerKey(*k): items for k, items in (await due_items(conn, keys)).items()}
         preferences = await _load_preferences(conn, tenants, users)
         notices: list[Notice] = []
         for r, key in zip(learners, keys, strict=True):

@@ -57,6 +57,7 @@ import numpy as np
 from learnstream.events.v1 import common_pb2, derived_pb2, envelope_pb2
 from learnstream.kafka import OutgoingRecord, Stream, learner_key
 from learnstream.settings import Settings
+from learnstream.views.reviews import due_items
 from processors.base import Decoded, Flow
 from processors.events import PROCESSORS_SOURCE, LearnerKey, MasteryStep, decode_mastery_step
 from processors.offsets import SourceRecord, derived_event_id
@@ -111,12 +112,6 @@ _LOAD_LEARNERS = """
       ON l.tenant_id = wanted.tenant_id AND l.user_id = wanted.user_id
     ORDER BY l.tenant_id, l.user_id
     FOR UPDATE OF l
-"""
-_LOAD_DUE = """
-    SELECT r.tenant_id, r.user_id, r.item_id, r.due_at
-    FROM review_schedule AS r
-    JOIN unnest($1::text[], $2::text[]) AS wanted(tenant_id, user_id)
-      ON r.tenant_id = wanted.tenant_id AND r.user_id = wanted.user_id
 """
 # Every bucket row a batch may update exists before it is locked: two workers racing
 # to create the same new bucket would otherwise both start from the prior, and the
@@ -451,11 +446,7 @@ class RecommendationsProcessor:
                 {**previous, r["bucket"]: payload}
             )
             state.sessions[(r["tenant_id"], r["bucket"])] = int(r["sessions"])
-        due: dict[LearnerKey, dict[str, datetime]] = {}
-        for r in await conn.fetch(
-            _LOAD_DUE, [k.tenant_id for k in learners], [k.user_id for k in learners]
-        ):
-            due.setdefault(LearnerKey(r["tenant_id"], r["user_id"]), {})[r["item_id"]] = r["due_at"]
+        due = {LearnerKey(*k): items for k, items in (await due_items(conn, learners)).items()}
         budgets = {
             LearnerKey(r["tenant_id"], r["user_id"]): float(r["daily_minutes"])
             for r in await conn.fetch(

@@ -23,6 +23,7 @@ from api.services.mastery import SkillMastery, skill_mastery_from_row
 from api.services.principals import Principal, Role
 from api.services.transactions import transaction
 from learnstream.db import Queryable
+from learnstream.views import mastery as mastery_view
 
 
 class MemberRole(StrEnum):
@@ -305,14 +306,8 @@ async def class_mastery(
         db, tenant_id=principal.tenant_id, user_ids=members
     )
     account_of = {learner: account for account, learner in filed_under.items()}
-    rows = await db.fetch(
-        """
-        SELECT user_id, skill_id, p_mastery, attempts, correct, last_attempt_at, updated_at
-        FROM skill_mastery WHERE tenant_id = $1 AND user_id = ANY($2::text[])
-        ORDER BY user_id, skill_id
-        """,
-        principal.tenant_id,
-        list(account_of),
+    rows = await mastery_view.learners_rows(
+        db, tenant_id=principal.tenant_id, user_ids=list(account_of)
     )
     by_learner: dict[str, list[SkillMastery]] = {account: [] for account in members}
     for row in rows:

@@ -152,6 +152,20 @@ async def learner_rows(db: Queryable, *, tenant_id: str, user_id: str) -> list[A
     return await db.fetch(_LEARNER_MASTERY, tenant_id, user_id)
 
 
+_LEARNERS_MASTERY = """
+    SELECT user_id, skill_id, p_mastery, attempts, correct, last_attempt_at, updated_at
+    FROM skill_mastery WHERE tenant_id = $1 AND user_id = ANY($2::text[])
+    ORDER BY user_id, skill_id
+"""
+
+
+async def learners_rows(db: Queryable, *, tenant_id: str, user_ids: Sequence[str]) -> list[Any]:
+    """The ``skill_mastery`` rows of several learners of one tenant (a class), by user_id
+    then skill_id: user_id, skill_id, p_mastery, attempts, correct, last_attempt_at,
+    updated_at."""
+    return await db.fetch(_LEARNERS_MASTERY, tenant_id, list(user_ids))
+
+
 async def has_mastery(db: Queryable, *, tenant_id: str, user_id: str) -> bool:
     """True if the learner has at least one ``skill_mastery`` row."""
     return bool(await db.fetchval(_HAS_MASTERY, tenant_id, user_id))

@@ -106,3 +106,23 @@ async def load_schedulers(conn: Queryable, tenants: Sequence[str]) -> dict[str, 
     tenant; tenants without a row are absent (the default applies)."""
     rows = await conn.fetch(_TENANT_SCHEDULERS, list(tenants))
     return {row["tenant_id"]: row["scheduler"] for row in rows}
+
+
+_DUE_ITEMS = """
+    SELECT r.tenant_id, r.user_id, r.item_id, r.due_at
+    FROM review_schedule AS r
+    JOIN unnest($1::text[], $2::text[]) AS wanted(tenant_id, user_id)
+      ON r.tenant_id = wanted.tenant_id AND r.user_id = wanted.user_id
+"""
+
+
+async def due_items(
+    db: Queryable, learners: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, datetime]]:
+    """Every scheduled item's ``due_at`` (UTC) per (tenant_id, user_id) of ``learners``;
+    learners with nothing scheduled are absent."""
+    due: dict[tuple[str, str], dict[str, datetime]] = {}
+    rows = await db.fetch(_DUE_ITEMS, [t for t, _ in learners], [u for _, u in learners])
+    for r in rows:
+        due.setdefault((r["tenant_id"], r["user_id"]), {})[r["item_id"]] = r["due_at"]
+    return due

@@ -25,6 +25,7 @@ from api.services.dashboards.rules import (
 )
 from api.services.mastery import SkillMastery, skill_mastery_from_row
 from learnstream.db import Queryable
+from learnstream.views import mastery as mastery_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +122,7 @@ async def class_overview(
 async def _class_rows(
     db: Queryable, tenant_id: str, ids: Sequence[str], *, now: datetime
 ) -> _ClassRows:
-    rows = await db.fetch(
-        """
-        SELECT user_id, skill_id, p_mastery, attempts, correct, last_attempt_at, updated_at
-        FROM skill_mastery WHERE tenant_id = $1 AND user_id = ANY($2::text[])
-        """,
-        tenant_id,
-        list(ids),
-    )
+    rows = await mastery_view.learners_rows(db, tenant_id=tenant_id, user_ids=ids)
     mastery: dict[str, dict[str, SkillMastery]] = {i: {} for i in ids}
     for row in rows:
         mastery[row["user_id"]][row["skill_id"]] = skill_mastery_from_row(row)
