@@ -35,6 +35,9 @@ from redis.commands.core import AsyncScript
 from learnstream import redis_keys
 from learnstream.redis import redis_client
 from learnstream.settings import Settings
+from learnstream.views import ability as ability_view
+from learnstream.views import mastery as mastery_view
+from learnstream.views import reviews as reviews_view
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +63,6 @@ for k = 1, #KEYS do
   at = last + 1
 end
 return written
-"""
-
-_READ_MASTERY = """
-    SELECT s.tenant_id, s.user_id, s.skill_id, s.p_mastery, s.attempts, s.correct,
-           s.last_attempt_at, s.version
-    FROM skill_mastery AS s
-    JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, user_id, skill_id)
-      USING (tenant_id, user_id, skill_id)
-"""
-_READ_ABILITY = """
-    SELECT a.tenant_id, a.user_id, a.ability, a.ability_se, a.n_responses, a.version
-    FROM learner_ability AS a
-    JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, user_id) USING (tenant_id, user_id)
-"""
-_READ_REVIEWS = """
-    SELECT r.tenant_id, r.user_id, r.item_id, r.algorithm, r.due_at, r.reviews, r.version
-    FROM review_schedule AS r
-    JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, user_id, item_id)
-      USING (tenant_id, user_id, item_id)
 """
 
 
@@ -170,7 +154,7 @@ class LearnerCache:
                 (field, int(row["version"]), json.dumps(value, sort_keys=True))
             )
 
-        for row in await conn.fetch(_READ_MASTERY, *_columns(skills, 3)):
+        for row in await conn.fetch(mastery_view.CACHE_READ, *_columns(skills, 3)):
             add(
                 row,
                 f"mastery:{row['skill_id']}",
@@ -181,7 +165,7 @@ class LearnerCache:
                     "last_attempt_at": row["last_attempt_at"].isoformat(),
                 },
             )
-        for row in await conn.fetch(_READ_ABILITY, *_columns(learners, 2)):
+        for row in await conn.fetch(ability_view.CACHE_READ, *_columns(learners, 2)):
             add(
                 row,
                 "ability",
@@ -191,7 +175,7 @@ class LearnerCache:
                     "n_responses": row["n_responses"],
                 },
             )
-        for row in await conn.fetch(_READ_REVIEWS, *_columns(items, 3)):
+        for row in await conn.fetch(reviews_view.CACHE_READ, *_columns(items, 3)):
             add(
                 row,
                 f"review:{row['item_id']}",

@@ -123,3 +123,21 @@ def density_literal(values: npt.NDArray[np.float64]) -> str:
     so the stored posterior is bit-identical to the computed one.
     """
     return "{" + ",".join(map(repr, values.tolist())) + "}"
+
+
+# The learner cache's read of current rows (with their versions), keyed by
+# (tenant_id, user_id) arrays.
+CACHE_READ = """
+    SELECT a.tenant_id, a.user_id, a.ability, a.ability_se, a.n_responses, a.version
+    FROM learner_ability AS a
+    JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, user_id) USING (tenant_id, user_id)
+"""
+_LEARNER_ABILITY = """
+    SELECT ability, ability_se, n_responses FROM learner_ability
+    WHERE tenant_id = $1 AND user_id = $2
+"""
+
+
+async def learner_ability(db: Queryable, *, tenant_id: str, user_id: str) -> Any | None:
+    """One learner's ability (logits), ability_se (logits) and n_responses; None if none."""
+    return await db.fetchrow(_LEARNER_ABILITY, tenant_id, user_id)

@@ -271,3 +271,14 @@ async def insert_attempts(
         [s.offset for s in sources],
     )
     return {str(row["event_id"]) for row in rows}
+
+
+# The learner cache's read of current rows (with their versions), keyed by
+# (tenant_id, user_id, skill_id) arrays.
+CACHE_READ = """
+    SELECT s.tenant_id, s.user_id, s.skill_id, s.p_mastery, s.attempts, s.correct,
+           s.last_attempt_at, s.version
+    FROM skill_mastery AS s
+    JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, user_id, skill_id)
+      USING (tenant_id, user_id, skill_id)
+"""

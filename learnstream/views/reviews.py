@@ -126,3 +126,41 @@ async def due_items(
     for r in rows:
         due.setdefault((r["tenant_id"], r["user_id"]), {})[r["item_id"]] = r["due_at"]
     return due
+
+
+# The learner cache's read of current rows (with their versions), keyed by
+# (tenant_id, user_id, item_id) arrays.
+CACHE_READ = """
+    SELECT r.tenant_id, r.user_id, r.item_id, r.algorithm, r.due_at, r.reviews, r.version
+    FROM review_schedule AS r
+    JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, user_id, item_id)
+      USING (tenant_id, user_id, item_id)
+"""
+_DUE_COUNTS = """
+    SELECT count(*) FILTER (WHERE due_at <= $3) AS due_now,
+           count(*) FILTER (WHERE due_at > $3 AND due_at <= $4) AS due_soon
+    FROM review_schedule WHERE tenant_id = $1 AND user_id = $2
+"""
+_DUE_LIST = """
+    SELECT r.item_id, p.title, r.due_at, r.reviews
+    FROM review_schedule r
+    LEFT JOIN published_content p ON p.tenant_id = r.tenant_id AND p.item_id = r.item_id
+    WHERE r.tenant_id = $1 AND r.user_id = $2 AND r.due_at <= $3
+    ORDER BY r.due_at, r.item_id LIMIT $4
+"""
+
+
+async def due_counts(
+    db: Queryable, *, tenant_id: str, user_id: str, now: datetime, soon_until: datetime
+) -> tuple[int, int]:
+    """(items due by ``now``, items due after ``now`` up to ``soon_until``); UTC."""
+    row = await db.fetchrow(_DUE_COUNTS, tenant_id, user_id, now, soon_until)
+    return int(row["due_now"]), int(row["due_soon"])
+
+
+async def due_list(
+    db: Queryable, *, tenant_id: str, user_id: str, now: datetime, limit: int
+) -> list[Any]:
+    """Up to ``limit`` items due by ``now``, oldest first: item_id, title (the published
+    item's, None if unpublished), due_at (UTC), reviews."""
+    return await db.fetch(_DUE_LIST, tenant_id, user_id, now, limit)

@@ -44,6 +44,8 @@ from api.services.dashboards.rules import (
 )
 from api.services.mastery import MasteryLabel, SkillMastery, learner_mastery
 from learnstream.db import Queryable
+from learnstream.views import ability as ability_view
+from learnstream.views import reviews as reviews_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,33 +207,15 @@ async def due_reviews(
     db: Queryable, *, tenant_id: str, learner_id: str, now: datetime
 ) -> DueReviews:
     """Reviews due by ``now`` (oldest first, with titles) and the count due within a day."""
-    counts = await db.fetchrow(
-        """
-        SELECT count(*) FILTER (WHERE due_at <= $3) AS due_now,
-               count(*) FILTER (WHERE due_at > $3 AND due_at <= $4) AS due_soon
-        FROM review_schedule WHERE tenant_id = $1 AND user_id = $2
-        """,
-        tenant_id,
-        learner_id,
-        now,
-        now + DUE_SOON,
+    due_now, due_soon = await reviews_view.due_counts(
+        db, tenant_id=tenant_id, user_id=learner_id, now=now, soon_until=now + DUE_SOON
     )
-    rows = await db.fetch(
-        """
-        SELECT r.item_id, p.title, r.due_at, r.reviews
-        FROM review_schedule r
-        LEFT JOIN published_content p ON p.tenant_id = r.tenant_id AND p.item_id = r.item_id
-        WHERE r.tenant_id = $1 AND r.user_id = $2 AND r.due_at <= $3
-        ORDER BY r.due_at, r.item_id LIMIT $4
-        """,
-        tenant_id,
-        learner_id,
-        now,
-        MAX_LISTED,
+    rows = await reviews_view.due_list(
+        db, tenant_id=tenant_id, user_id=learner_id, now=now, limit=MAX_LISTED
     )
     return DueReviews(
-        counts["due_now"],
-        counts["due_soon"],
+        due_now,
+        due_soon,
         [DueReview(r["item_id"], r["title"], r["due_at"], r["reviews"]) for r in rows],
     )
 
@@ -321,12 +305,7 @@ async def _answer_milestone_times(
 
 
 async def _ability(db: Queryable, tenant_id: str, learner_id: str) -> Ability | None:
-    row = await db.fetchrow(
-        "SELECT ability, ability_se, n_responses FROM learner_ability "
-        "WHERE tenant_id = $1 AND user_id = $2",
-        tenant_id,
-        learner_id,
-    )
+    row = await ability_view.learner_ability(db, tenant_id=tenant_id, user_id=learner_id)
     return Ability(row["ability"], row["ability_se"], row["n_responses"]) if row else None
 
 
