@@ -62,6 +62,18 @@ def _rss_bytes(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
+def _complete(answer: bytes) -> bool:
+    """True once ``answer`` holds a whole HTTP head and the Content-Length body after it."""
+    head, found, body = answer.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return True
+
+
 def _stream_until_answered(port: int, path: str, *, give_up_after: int) -> tuple[int, bytes]:
     """POST a chunked body of 64 KiB chunks until the server answers (or until
     ``give_up_after`` bytes went out); the bytes sent and the raw answer."""
@@ -83,7 +95,8 @@ def _stream_until_answered(port: int, path: str, *, give_up_after: int) -> tuple
             sent += len(chunk)
         answer = b""
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and b"\r\n\r\n" not in answer:
+        # The head and the body can arrive in separate segments: read both.
+        while time.monotonic() < deadline and not _complete(answer):
             try:
                 piece = sock.recv(65536)
             except (ConnectionResetError, TimeoutError):
